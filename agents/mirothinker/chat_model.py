@@ -1,0 +1,306 @@
+"""A LangChain chat model that speaks the MiroThinker protocol to vLLM.
+
+Tools are described in the system prompt and called with ``<use_mcp_tool>``
+tags in the reply text; this adapter turns those into standard
+``AIMessage.tool_calls`` so the rest of the engine is protocol-agnostic, and
+turns ``ToolMessage``s back into the one ``user`` message per turn the weights
+were trained on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import InputTokenDetails, UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from mirograph.agents.mirothinker.parsing import parse_reply, render_call
+from mirograph.agents.mirothinker.thinking import with_thinking
+from mirograph.state.retention import OMITTED
+
+DEFAULT_SERVER = "tools"
+
+
+class MiroThinkerChatModel(BaseChatModel):
+    """OpenAI-compatible ``/v1/chat/completions`` client in the MiroThinker shape."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    base_url: str = "http://localhost:8000/v1"
+    model: str = "mirothinker"
+    api_key: str = Field(default="EMPTY", repr=False, exclude=True)
+    temperature: float = 1.0
+    top_p: float = 0.95
+    repetition_penalty: float = 1.05
+    max_tokens: int = 16384
+    timeout_s: float = 600.0
+    max_retries: int = 5
+    streaming: bool = False
+
+    _async_client: openai.AsyncOpenAI | None = PrivateAttr(default=None)
+    _sync_client: openai.OpenAI | None = PrivateAttr(default=None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "mirothinker"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "model": self.model}
+
+    def bind_tools(
+        self, tools: Sequence[BaseTool | dict[str, Any]], **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Remember which server each tool lives on; the prompt already lists them."""
+        servers = {_tool_name(tool): _tool_server(tool) for tool in tools}
+        return self.bind(tool_servers=servers, **kwargs)
+
+    # -- requests -----------------------------------------------------------
+
+    def request_body(
+        self, messages: Sequence[BaseMessage], tool_servers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The ``/v1/chat/completions`` body for these messages (public for tests)."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_openai_messages(messages, tool_servers or {}),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+        }
+        if self.repetition_penalty != 1.0:
+            body["extra_body"] = {"repetition_penalty": self.repetition_penalty}
+        return body
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        body = self.request_body(messages, kwargs.get("tool_servers"))
+        client = self._aclient()
+        if self.streaming:
+            stream = await client.chat.completions.create(
+                **body, stream=True, stream_options={"include_usage": True}
+            )
+            parts = _StreamParts()
+            async for chunk in stream:
+                parts.add(chunk)
+            return _result(parts.content, parts.reasoning, parts.finish_reason, parts.usage)
+        response = await client.chat.completions.create(**body)
+        return _from_response(response)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        body = self.request_body(messages, kwargs.get("tool_servers"))
+        if self.streaming:
+            parts = _StreamParts()
+            for chunk in self._client().chat.completions.create(
+                **body, stream=True, stream_options={"include_usage": True}
+            ):
+                parts.add(chunk)
+            return _result(parts.content, parts.reasoning, parts.finish_reason, parts.usage)
+        return _from_response(self._client().chat.completions.create(**body))
+
+    def _aclient(self) -> openai.AsyncOpenAI:
+        if self._async_client is None:
+            self._async_client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self.api_key,
+                timeout=self.timeout_s,
+                max_retries=self.max_retries,
+            )
+        return self._async_client
+
+    def _client(self) -> openai.OpenAI:
+        if self._sync_client is None:
+            self._sync_client = openai.OpenAI(
+                base_url=self.base_url,
+                api_key=self.api_key,
+                timeout=self.timeout_s,
+                max_retries=self.max_retries,
+            )
+        return self._sync_client
+
+
+# -- LangChain messages -> MiroThinker messages ------------------------------
+
+
+def to_openai_messages(
+    messages: Sequence[BaseMessage], tool_servers: dict[str, str]
+) -> list[dict[str, str]]:
+    """System, user and assistant messages in the trained shape.
+
+    Consecutive tool results become ONE user message, joined by newlines; a
+    group whose results were all omitted by retention shows the placeholder
+    once. Assistant turns go back as generated, thinking included.
+    """
+    out: list[dict[str, str]] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            merged = OMITTED if all(p == OMITTED for p in pending) else "\n".join(pending)
+            out.append({"role": "user", "content": merged})
+            pending.clear()
+
+    for message in messages:
+        if isinstance(message, ToolMessage):
+            pending.append(_text(message))
+            continue
+        flush()
+        if isinstance(message, SystemMessage):
+            out.append({"role": "system", "content": _text(message)})
+        elif isinstance(message, AIMessage):
+            out.append({"role": "assistant", "content": _assistant_text(message, tool_servers)})
+        elif isinstance(message, HumanMessage):
+            out.append({"role": "user", "content": _text(message)})
+        else:
+            raise TypeError(f"cannot send a {type(message).__name__} to a MiroThinker model")
+    flush()
+    return out
+
+
+def _assistant_text(message: AIMessage, tool_servers: dict[str, str]) -> str:
+    text = with_thinking(_text(message), message.additional_kwargs.get("reasoning_content"))
+    if message.tool_calls and "<use_mcp_tool>" not in text:
+        # A turn produced elsewhere (a native model, a hand-made history): write
+        # its calls in the protocol so the weights see the shape they know.
+        calls = [
+            render_call(tool_servers.get(c["name"], DEFAULT_SERVER), c["name"], c["args"])
+            for c in message.tool_calls
+        ]
+        text = "\n\n".join([text.rstrip(), *calls]).lstrip()
+    return text
+
+
+def _text(message: BaseMessage) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    return "".join(
+        part if isinstance(part, str) else str(part.get("text", "")) for part in message.content
+    )
+
+
+def _tool_name(tool: BaseTool | dict[str, Any]) -> str:
+    if isinstance(tool, BaseTool):
+        return tool.name
+    return str(tool.get("name") or tool.get("function", {}).get("name"))
+
+
+def _tool_server(tool: BaseTool | dict[str, Any]) -> str:
+    if isinstance(tool, BaseTool):
+        return str((tool.metadata or {}).get("mcp_server", DEFAULT_SERVER))
+    return str(tool.get("server", DEFAULT_SERVER))
+
+
+# -- MiroThinker reply -> AIMessage ------------------------------------------
+
+
+class _StreamParts:
+    """Accumulates a streamed reply; a stream cut mid-way raises in the iterator."""
+
+    def __init__(self) -> None:
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: Any = None
+
+    def add(self, chunk: Any) -> None:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta.content:
+                self._content.append(delta.content)
+            reasoning = (delta.model_extra or {}).get("reasoning_content")
+            if reasoning:
+                self._reasoning.append(reasoning)
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+
+    @property
+    def content(self) -> str:
+        return "".join(self._content)
+
+    @property
+    def reasoning(self) -> str | None:
+        return "".join(self._reasoning) or None
+
+
+def _from_response(response: Any) -> ChatResult:
+    choice = response.choices[0]
+    reasoning = (choice.message.model_extra or {}).get("reasoning_content")
+    return _result(choice.message.content or "", reasoning, choice.finish_reason, response.usage)
+
+
+def _result(
+    content: str, reasoning: str | None, finish_reason: str | None, usage: Any
+) -> ChatResult:
+    parsed = parse_reply(content)
+    tool_calls = [
+        {"name": c.tool, "args": c.arguments, "id": _call_id(), "type": "tool_call"}
+        for c in parsed.calls
+    ]
+    invalid = [
+        {
+            "name": m.tool,
+            "args": m.raw_arguments,
+            "id": _call_id(),
+            "error": m.error,
+            "type": "invalid_tool_call",
+        }
+        for m in parsed.malformed
+    ]
+    message = AIMessage(
+        content=content,
+        tool_calls=tool_calls,
+        invalid_tool_calls=invalid,
+        additional_kwargs={"reasoning_content": reasoning} if reasoning else {},
+        usage_metadata=_usage(usage),
+        response_metadata={
+            "finish_reason": finish_reason,
+            "stray_tags": parsed.stray_tags,
+            "servers": {c.tool: c.server for c in parsed.calls},
+        },
+    )
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _usage(usage: Any) -> UsageMetadata | None:
+    if usage is None:
+        return None
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return UsageMetadata(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        total_tokens=usage.total_tokens or 0,
+        input_token_details=InputTokenDetails(cache_read=cached),
+    )
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:16]}"

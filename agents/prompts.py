@@ -1,0 +1,115 @@
+"""Prompts, in our own wording, in the structure the MiroThinker weights expect.
+
+System prompt: introduction with today's date, the protocol's tool section
+(MiroThinker only; native models get tools through the API), a general
+objective and an agent-specific one. A user can replace the whole system
+prompt with a template file using ``$today``, ``$tools`` and ``$objective``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from string import Template
+
+from mirograph.agents.mirothinker.tool_prompt import ToolSpec, render_tool_section
+
+INTRO = (
+    "In this environment you have access to a set of tools you can use to answer the"
+    " user's question. You may use one tool per message, and will receive the result of"
+    " that tool use in the user's next message. You accomplish a given task iteratively,"
+    " each tool use informed by the result of the previous one.\n\nToday is: $today"
+)
+
+GENERAL_OBJECTIVE = """# General Objective
+
+You accomplish a given task iteratively, breaking it down into clear steps and working \
+through them methodically.
+
+1. Analyze the task and set clear, achievable sub-goals in a logical order.
+2. Work through the sub-goals one at a time, using one tool per step when a tool helps.
+3. Check every intermediate result against the task before building on it.
+4. When the task is solved, give the final answer without calling a tool."""
+
+OBJECTIVES: dict[str, str] = {
+    "main": (
+        "# Agent Specific Objective\n\nYou are the main agent. Solve the user's task,"
+        " using the tools available to you whenever they help, and verify your findings"
+        " before you answer."
+    ),
+    "browsing": (
+        "# Agent Specific Objective\n\nYou are a browsing agent. Retrieve factual,"
+        " verifiable information for the sub-task you are given, from the sources your"
+        " tools reach. Report only what you found, with where you found it; do not"
+        " speculate and do not invent content."
+    ),
+    "coding": (
+        "# Agent Specific Objective\n\nYou are a coding agent. Solve the sub-task you are"
+        " given by writing and running code, and report the results you observed."
+    ),
+    "reasoning": (
+        "# Agent Specific Objective\n\nYou are a reasoning agent. Think through the"
+        " sub-task you are given carefully and report a well-justified conclusion."
+    ),
+}
+
+TASK_SUFFIX = (
+    "You should follow the format instruction in the request strictly and wrap the final"
+    " answer in \\boxed{}."
+)
+
+#: Opening words of every closing request; lets tests and policies recognise it.
+CLOSING_HEADER = "This is a direct instruction to you (the assistant), not a tool result."
+
+ANSWER_RULES = """Answer format rules:
+- If the answer is a number, write it as digits, without commas, units or symbols unless \
+the question asks for them.
+- If the answer is a string, use as few words as possible, without articles or \
+abbreviations unless the question asks for them.
+- If the answer is a list, write a comma-separated list following the rules above for \
+each element.
+- No trailing punctuation."""
+
+
+def system_prompt(
+    *,
+    today: str,
+    role: str = "main",
+    tools: Sequence[ToolSpec] = (),
+    objective: str | None = None,
+    template: Path | None = None,
+) -> str:
+    """Render the system prompt for one agent; ``tools`` empty for native models."""
+    tool_section = render_tool_section(tools)
+    agent_objective = objective or OBJECTIVES.get(role, OBJECTIVES["main"])
+    if template is not None:
+        return Template(template.read_text(encoding="utf-8")).safe_substitute(
+            today=today, tools=tool_section, objective=agent_objective
+        )
+    parts = [Template(INTRO).substitute(today=today), tool_section, GENERAL_OBJECTIVE]
+    parts.append(agent_objective)
+    return "\n\n".join(part for part in parts if part)
+
+
+def task_message(question: str) -> str:
+    """The first user message: the task, then the answer-format request."""
+    return f"{question.rstrip()}\n\n{TASK_SUFFIX}"
+
+
+def closing_request(question: str, *, role: str = "main") -> str:
+    """The last request to an agent: summarise and answer, with no more tool calls."""
+    if role != "main":
+        return (
+            f"{CLOSING_HEADER}\n\nYour work on this sub-task ends now; you may not call"
+            " any more tools. Write a structured report of everything you found for the"
+            " sub-task below: the facts, where each came from, and partial or uncertain"
+            " findings marked as such. Do not invent content.\n\n"
+            f"Sub-task: {question.strip()}"
+        )
+    return (
+        f"{CLOSING_HEADER}\n\nYour work on this task ends now; you may not call any more"
+        " tools. Summarise what you found, then give your final answer wrapped in"
+        " \\boxed{}. If you could not find the answer, give your best-supported guess"
+        f" in \\boxed{{}}.\n\nThe original question was:\n{question.strip()}\n\n"
+        f"{ANSWER_RULES}"
+    )

@@ -1,0 +1,104 @@
+"""What a simulated model says: policies, their results, and loading them by name.
+
+The simulated server is stateless: a policy sees one request body and returns
+the reply text, a richer ``SimReply``, or a ``Fault`` to inject. Policies are
+named ``module:function`` on the command line so that tests, benchmarks and the
+demo can script the model without touching the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from urllib.parse import parse_qsl
+
+__all__ = ["Fault", "Policy", "PolicyResult", "SimReply", "load_policy"]
+
+
+@dataclass(frozen=True)
+class SimReply:
+    """A reply with the parts a reasoning parser or a length cut would produce."""
+
+    content: str
+    reasoning_content: str | None = None
+    finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure to inject instead of a reply.
+
+    ``status`` is the HTTP status of an OpenAI-style error response, sent after
+    ``delay_ms``. When ``cut_stream_after_chars`` is set (or ``status`` is 0) the
+    server instead starts a 200 response, sends that many characters of content
+    (drawn from ``message``) and drops the connection, so the client sees a
+    broken stream rather than a clean end.
+    """
+
+    status: int = 500
+    message: str = "simulated server error"
+    retry_after: float | None = None
+    delay_ms: int = 0
+    cut_stream_after_chars: int | None = None
+
+    @property
+    def cuts_stream(self) -> bool:
+        """True when this fault breaks a started response instead of erroring."""
+        return self.cut_stream_after_chars is not None or self.status == 0
+
+
+PolicyResult: TypeAlias = str | SimReply | Fault
+Policy: TypeAlias = Callable[[dict[str, Any]], PolicyResult | Awaitable[PolicyResult]]
+
+_SHAPE = "expected 'module:function' optionally followed by '?key=value&...'"
+
+
+def load_policy(spec: str) -> Policy:
+    """Import ``module:function`` and bind ``?key=value`` pairs as keyword arguments."""
+    target, _, query = spec.partition("?")
+    module_name, sep, attr_path = target.partition(":")
+    if not sep or not module_name.strip() or not attr_path.strip():
+        raise ValueError(f"invalid policy spec {spec!r}: {_SHAPE}")
+    try:
+        obj: Any = importlib.import_module(module_name.strip())
+    except Exception as exc:  # any import-time failure is a bad spec to the caller
+        raise ValueError(f"invalid policy spec {spec!r}: {_first_line(exc)} ({_SHAPE})") from exc
+    for name in attr_path.strip().split("."):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError as exc:
+            raise ValueError(
+                f"invalid policy spec {spec!r}: {module_name} has no attribute {attr_path!r} "
+                f"({_SHAPE})"
+            ) from exc
+    if not callable(obj):
+        raise ValueError(f"invalid policy spec {spec!r}: {attr_path!r} is not callable ({_SHAPE})")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise ValueError(f"invalid policy spec {spec!r}: bad query {query!r} ({_SHAPE})") from exc
+    if not pairs:
+        return obj  # type: ignore[no-any-return]
+    return functools.partial(obj, **{key: _convert(value) for key, value in pairs})
+
+
+def _convert(value: str) -> Any:
+    """Turn a query value into an int, float or bool where it parses as one."""
+    lowered = value.lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    """One line naming the exception, for single-line error messages."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,208 @@
+"""The ``mirograph`` command line: run, resume, show, ls, sim-model.
+
+Exit codes: 0 completed; 1 the run failed (still resumable); 2 bad input
+(flow file, run id, store URL); 3 the run paused (model server unavailable),
+resume it once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mirograph.agents.tools.registry import ToolRefError
+from mirograph.graphs.builder import FlowBuildError
+from mirograph.state.store import StoreURLError
+
+from .loader import FlowError, load_flow
+from .runner import (
+    RunFailedError,
+    RunNotFoundError,
+    RunOutcome,
+    list_runs,
+    resume_run,
+    run_report,
+    start_run,
+)
+
+app = typer.Typer(
+    name="mirograph",
+    help="Long, resumable research investigations driven by MiroThinker on LangGraph.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+T = TypeVar("T")
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Store URL (default sqlite:///$MIROGRAPH_HOME/runs.db)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run as one JSON object.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a flow key, e.g. agents.main.max_turns=50."),
+]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _call(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine, turning known failures into one line and an exit code."""
+    try:
+        return asyncio.run(coro)
+    except (FlowError, FlowBuildError, ToolRefError, StoreURLError, RunNotFoundError) as exc:
+        _fail(str(exc), 2)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    except RunFailedError as exc:
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted; the run is paused and resumable with `mirograph resume RUN_ID`", 130)
+
+
+def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=_call(run_report(outcome.id, store_url=store)))
+    if outcome.status == "paused":
+        _fail(f"run {outcome.id} paused: {outcome.reason}; then `mirograph resume {outcome.id}`", 3)
+    if not as_json:
+        err.print(f"run {outcome.id} completed", style="dim")
+        print(outcome.answer if outcome.answer is not None else "(no boxed answer found)")
+
+
+@app.command()
+def run(
+    question: Annotated[str, typer.Argument(help="The question to investigate.")],
+    flow: Annotated[
+        str | None, typer.Option("--flow", help="Shipped flow name or path to a YAML flow.")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--id", help="Run id (default: generated).")] = None,
+    store: StoreOpt = None,
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start an investigation; prints the final answer."""
+    try:
+        spec = load_flow(flow, overrides or [])
+    except FlowError as exc:
+        _fail(str(exc), 2)
+    outcome = _call(start_run(question, spec, run_id=run_id, store_url=store))
+    _finish(outcome, store, as_json)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue (see `mirograph ls`).")],
+    store: StoreOpt = None,
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a paused, failed or killed run from its last checkpoint."""
+    outcome = _call(resume_run(run_id, store_url=store, overrides=overrides or []))
+    _finish(outcome, store, as_json)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run to show (see `mirograph ls`).")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Status, answer and per-agent counters of one run."""
+    report = _call(run_report(run_id, store_url=store))
+    if as_json:
+        out.print_json(data=report)
+        return
+    out.print(f"[bold]{report['id']}[/]  {report['status']}  flow={report['flow']}")
+    out.print(f"question: {report['question']}", markup=False)
+    if report["reason"]:
+        out.print(f"reason: {report['reason']}", markup=False)
+    table = Table("agent", "turns", "tool calls", "rollbacks", "prompt tok", "completion tok")
+    for name, s in report["agents"].items():
+        table.add_row(
+            name,
+            *(
+                str(s[k])
+                for k in ("turns", "tool_calls", "rollbacks", "prompt_tokens", "completion_tokens")
+            ),
+        )
+    out.print(table)
+    out.print(f"answer: {report['answer']}", markup=False)
+
+
+@app.command("ls")
+def list_command(store: StoreOpt = None) -> None:
+    """List runs, newest first."""
+    records = _call(list_runs(store_url=store))
+    if not records:
+        err.print('no runs yet; start one with `mirograph run "question"`')
+        return
+    table = Table("id", "status", "flow", "turns", "age", "question")
+    now = time.time()
+    for r in records:
+        turns = sum(a.get("turns", 0) for a in r.usage.values()) if r.usage else "-"
+        table.add_row(
+            r.id,
+            r.effective_status,
+            r.flow,
+            str(turns),
+            _age(now - r.created_at),
+            r.question[:60],
+        )
+    out.print(table)
+
+
+@app.command("sim-model")
+def sim_model(
+    policy: Annotated[str, typer.Option("--policy", help="module:function returning the reply.")],
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = any free).")] = 8000,
+    latency_ms: Annotated[int, typer.Option("--latency-ms", help="Delay per reply.")] = 0,
+    max_context_tokens: Annotated[
+        int | None, typer.Option("--max-context-tokens", help="Answer longer prompts with 400.")
+    ] = None,
+    model_name: Annotated[str, typer.Option("--model-name")] = "mirothinker",
+) -> None:
+    """Serve a simulated OpenAI-compatible model (for tests, benchmarks, the demo)."""
+    from mirograph.agents.sim.policy import load_policy
+    from mirograph.agents.sim.server import serve_forever
+
+    try:
+        load_policy(policy)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    serve_forever(
+        policy,
+        port=port,
+        latency_ms=latency_ms,
+        max_context_tokens=max_context_tokens,
+        model_name=model_name,
+    )
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Load and validate flow files before anything runs.
+
+A flow is a YAML file or the name of one shipped in ``flows/``. Strings may
+use ``${VAR}`` and ``${VAR:-default}`` from the environment; ``--set
+a.b.c=value`` overrides any key. Every problem is reported on one line with
+the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mirograph.graphs.config import FlowConfig
+
+SHIPPED_DIR = Path(__file__).parent
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+class FlowError(ValueError):
+    """A flow that cannot run; the message names the file, key path and fix."""
+
+
+def shipped_flows() -> list[str]:
+    return sorted(p.stem.replace("_", "-") for p in SHIPPED_DIR.glob("*.yaml"))
+
+
+def find_flow(ref: str | None) -> Path:
+    """The file of a flow reference: a path, or a shipped name like ``single-agent``."""
+    ref = ref or "single-agent"
+    path = Path(ref).expanduser()
+    if path.suffix in {".yaml", ".yml"} or os.sep in ref:
+        if not path.is_file():
+            raise FlowError(f"flow file {ref!r} does not exist")
+        return path
+    shipped = SHIPPED_DIR / f"{ref.replace('-', '_')}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise FlowError(
+        f"unknown flow {ref!r}; use a path to a .yaml file or one of: {', '.join(shipped_flows())}"
+    )
+
+
+def load_flow(ref: str | None = None, overrides: Sequence[str] = ()) -> FlowConfig:
+    path = find_flow(ref)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise FlowError(f"{path}:{where}: {problem}; fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise FlowError(f"{path}: expected a mapping with name, models, agents, entry")
+    try:
+        expanded = expand_env(raw)
+    except FlowError as exc:
+        raise FlowError(f"{path}: {exc}") from None
+    return validate_flow(apply_overrides(expanded, overrides, source=path), source=path)
+
+
+def validate_flow(data: dict[str, Any], *, source: Path | str = "<flow>") -> FlowConfig:
+    try:
+        return FlowConfig.model_validate(data)
+    except ValidationError as exc:
+        raise FlowError(f"{source}: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """Pydantic errors as ``key.path: what was expected, got what`` on one line."""
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; remove it or check its spelling"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in error and error["type"] not in {"value_error"}:
+            message = f"{message}, got {error['input']!r}"
+        parts.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(parts)
+
+
+def expand_env(value: Any) -> Any:
+    """``${VAR}`` / ``${VAR:-default}`` in every string of a parsed flow."""
+    if isinstance(value, str):
+        return _VAR.sub(_substitute, value)
+    if isinstance(value, dict):
+        return {key: expand_env(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand_env(item) for item in value]
+    return value
+
+
+def _substitute(match: re.Match[str]) -> str:
+    name, default = match.group("name"), match.group("default")
+    value = os.environ.get(name)
+    if value:
+        return value
+    if default is not None:
+        return default
+    raise FlowError(f"environment variable {name} is not set; set it or write ${{{name}:-default}}")
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str], *, source: Path | str = "<flow>"
+) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides; values are YAML scalars (numbers, booleans...)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise FlowError(f"--set {item!r}: expected KEY=VALUE, e.g. agents.main.max_turns=50")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise FlowError(f"{source}: --set {key}: {part!r} is not a mapping")
+            node = child
+        node[leaf] = yaml.safe_load(text) if text.strip() else ""
+    return data

@@ -1,0 +1,185 @@
+"""Run, resume and inspect investigations: the Python API behind the CLI.
+
+A run is a LangGraph thread in the store (``thread_id`` = run id) plus a row
+in the run registry. The graph runs with ``durability="sync"``: each step is
+committed before the next model call, so ``resume`` continues a killed run
+from its last completed step and never repeats a completed turn.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+
+from mirograph.agents.errors import ModelUnavailableError
+from mirograph.agents.tools.base import ToolContext
+from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
+from mirograph.graphs.config import FlowConfig
+from mirograph.state.registry import RunRecord, UnknownRunError
+from mirograph.state.schema import empty_stats
+from mirograph.state.store import Store, mirograph_home, open_store
+
+from .loader import apply_overrides, validate_flow
+
+
+class RunNotFoundError(LookupError):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run {run_id!r} in this store; `mirograph ls` lists run ids")
+
+
+class RunFailedError(RuntimeError):
+    """The run stopped on an unexpected error; it stays resumable."""
+
+
+@dataclass
+class RunOutcome:
+    id: str
+    status: str
+    answer: str | None
+    reason: str | None
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def run_dir(run_id: str) -> Path:
+    return mirograph_home() / "runs" / run_id
+
+
+async def start_run(
+    question: str,
+    flow: FlowConfig,
+    *,
+    run_id: str | None = None,
+    store_url: str | None = None,
+) -> RunOutcome:
+    """Start a new investigation and run it until it completes or pauses."""
+    if not question.strip():
+        raise ValueError("the question is empty; pass the question to investigate")
+    run_id = run_id or new_run_id()
+    async with open_store(store_url) as store:
+        record = RunRecord(
+            id=run_id,
+            question=question,
+            flow=flow.name,
+            flow_spec=flow.model_dump(mode="json"),
+            status="running",
+            pid=os.getpid(),
+        )
+        store.registry.create(record)
+        return await _execute(store, record, flow, {"question": question})
+
+
+async def resume_run(
+    run_id: str, *, store_url: str | None = None, overrides: Sequence[str] = ()
+) -> RunOutcome:
+    """Continue a paused, failed or killed run from its last checkpoint."""
+    async with open_store(store_url) as store:
+        record = _get(store, run_id)
+        if record.effective_status == "completed":
+            return RunOutcome(run_id, "completed", record.answer, record.reason)
+        spec = apply_overrides(record.flow_spec, overrides, source=f"run {run_id}")
+        flow = validate_flow(spec, source=f"run {run_id}")
+        if overrides:
+            store.registry.update(run_id, flow_spec=flow.model_dump(mode="json"))
+        graph = _compile(store, run_id, flow)
+        snapshot = await graph.aget_state(_config(run_id, flow))
+        pending: dict[str, Any] | None = None if snapshot.values else {"question": record.question}
+        return await _execute(store, record, flow, pending, graph=graph)
+
+
+async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, Any]:
+    """What ``show --json`` prints: the registry row plus per-agent counters."""
+    async with open_store(store_url) as store:
+        record = _get(store, run_id)
+        flow = validate_flow(record.flow_spec, source=f"run {run_id}")
+        graph = _compile(store, run_id, flow)
+        snapshot = await graph.aget_state(_config(run_id, flow))
+        return _report(record, flow, snapshot.values or {})
+
+
+async def list_runs(*, store_url: str | None = None, limit: int = 200) -> list[RunRecord]:
+    async with open_store(store_url) as store:
+        return store.registry.list(limit)
+
+
+# -- internals ------------------------------------------------------------------
+
+
+def _get(store: Store, run_id: str) -> RunRecord:
+    try:
+        return store.registry.get(run_id)
+    except UnknownRunError:
+        raise RunNotFoundError(run_id) from None
+
+
+def _compile(store: Store, run_id: str, flow: FlowConfig) -> CompiledStateGraph:
+    workspace = run_dir(run_id) / "workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    graph = build_flow_graph(flow, ToolContext(run_id=run_id, workspace=workspace))
+    return graph.compile(checkpointer=store.checkpointer, name=flow.name)
+
+
+def _config(run_id: str, flow: FlowConfig) -> dict[str, Any]:
+    return {
+        "configurable": {"thread_id": run_id},
+        "recursion_limit": flow_recursion_limit(flow),
+    }
+
+
+async def _execute(
+    store: Store,
+    record: RunRecord,
+    flow: FlowConfig,
+    graph_input: dict[str, Any] | None,
+    *,
+    graph: CompiledStateGraph | None = None,
+) -> RunOutcome:
+    run_id = record.id
+    graph = graph or _compile(store, run_id, flow)
+    config = _config(run_id, flow)
+    store.registry.update(run_id, status="running", reason=None, pid=os.getpid())
+    try:
+        await graph.ainvoke(graph_input, config, durability="sync")
+    except ModelUnavailableError as exc:
+        store.registry.update(run_id, status="paused", reason=str(exc))
+        return RunOutcome(run_id, "paused", None, str(exc))
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        status = "paused" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        store.registry.update(run_id, status=status, reason=reason)
+        if status == "failed":
+            raise RunFailedError(
+                f"run {run_id} stopped: {reason}; fix the cause, then `mirograph resume {run_id}`"
+            ) from exc
+        raise
+    values = (await graph.aget_state(config)).values
+    report = _report(record, flow, values)
+    store.registry.update(
+        run_id, status="completed", answer=values.get("answer"), usage=report["agents"]
+    )
+    return RunOutcome(run_id, "completed", values.get("answer"), None)
+
+
+def _report(record: RunRecord, flow: FlowConfig, values: dict[str, Any]) -> dict[str, Any]:
+    stats = dict(values.get("stats") or empty_stats())
+    return {
+        "id": record.id,
+        "question": record.question,
+        "flow": record.flow,
+        "status": record.effective_status,
+        "reason": record.reason,
+        "answer": values.get("answer", record.answer),
+        "stop_reason": values.get("stop_reason"),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "agents": {flow.entry: stats},
+    }

@@ -1,0 +1,111 @@
+"""How a flow file describes one agent: its model, budget, window and tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mirograph.agents.config import ModelConfig
+from mirograph.agents.tools.registry import ToolRefError, check_ref
+
+#: Protocol page: a result longer than this is cut and ends with the marker.
+MAX_RESULT_CHARS = 100_000
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Name of an entry under the flow's ``models``.
+    model: str
+    #: Which objective the system prompt states: main, browsing, coding, reasoning.
+    role: str | None = None
+    #: Replaces the role's objective text.
+    objective: str | None = None
+    #: A file whose text replaces the system prompt ($today, $tools, $objective).
+    system_prompt_template: Path | None = None
+    max_turns: int = Field(600, gt=0)
+    #: Keep-K: tool results sent in full; -1 keeps all.
+    keep_tool_results: int = Field(5, ge=-1)
+    #: Resamples in a row (malformed calls, stray tags) before the agent closes.
+    max_rollbacks: int = Field(5, ge=0)
+    tools: list[str] = Field(default_factory=list)
+    sub_agents: list[str] = Field(default_factory=list)
+    tool_timeout_s: float = Field(600.0, gt=0)
+    max_result_chars: int = Field(MAX_RESULT_CHARS, gt=0)
+
+
+def recursion_limit(max_turns: int) -> int:
+    """LangGraph steps an agent may take: start, model+tools per turn, close, margin."""
+    return 2 * max_turns + 8
+
+
+class FlowConfig(BaseModel):
+    """A whole research graph: named models, named agents, and the entry agent.
+
+    Cross-references are checked here, so a graph built from Python is held
+    to the same rules as one loaded from a flow file.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    models: dict[str, ModelConfig]
+    agents: dict[str, AgentConfig]
+    entry: str
+
+    @model_validator(mode="after")
+    def _check_references(self) -> FlowConfig:
+        if self.entry not in self.agents:
+            raise ValueError(
+                f"entry {self.entry!r} is not an agent; defined agents: {_names(self.agents)}"
+            )
+        for name, agent in self.agents.items():
+            if agent.model not in self.models:
+                raise ValueError(
+                    f"agents.{name}.model: unknown model {agent.model!r};"
+                    f" defined models: {_names(self.models)}"
+                )
+            for sub in agent.sub_agents:
+                if sub not in self.agents:
+                    raise ValueError(
+                        f"agents.{name}.sub_agents: unknown agent {sub!r};"
+                        f" defined agents: {_names(self.agents)}"
+                    )
+            for i, ref in enumerate(agent.tools):
+                try:
+                    check_ref(ref)
+                except ToolRefError as exc:
+                    raise ValueError(f"agents.{name}.tools[{i}]: {exc}") from None
+        cycle = _find_cycle({name: a.sub_agents for name, a in self.agents.items()})
+        if cycle:
+            raise ValueError(f"sub_agents form a cycle: {' -> '.join(cycle)}; remove one link")
+        return self
+
+
+def _names(mapping: dict[str, object]) -> str:
+    return ", ".join(sorted(mapping)) or "none"
+
+
+def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in the sub-agent graph as a path that returns to its start, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in edges:
+        if node not in state and (found := visit(node)):
+            return found
+    return None

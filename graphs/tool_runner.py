@@ -1,0 +1,105 @@
+"""Run one turn's tool calls: concurrently, time-limited, never raising.
+
+A failure becomes a one-line error the model sees, naming tool and server;
+an empty result a short sentence; a long one is cut with the protocol's marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages.tool import InvalidToolCall, ToolCall
+from langchain_core.tools import BaseTool
+from pydantic import ValidationError
+
+from mirograph.agents.tools.base import server_of
+
+TRUNCATED = "[Result truncated]"
+
+
+class ToolRunner:
+    def __init__(self, tools: Sequence[BaseTool], *, timeout_s: float, max_chars: int) -> None:
+        self.tools = {tool.name: tool for tool in tools}
+        self.timeout_s = timeout_s
+        self.max_chars = max_chars
+
+    async def run(self, reply: AIMessage) -> list[ToolMessage]:
+        """Results in call order; malformed calls answered with their parse error."""
+        results = await asyncio.gather(*(self._call(call) for call in reply.tool_calls))
+        results.extend(self._malformed(call) for call in reply.invalid_tool_calls)
+        return results
+
+    async def _call(self, call: ToolCall) -> ToolMessage:
+        name = call["name"]
+        tool = self.tools.get(name)
+        if tool is None:
+            known = ", ".join(sorted(self.tools)) or "none"
+            return _error(call["id"], name, f"Unknown tool {name!r}. Available tools: {known}.")
+        server = server_of(tool)
+        try:
+            output = await asyncio.wait_for(tool.ainvoke(call["args"]), self.timeout_s)
+        except TimeoutError:
+            detail = f"timed out after {self.timeout_s:g} s"
+            return _error(call["id"], name, _failure(name, server, detail))
+        except ValidationError as exc:
+            detail = f"invalid arguments: {_validation_summary(exc)}"
+            return _error(call["id"], name, _failure(name, server, detail))
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {_first_line(exc)}"
+            return _error(call["id"], name, _failure(name, server, detail))
+        text = _as_text(output)
+        if not text.strip():
+            text = f"Tool call to {name} on {server} completed, but produced no output."
+        return ToolMessage(
+            content=self._truncate(text), tool_call_id=call["id"], name=name, id=_id()
+        )
+
+    def _malformed(self, call: InvalidToolCall) -> ToolMessage:
+        name = call.get("name") or "unknown"
+        detail = f"Tool call to {name} was not executed: its arguments are not valid JSON"
+        error = call.get("error")
+        return _error(call.get("id") or _id(), name, f"{detail} ({error})." if error else detail)
+
+    def _truncate(self, text: str) -> str:
+        if len(text) <= self.max_chars:
+            return text
+        return f"{text[: self.max_chars]}\n{TRUNCATED}"
+
+
+def _failure(name: str, server: str, detail: str) -> str:
+    return f"Tool call to {name} on {server} failed: {detail}"
+
+
+def _error(call_id: str, name: str, text: str) -> ToolMessage:
+    one_line = " ".join(text.split())
+    return ToolMessage(content=one_line, tool_call_id=call_id, name=name, status="error", id=_id())
+
+
+def _as_text(output: Any) -> str:
+    if isinstance(output, str):
+        return output
+    if isinstance(output, ToolMessage):
+        return output.text
+    try:
+        return json.dumps(output, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(output)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:500] if lines else "(no message)"
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()]
+    return "; ".join(parts[:5])
+
+
+def _id() -> str:
+    return uuid.uuid4().hex

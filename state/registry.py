@@ -1,0 +1,169 @@
+"""The run registry: one row per run, so runs can be listed and found by id.
+
+The checkpoint holds a run's state; the registry holds what a person looks
+for (question, flow, status, timestamps, usage) and the resolved flow needed
+to rebuild the run's graph on resume, in any process or machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+RunStatus = Literal["running", "paused", "completed", "failed"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mirograph_runs (
+    id TEXT PRIMARY KEY,
+    question TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    flow_spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    answer TEXT,
+    usage TEXT NOT NULL DEFAULT '{}',
+    pid INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""
+
+
+class UnknownRunError(LookupError):
+    """No run with that id in the store."""
+
+
+@dataclass
+class RunRecord:
+    id: str
+    question: str
+    flow: str
+    flow_spec: dict[str, Any]
+    status: RunStatus
+    reason: str | None = None
+    answer: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    pid: int | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def effective_status(self) -> RunStatus:
+        """``running`` only while the recorded process is alive on this host.
+
+        A runner killed with SIGKILL cannot update its row; such a run is
+        reported as ``paused`` (resumable), not as running forever.
+        """
+        if self.status == "running" and not _pid_alive(self.pid):
+            return "paused"
+        return self.status
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _not_zombie(pid)
+
+
+def _not_zombie(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class SqliteRunRegistry:
+    """Registry table in the same SQLite file as the checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def create(self, record: RunRecord) -> None:
+        now = time.time()
+        try:
+            self._conn.execute(
+                "INSERT INTO mirograph_runs (id, question, flow, flow_spec, status, reason,"
+                " answer, usage, pid, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.question,
+                    record.flow,
+                    json.dumps(record.flow_spec),
+                    record.status,
+                    record.reason,
+                    record.answer,
+                    json.dumps(record.usage),
+                    record.pid,
+                    now,
+                    now,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise ValueError(
+                f"run id {record.id!r} already exists; resume it with"
+                f" `mirograph resume {record.id}` or pick another --id"
+            ) from None
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        if "flow_spec" in fields:
+            fields["flow_spec"] = json.dumps(fields["flow_spec"])
+        if "usage" in fields:
+            fields["usage"] = json.dumps(fields["usage"])
+        fields["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._conn.execute(
+            f"UPDATE mirograph_runs SET {assignments} WHERE id = ?", (*fields.values(), run_id)
+        )
+
+    def get(self, run_id: str) -> RunRecord:
+        row = self._conn.execute(
+            "SELECT id, question, flow, flow_spec, status, reason, answer, usage, pid,"
+            " created_at, updated_at FROM mirograph_runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise UnknownRunError(run_id)
+        return _record(row)
+
+    def list(self, limit: int = 200) -> list[RunRecord]:
+        rows = self._conn.execute(
+            "SELECT id, question, flow, flow_spec, status, reason, answer, usage, pid,"
+            " created_at, updated_at FROM mirograph_runs ORDER BY created_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        question=row[1],
+        flow=row[2],
+        flow_spec=json.loads(row[3]),
+        status=row[4],
+        reason=row[5],
+        answer=row[6],
+        usage=json.loads(row[7] or "{}"),
+        pid=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+    )

@@ -1,0 +1,65 @@
+"""The state one agent keeps in the checkpoint.
+
+Everything a resumed run needs lives here: the history, the counters, the last
+intermediate boxed answer and why the agent stopped. Counters are small
+``LastValue`` channels, rewritten each step; the history is a delta channel.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+from mirograph.state.messages import Messages
+
+Phase = Literal["work", "close", "done"]
+
+
+class AgentStats(TypedDict):
+    """Per-agent accounting, reported by ``show --json``."""
+
+    turns: int
+    tool_calls: int
+    rollbacks: int
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
+def empty_stats() -> AgentStats:
+    return AgentStats(
+        turns=0,
+        tool_calls=0,
+        rollbacks=0,
+        model_calls=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached_tokens=0,
+    )
+
+
+class AgentInput(TypedDict):
+    """What starts an agent: the question (or sub-task) it works on."""
+
+    question: str
+
+
+class AgentState(TypedDict):
+    """The checkpointed state of one agent loop."""
+
+    question: str
+    messages: Messages
+    stats: NotRequired[AgentStats]
+    phase: NotRequired[Phase]
+    #: Consecutive rollbacks since the last accepted reply; bounded per agent.
+    rollback_streak: NotRequired[int]
+    #: Last non-placeholder ``\\boxed{}`` seen in a working turn: the fallback answer.
+    boxed: NotRequired[str | None]
+    answer: NotRequired[str | None]
+    stop_reason: NotRequired[str | None]
+
+
+class AgentOutput(TypedDict):
+    answer: str | None
+    stop_reason: str | None
+    stats: AgentStats

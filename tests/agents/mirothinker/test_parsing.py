@@ -1,0 +1,260 @@
+"""Tests for parsing MiroThinker tool calls out of reply text."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirograph.agents.mirothinker.parsing import (
+    MalformedCall,
+    ParsedCall,
+    ParsedReply,
+    parse_reply,
+    render_call,
+)
+
+SEARCH = ("search_and_scrape_webpage", "google_search")
+
+
+def _call(arguments_text: str, server: str = SEARCH[0], tool: str = SEARCH[1]) -> str:
+    """A canonical call block with the arguments written verbatim."""
+    return (
+        "<use_mcp_tool>\n"
+        f"<server_name>{server}</server_name>\n"
+        f"<tool_name>{tool}</tool_name>\n"
+        "<arguments>\n"
+        f"{arguments_text}\n"
+        "</arguments>\n"
+        "</use_mcp_tool>"
+    )
+
+
+def _single(text: str) -> ParsedCall:
+    """Parse a reply that must hold exactly one good call and nothing stray."""
+    reply = parse_reply(text)
+    assert reply.malformed == []
+    assert reply.stray_tags is False
+    assert reply.needs_rollback is False
+    assert len(reply.calls) == 1
+    return reply.calls[0]
+
+
+def test_render_call_is_the_canonical_block() -> None:
+    assert render_call("srv", "tl", {"q": "x"}) == (
+        "<use_mcp_tool>\n"
+        "<server_name>srv</server_name>\n"
+        "<tool_name>tl</tool_name>\n"
+        "<arguments>\n"
+        '{"q": "x"}\n'
+        "</arguments>\n"
+        "</use_mcp_tool>"
+    )
+
+
+def test_render_call_keeps_unicode_unescaped() -> None:
+    assert '{"q": "北京"}' in render_call("s", "t", {"q": "北京"})
+
+
+def test_one_call() -> None:
+    reply = parse_reply(_call('{"q": "mirothinker"}'))
+    assert reply == ParsedReply(
+        content="",
+        calls=[ParsedCall(*SEARCH, {"q": "mirothinker"})],
+        malformed=[],
+        stray_tags=False,
+    )
+
+
+def test_text_then_call_gives_content() -> None:
+    reply = parse_reply("I will search for it.  \n\n" + _call('{"q": "a"}'))
+    assert reply.content == "I will search for it."
+    assert reply.calls == [ParsedCall(*SEARCH, {"q": "a"})]
+
+
+def test_thinking_then_text_then_call() -> None:
+    text = "Let me reason about <b>this</b>.\n</think>\n\nSearching now.\n\n" + _call('{"q": "a"}')
+    reply = parse_reply(text)
+    assert reply.content == "Let me reason about <b>this</b>.\n</think>\n\nSearching now."
+    assert reply.calls == [ParsedCall(*SEARCH, {"q": "a"})]
+    assert reply.stray_tags is False
+
+
+def test_two_calls_in_order() -> None:
+    text = (
+        "Two things.\n"
+        + _call('{"q": "first"}')
+        + "\n\n"
+        + _call('{"url": "https://e.com", "info_to_extract": "title"}', "jina", "scrape")
+    )
+    reply = parse_reply(text)
+    assert reply.content == "Two things."
+    assert reply.calls == [
+        ParsedCall(*SEARCH, {"q": "first"}),
+        ParsedCall("jina", "scrape", {"url": "https://e.com", "info_to_extract": "title"}),
+    ]
+    assert reply.stray_tags is False
+
+
+def test_nested_json_with_lists() -> None:
+    arguments = {"a": {"b": [1, 2, {"c": [True, False]}]}, "d": [], "e": 1.5}
+    assert _single(render_call("s", "t", arguments)).arguments == arguments
+
+
+def test_empty_arguments() -> None:
+    assert _single(_call("{}")).arguments == {}
+
+
+def test_blank_arguments_count_as_empty_object() -> None:
+    assert _single(_call("  ")).arguments == {}
+
+
+def test_minified_one_line_call() -> None:
+    text = (
+        "Go.<use_mcp_tool><server_name>s</server_name><tool_name>t</tool_name>"
+        '<arguments>{"q":"x"}</arguments></use_mcp_tool>'
+    )
+    reply = parse_reply(text)
+    assert reply.content == "Go."
+    assert reply.calls == [ParsedCall("s", "t", {"q": "x"})]
+    assert reply.stray_tags is False
+
+
+def test_whitespace_around_names_is_stripped() -> None:
+    text = (
+        "<use_mcp_tool>\n<server_name>\n  s  \n</server_name>\n"
+        "<tool_name>  t\n</tool_name>\n<arguments>\n\n  {}  \n\n</arguments>\n</use_mcp_tool>"
+    )
+    assert _single(text) == ParsedCall("s", "t", {})
+
+
+def test_unicode_round_trips() -> None:
+    arguments = {"q": "北京天气 🌧️", "hl": "zh-CN"}
+    assert _single(render_call("s", "t", arguments)).arguments == arguments
+
+
+def test_escaped_unicode_is_decoded() -> None:
+    assert _single(_call('{"q": "\\u5317\\u4eac"}')).arguments == {"q": "北京"}
+
+
+def test_escaped_newlines_round_trip() -> None:
+    call = _single(_call('{"code_block": "import os\\nprint(os.getcwd())\\n"}'))
+    assert call.arguments == {"code_block": "import os\nprint(os.getcwd())\n"}
+
+
+def test_html_inside_a_string_argument() -> None:
+    call = _single(_call('{"html": "<div class=\\"a\\">x</div>", "n": 1}'))
+    assert call.arguments == {"html": '<div class="a">x</div>', "n": 1}
+
+
+def test_closing_tags_inside_a_string_argument() -> None:
+    arguments = {"code_block": "s = '</arguments>\\n</use_mcp_tool>'\nprint(s)"}
+    text = render_call("tool-python", "run_python_code", arguments)
+    assert _single(text).arguments == arguments
+
+
+def test_missing_final_closing_tag_still_parses() -> None:
+    text = "x\n<use_mcp_tool>\n<server_name>s</server_name>\n<tool_name>t</tool_name>\n"
+    text += '<arguments>\n{"q": "a"}\n</arguments>\n'
+    assert _single(text) == ParsedCall("s", "t", {"q": "a"})
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        ('{"q": "a", "num": 5,}', {"q": "a", "num": 5}),
+        ('{"q": "a", "num": 5', {"q": "a", "num": 5}),
+        ("{'q': 'a', 'num': 5}", {"q": "a", "num": 5}),
+    ],
+    ids=["trailing-comma", "missing-brace", "single-quotes"],
+)
+def test_broken_json_is_repaired(broken: str, expected: dict[str, object]) -> None:
+    assert _single(_call(broken)).arguments == expected
+
+
+def test_null_valued_keys_are_dropped_at_top_level_only() -> None:
+    call = _single(_call('{"q": "a", "tbs": null, "opts": {"x": null}}'))
+    assert call.arguments == {"q": "a", "opts": {"x": None}}
+
+
+def test_null_keys_dropped_after_repair_too() -> None:
+    assert _single(_call('{"q": "a", "gl": null,}')).arguments == {"q": "a"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["just some words", "[1, 2, 3]", '"a string"', "42", "garbage {"],
+    ids=["words", "list", "string", "number", "empty-repair"],
+)
+def test_arguments_not_repairable_into_a_dict_are_malformed(raw: str) -> None:
+    reply = parse_reply("text\n" + _call(raw))
+    assert reply.calls == []
+    assert len(reply.malformed) == 1
+    bad = reply.malformed[0]
+    assert (bad.server, bad.tool, bad.raw_arguments) == (*SEARCH, raw)
+    assert bad.error
+    assert "\n" not in bad.error
+    assert reply.needs_rollback is True
+    assert reply.content == "text"
+
+
+def test_malformed_call_beside_a_good_call_does_not_roll_back() -> None:
+    reply = parse_reply(_call("not json") + "\n" + _call('{"q": "b"}'))
+    assert reply.calls == [ParsedCall(*SEARCH, {"q": "b"})]
+    assert [m.raw_arguments for m in reply.malformed] == ["not json"]
+    assert reply.needs_rollback is False
+
+
+def test_unterminated_arguments_are_malformed() -> None:
+    text = "<use_mcp_tool>\n<server_name>s</server_name>\n<tool_name>t</tool_name>\n<arguments>\n{"
+    reply = parse_reply(text)
+    assert reply.calls == []
+    assert reply.malformed == [MalformedCall("s", "t", "{", "no closing </arguments> tag")]
+    assert reply.needs_rollback is True
+
+
+def test_tag_fragments_without_a_call_roll_back() -> None:
+    reply = parse_reply("Thinking.\n<use_mcp_tool>\n<server_name>x</server_name>\n")
+    assert reply.calls == []
+    assert reply.malformed == []
+    assert reply.stray_tags is True
+    assert reply.needs_rollback is True
+    assert reply.content == "Thinking."
+
+
+def test_lone_closing_tag_is_stray() -> None:
+    reply = parse_reply("The answer is \\boxed{4}.</arguments>")
+    assert reply.stray_tags is True
+    assert reply.needs_rollback is True
+
+
+def test_broken_head_does_not_swallow_the_next_call() -> None:
+    text = "<use_mcp_tool><server_name>x\n\n" + _call('{"q": "a"}')
+    reply = parse_reply(text)
+    assert reply.calls == [ParsedCall(*SEARCH, {"q": "a"})]
+    assert reply.stray_tags is True
+    assert reply.needs_rollback is False
+
+
+def test_plain_answer_has_no_rollback() -> None:
+    text = "Reasoning done.</think>\n\nThe answer is \\boxed{42}.  \n"
+    reply = parse_reply(text)
+    assert reply == ParsedReply(
+        content="Reasoning done.</think>\n\nThe answer is \\boxed{42}.",
+        calls=[],
+        malformed=[],
+        stray_tags=False,
+    )
+    assert reply.needs_rollback is False
+
+
+def test_mentioning_arguments_in_prose_is_not_a_tag() -> None:
+    reply = parse_reply("The arguments were server_name and tool_name.")
+    assert reply.stray_tags is False
+
+
+def test_closing_tags_followed_by_spaces_inside_a_string() -> None:
+    arguments = {"q": "a </arguments> </use_mcp_tool> b", "n": 2}
+    text = "see\n" + render_call("s", "t", arguments) + "\n"
+    reply = parse_reply(text)
+    assert reply.calls == [ParsedCall("s", "t", arguments)]
+    assert reply.malformed == []
+    assert reply.stray_tags is False
