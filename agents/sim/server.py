@@ -425,6 +425,7 @@ class SimServer:
     ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.host = host
+        self._port_arg = port
         self.app = create_app(
             load_policy(policy) if isinstance(policy, str) else policy,
             latency_ms=latency_ms,
@@ -446,7 +447,9 @@ class SimServer:
     def _run(self) -> None:
         try:
             self._server.run()
-        except BaseException:  # a failed startup exits the thread; start() reports it
+        except SystemExit:
+            pass  # uvicorn logged why startup failed; start() raises
+        except Exception:
             logger.exception("sim-model server thread failed")
         finally:
             self._started.set()
@@ -459,7 +462,7 @@ class SimServer:
         self._thread.start()
         if not self._started.wait(timeout) or self._port is None:
             self.close()
-            raise RuntimeError(f"sim-model did not start listening on {self.host}")
+            raise RuntimeError(f"sim-model did not start listening on {self.host}:{self._port_arg}")
         return self
 
     @property

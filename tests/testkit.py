@@ -1,0 +1,62 @@
+"""Test helpers shared across the suite (importable: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUPPORT = Path(__file__).parent / "flows" / "support"
+LISTENING = re.compile(r"sim-model listening on (http://127\.0\.0\.1:(\d+)/v1)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Cli:
+    """Runs ``python -m mirograph`` with the test's home and store."""
+
+    home: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store(self) -> str:
+        return f"sqlite:///{self.home / 'runs.db'}"
+
+    def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {**os.environ, "MIROGRAPH_HOME": str(self.home), **self.env, **(extra or {})}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), env.get("PYTHONPATH")]))
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "mirograph", *args]
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(*args),
+            env=self.environ(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args),
+            env=self.environ(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
