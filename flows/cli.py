@@ -152,6 +152,7 @@ def list_command(store: StoreOpt = None) -> None:
         err.print('no runs yet; start one with `mirograph run "question"`')
         return
     table = Table("id", "status", "flow", "turns", "age", "question")
+    table.columns[0].no_wrap = True
     now = time.time()
     for r in records:
         turns = sum(a.get("turns", 0) for a in r.usage.values()) if r.usage else "-"

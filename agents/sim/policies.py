@@ -12,7 +12,7 @@ from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
 
-__all__ = ["answer", "echo_last", "tool_loop"]
+__all__ = ["answer", "echo_last", "notes", "tool_loop"]
 
 
 def tool_loop(
@@ -51,6 +51,29 @@ def echo_last(body: Mapping[str, Any]) -> str:
         if isinstance(message, Mapping) and message.get("role") == "user":
             return _boxed("Repeating the last user message.", _text(message.get("content")))
     return _boxed("There is no user message to repeat.", "")
+
+
+_NOTES_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("write_file", {"path": "notes/plan.md", "content": "1. Read the question.\n2. Answer it.\n"}),
+    ("list_files", {"path": "."}),
+    ("read_file", {"path": "notes/plan.md"}),
+)
+
+
+def notes(body: Mapping[str, Any]) -> str:
+    """Use the ``files`` tool set for three turns (write, list, read), then answer.
+
+    The shipped single-agent flow has exactly these tools, so this policy
+    shows a whole investigation loop without a GPU.
+    """
+    done = _assistant_count(body)
+    if done < len(_NOTES_STEPS):
+        tool, args = _NOTES_STEPS[done]
+        return (
+            f"Step {done + 1}: I will use {tool} on the workspace.\n</think>\n\n"
+            f"Using {tool}.\n\n{render_call('tool-files', tool, args)}"
+        )
+    return _boxed("The plan was written, listed and read back.", "plan has 2 steps")
 
 
 def _assistant_count(body: Mapping[str, Any]) -> int:

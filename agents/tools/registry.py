@@ -36,13 +36,15 @@ def check_ref(ref: str) -> None:
 def resolve_tools(refs: Sequence[str], ctx: ToolContext) -> list[BaseTool]:
     """The tools of ``refs`` for one run, in order, with unique names."""
     tools: list[BaseTool] = []
-    for ref in refs:
-        tools.extend(BUILTIN_SETS[ref](ctx) if ref in BUILTIN_SETS else _imported(ref))
     seen: dict[str, str] = {}
-    for t in tools:
-        if t.name in seen:
-            raise ToolRefError(f"tool name {t.name!r} is defined twice ({seen[t.name]} and again)")
-        seen[t.name] = t.name
+    for ref in refs:
+        for t in BUILTIN_SETS[ref](ctx) if ref in BUILTIN_SETS else _imported(ref):
+            if t.name in seen:
+                raise ToolRefError(
+                    f"tool name {t.name!r} is defined twice (by {seen[t.name]!r} and {ref!r})"
+                )
+            seen[t.name] = ref
+            tools.append(t)
     return tools
 
 
@@ -73,5 +75,8 @@ def _as_tool(item: Any, ref: str) -> BaseTool:
     if isinstance(item, BaseTool):
         return item
     if callable(item):
-        return tool(item)
+        try:
+            return tool(item)
+        except ValueError as exc:  # e.g. a function without a docstring
+            raise ToolRefError(f"{ref!r} cannot be made a tool: {exc}") from None
     raise ToolRefError(f"{ref!r} is a {type(item).__name__}, not a tool, list of tools or function")

@@ -26,7 +26,18 @@ def test_batching_invariance() -> None:
     batched = append_messages(start, xs + ys)
 
     assert stepwise == batched
-    assert [m.content for m in batched] == ["s0", "s1", "a0", "b", "c0", "c1", "c2", "d", "e0", "e1"]
+    assert [m.content for m in batched] == [
+        "s0",
+        "s1",
+        "a0",
+        "b",
+        "c0",
+        "c1",
+        "c2",
+        "d",
+        "e0",
+        "e1",
+    ]
 
 
 def test_one_write_at_a_time_equals_all_at_once() -> None:

@@ -1,0 +1,154 @@
+"""The files tool set: confined to the run's workspace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from langchain_core.tools import BaseTool, ToolException
+
+from mirograph.agents.tools.base import ToolContext
+from mirograph.agents.tools.files import SERVER, make_tools
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    return ws
+
+
+@pytest.fixture
+def tools(workspace: Path) -> dict[str, BaseTool]:
+    return {t.name: t for t in make_tools(ToolContext(run_id="r1", workspace=workspace))}
+
+
+def test_tool_names_and_server(tools: dict[str, BaseTool]) -> None:
+    assert sorted(tools) == ["list_files", "read_file", "write_file"]
+    for tool in tools.values():
+        assert tool.metadata is not None
+        assert tool.metadata["mcp_server"] == "tool-files"
+    assert SERVER == "tool-files"
+
+
+async def test_write_read_list_round_trip(tools: dict[str, BaseTool], workspace: Path) -> None:
+    reply = await tools["write_file"].ainvoke({"path": "notes/a.txt", "content": "héllo\nworld"})
+    assert "11" in reply
+    assert "notes/a.txt" in reply
+    assert (workspace / "notes" / "a.txt").read_text(encoding="utf-8") == "héllo\nworld"
+
+    assert await tools["read_file"].ainvoke({"path": "notes/a.txt"}) == "héllo\nworld"
+    assert await tools["read_file"].ainvoke({"path": "notes/a.txt", "offset": 6}) == "world"
+    assert (
+        await tools["read_file"].ainvoke({"path": "notes/a.txt", "offset": 1, "max_chars": 3})
+        == "éll"
+    )
+
+    await tools["write_file"].ainvoke({"path": "b.txt", "content": "xyz"})
+    listing = await tools["list_files"].ainvoke({})
+    size_a = len("héllo\nworld".encode())
+    assert listing.splitlines() == ["b.txt\t3", f"notes/a.txt\t{size_a}"]
+    assert await tools["list_files"].ainvoke({"path": "notes"}) == f"notes/a.txt\t{size_a}"
+
+
+async def test_write_replaces_existing_file(tools: dict[str, BaseTool], workspace: Path) -> None:
+    await tools["write_file"].ainvoke({"path": "a.txt", "content": "long original text"})
+    await tools["write_file"].ainvoke({"path": "a.txt", "content": "new"})
+    assert await tools["read_file"].ainvoke({"path": "a.txt"}) == "new"
+
+
+async def test_empty_workspace_listing(tools: dict[str, BaseTool]) -> None:
+    assert await tools["list_files"].ainvoke({}) == "(no files)"
+
+
+async def test_dot_dot_in_the_middle_that_stays_inside_is_allowed(
+    tools: dict[str, BaseTool],
+) -> None:
+    await tools["write_file"].ainvoke({"path": "sub/../inside.txt", "content": "ok"})
+    assert await tools["read_file"].ainvoke({"path": "inside.txt"}) == "ok"
+
+
+@pytest.mark.parametrize("name", ["read_file", "write_file", "list_files"])
+async def test_dot_dot_traversal_rejected(
+    tools: dict[str, BaseTool], workspace: Path, name: str
+) -> None:
+    (workspace.parent / "secret.txt").write_text("secret")
+    args: dict = {"path": "../secret.txt"}
+    if name == "write_file":
+        args["content"] = "overwritten"
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools[name].ainvoke(args)
+    assert (workspace.parent / "secret.txt").read_text() == "secret"
+
+
+async def test_deep_traversal_rejected(tools: dict[str, BaseTool]) -> None:
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["write_file"].ainvoke({"path": "a/../../../x.txt", "content": "x"})
+
+
+@pytest.mark.parametrize("name", ["read_file", "write_file", "list_files"])
+async def test_absolute_path_rejected(
+    tools: dict[str, BaseTool], workspace: Path, name: str
+) -> None:
+    target = workspace / "a.txt"  # even absolute paths inside the workspace
+    target.write_text("x")
+    args: dict = {"path": str(target)}
+    if name == "write_file":
+        args["content"] = "y"
+    with pytest.raises(ToolException, match=r"absolute path .* is not allowed"):
+        await tools[name].ainvoke(args)
+    assert target.read_text() == "x"
+
+
+async def test_symlink_pointing_outside_rejected(
+    tools: dict[str, BaseTool], workspace: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    os.symlink(outside, workspace / "link")
+    os.symlink(outside / "secret.txt", workspace / "file-link")
+
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["read_file"].ainvoke({"path": "link/secret.txt"})
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["read_file"].ainvoke({"path": "file-link"})
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["write_file"].ainvoke({"path": "link/new.txt", "content": "x"})
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["write_file"].ainvoke({"path": "file-link", "content": "x"})
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["list_files"].ainvoke({"path": "link"})
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert (outside / "secret.txt").read_text() == "secret"
+
+
+async def test_symlink_inside_workspace_is_allowed(
+    tools: dict[str, BaseTool], workspace: Path
+) -> None:
+    (workspace / "real.txt").write_text("content")
+    os.symlink(workspace / "real.txt", workspace / "alias.txt")
+    assert await tools["read_file"].ainvoke({"path": "alias.txt"}) == "content"
+
+
+async def test_read_missing_file(tools: dict[str, BaseTool]) -> None:
+    with pytest.raises(ToolException, match=r"no file 'missing\.txt' in the workspace"):
+        await tools["read_file"].ainvoke({"path": "missing.txt"})
+
+
+async def test_read_a_folder_is_not_a_file(tools: dict[str, BaseTool], workspace: Path) -> None:
+    (workspace / "folder").mkdir()
+    with pytest.raises(ToolException, match="no file 'folder'"):
+        await tools["read_file"].ainvoke({"path": "folder"})
+
+
+async def test_list_missing_folder(tools: dict[str, BaseTool]) -> None:
+    with pytest.raises(ToolException, match="no folder 'nowhere'"):
+        await tools["list_files"].ainvoke({"path": "nowhere"})
+
+
+@pytest.mark.parametrize("path", ["", "   "])
+async def test_empty_path_rejected(tools: dict[str, BaseTool], path: str) -> None:
+    with pytest.raises(ToolException, match="path is empty"):
+        await tools["read_file"].ainvoke({"path": path})
