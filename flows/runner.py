@@ -8,10 +8,12 @@ from its last completed step and never repeats a completed turn.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +77,8 @@ async def start_run(
             pid=os.getpid(),
         )
         store.registry.create(record)
-        return await _execute(store, record, flow, {"question": question})
+        async with _compiled(store, run_id, flow) as graph:
+            return await _execute(store, record, flow, {"question": question}, graph)
 
 
 async def resume_run(
@@ -90,10 +93,10 @@ async def resume_run(
         flow = validate_flow(spec, source=f"run {run_id}")
         if overrides:
             store.registry.update(run_id, flow_spec=flow.model_dump(mode="json"))
-        graph = _compile(store, run_id, flow)
-        snapshot = await graph.aget_state(_config(run_id, flow))
-        pending: dict[str, Any] | None = None if snapshot.values else {"question": record.question}
-        return await _execute(store, record, flow, pending, graph=graph)
+        async with _compiled(store, run_id, flow) as graph:
+            snapshot = await graph.aget_state(_config(run_id, flow))
+            pending = None if snapshot.values else {"question": record.question}
+            return await _execute(store, record, flow, pending, graph)
 
 
 async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, Any]:
@@ -101,8 +104,8 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
     async with open_store(store_url) as store:
         record = _get(store, run_id)
         flow = validate_flow(record.flow_spec, source=f"run {run_id}")
-        graph = _compile(store, run_id, flow)
-        snapshot = await graph.aget_state(_config(run_id, flow))
+        async with _compiled(store, run_id, flow) as graph:
+            snapshot = await graph.aget_state(_config(run_id, flow))
         return _report(record, flow, snapshot.values or {})
 
 
@@ -121,11 +124,18 @@ def _get(store: Store, run_id: str) -> RunRecord:
         raise RunNotFoundError(run_id) from None
 
 
-def _compile(store: Store, run_id: str, flow: FlowConfig) -> CompiledStateGraph:
+@asynccontextmanager
+async def _compiled(
+    store: Store, run_id: str, flow: FlowConfig
+) -> AsyncIterator[CompiledStateGraph]:
+    """The run's graph on the store's checkpointer; model connections closed after."""
     workspace = run_dir(run_id) / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
-    graph = build_flow_graph(flow, ToolContext(run_id=run_id, workspace=workspace))
-    return graph.compile(checkpointer=store.checkpointer, name=flow.name)
+    built = build_flow_graph(flow, ToolContext(run_id=run_id, workspace=workspace))
+    try:
+        yield built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
+    finally:
+        await built.aclose()
 
 
 def _config(run_id: str, flow: FlowConfig) -> dict[str, Any]:
@@ -140,11 +150,9 @@ async def _execute(
     record: RunRecord,
     flow: FlowConfig,
     graph_input: dict[str, Any] | None,
-    *,
-    graph: CompiledStateGraph | None = None,
+    graph: CompiledStateGraph,
 ) -> RunOutcome:
     run_id = record.id
-    graph = graph or _compile(store, run_id, flow)
     config = _config(run_id, flow)
     store.registry.update(run_id, status="running", reason=None, pid=os.getpid())
     try:
@@ -154,7 +162,8 @@ async def _execute(
         return RunOutcome(run_id, "paused", None, str(exc))
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-        status = "paused" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        interrupted = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
+        status = "paused" if isinstance(exc, interrupted) else "failed"
         store.registry.update(run_id, status=status, reason=reason)
         if status == "failed":
             raise RunFailedError(

@@ -71,6 +71,12 @@ class AgentLoop:
         graph.add_edge("close", END)
         return graph
 
+    async def aclose(self) -> None:
+        """Release the model's connections (call before the event loop ends)."""
+        close = getattr(self.model, "aclose", None)
+        if close is not None:
+            await close()
+
     # -- nodes ----------------------------------------------------------------
 
     async def start(self, state: AgentState) -> dict[str, Any]:

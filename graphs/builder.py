@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from langgraph.graph import StateGraph
 
 from mirograph.agents.models import build_chat_model
@@ -34,8 +36,21 @@ def build_agent(flow: FlowConfig, name: str, ctx: ToolContext) -> AgentLoop:
     )
 
 
-def build_flow_graph(flow: FlowConfig, ctx: ToolContext) -> StateGraph:
-    return build_agent(flow, flow.entry, ctx).build()
+@dataclass
+class FlowGraph:
+    """The uncompiled graph of a flow, plus the agents whose connections it owns."""
+
+    graph: StateGraph
+    agents: list[AgentLoop]
+
+    async def aclose(self) -> None:
+        for agent in self.agents:
+            await agent.aclose()
+
+
+def build_flow_graph(flow: FlowConfig, ctx: ToolContext) -> FlowGraph:
+    entry = build_agent(flow, flow.entry, ctx)
+    return FlowGraph(graph=entry.build(), agents=[entry])
 
 
 def flow_recursion_limit(flow: FlowConfig) -> int:

@@ -9,6 +9,7 @@ were trained on.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +55,7 @@ class MiroThinkerChatModel(BaseChatModel):
 
     _async_client: openai.AsyncOpenAI | None = PrivateAttr(default=None)
     _sync_client: openai.OpenAI | None = PrivateAttr(default=None)
+    _client_loop: asyncio.AbstractEventLoop | None = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -124,8 +126,18 @@ class MiroThinkerChatModel(BaseChatModel):
             return _result(parts.content, parts.reasoning, parts.finish_reason, parts.usage)
         return _from_response(self._client().chat.completions.create(**body))
 
+    async def aclose(self) -> None:
+        """Close the HTTP connections while their event loop is still running."""
+        if self._async_client is not None:
+            client, self._async_client = self._async_client, None
+            await client.close()
+
     def _aclient(self) -> openai.AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        if self._async_client is not None and self._client_loop is not loop:
+            self._async_client = None  # connections belong to a closed loop: start afresh
         if self._async_client is None:
+            self._client_loop = loop
             self._async_client = openai.AsyncOpenAI(
                 base_url=self.base_url,
                 api_key=self.api_key,

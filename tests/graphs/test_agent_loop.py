@@ -98,7 +98,10 @@ async def run_agent(
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.db")) as saver:
         graph = loop.build().compile(checkpointer=saver)
         config = {"configurable": {"thread_id": "t"}, "recursion_limit": recursion_limit(max_turns)}
-        await graph.ainvoke({"question": "What is the answer?"}, config, durability="sync")
+        try:
+            await graph.ainvoke({"question": "What is the answer?"}, config, durability="sync")
+        finally:
+            await loop.aclose()
         return (await graph.aget_state(config)).values
 
 
