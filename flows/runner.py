@@ -131,7 +131,7 @@ async def _compiled(
     """The run's graph on the store's checkpointer; model connections closed after."""
     workspace = run_dir(run_id) / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
-    built = build_flow_graph(flow, ToolContext(run_id=run_id, workspace=workspace))
+    built = build_flow_graph(flow, ToolContext(run_id=run_id, workspace=workspace), store.blobs)
     try:
         yield built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
     finally:

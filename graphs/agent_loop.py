@@ -18,17 +18,21 @@ from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
+from langchain_core.tracers.context import _tracing_v2_is_enabled as tracing_v2_is_enabled
 from langgraph.graph import END, START, StateGraph
 
 from mirograph.agents import prompts
 from mirograph.agents.errors import ContextOverflowError, classify_model_error
 from mirograph.agents.mirothinker.boxed import extract_boxed
+from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.mirothinker.thinking import split_thinking
-from mirograph.agents.tools.base import tool_specs
+from mirograph.agents.tools.base import server_of, tool_specs
 from mirograph.graphs.config import AgentConfig
 from mirograph.graphs.tool_runner import ToolRunner
-from mirograph.state.retention import result_groups, retained_view
+from mirograph.state.blobs import BlobStore, hydrate, offload
+from mirograph.state.retention import RetentionWindow, result_groups
 from mirograph.state.schema import (
     AgentInput,
     AgentOutput,
@@ -49,14 +53,18 @@ class AgentLoop:
     #: True for the MiroThinker protocol (tools in the system prompt); False for native.
     tools_in_prompt: bool = True
     base_url: str = ""
+    #: Where long tool results go (the run's store); None keeps them inline.
+    blobs: BlobStore | None = None
     today: str = field(default_factory=lambda: date.today().isoformat())
 
     def __post_init__(self) -> None:
         self.role = self.config.role or (self.name if self.name in prompts.OBJECTIVES else "main")
         self._bound = self.model.bind_tools(list(self.tools)) if self.tools else self.model
+        self._servers = {tool.name: server_of(tool) for tool in self.tools}
         self._runner = ToolRunner(
             self.tools, timeout_s=self.config.tool_timeout_s, max_chars=self.config.max_result_chars
         )
+        self._window = RetentionWindow(self.config.keep_tool_results)
 
     def build(self) -> StateGraph:
         graph = StateGraph(AgentState, input_schema=AgentInput, output_schema=AgentOutput)
@@ -104,13 +112,13 @@ class AgentLoop:
             "stop_reason": None,
         }
 
-    async def call_model(self, state: AgentState) -> dict[str, Any]:
+    async def call_model(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         stats = AgentStats(**state.get("stats", empty_stats()))
         streak = state.get("rollback_streak", 0)
-        view = retained_view(state["messages"], self.config.keep_tool_results)
+        view = await self._view(state["messages"])
         while True:
             try:
-                reply = await self._invoke(self._bound, view)
+                reply = await self._invoke(view, config, with_tools=True)
             except ContextOverflowError:
                 return {"stats": stats, "phase": "close", "stop_reason": "context_overflow"}
             _count_usage(stats, reply)
@@ -139,19 +147,19 @@ class AgentLoop:
     async def run_tools(self, state: AgentState) -> dict[str, Any]:
         reply = state["messages"][-1]
         assert isinstance(reply, AIMessage)
-        results = await self._runner.run(reply)
+        results = [await offload(r, self.blobs) for r in await self._runner.run(reply)]
         update: dict[str, Any] = {"messages": results}
         if state.get("stats", empty_stats())["turns"] >= self.config.max_turns:
             update["phase"] = "close"
             update["stop_reason"] = "max_turns"
         return update
 
-    async def close(self, state: AgentState) -> dict[str, Any]:
+    async def close(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """The closing request: summary and final answer (or report), no tools."""
         stats = AgentStats(**state.get("stats", empty_stats()))
         request = HumanMessage(prompts.closing_request(state["question"], role=self.role), id=_id())
         history = [*state["messages"], request]
-        reply = await self._closing_reply(history)
+        reply = await self._closing_reply(history, config)
         answer: str | None
         if reply is None:
             answer, new = state.get("boxed"), [request]
@@ -181,9 +189,23 @@ class AgentLoop:
 
     # -- helpers --------------------------------------------------------------
 
-    async def _invoke(self, model: Any, messages: Sequence[BaseMessage]) -> AIMessage:
+    async def _view(self, history: Sequence[BaseMessage]) -> list[BaseMessage]:
+        """What the model is shown: keep-K applied, kept results read back from blobs."""
+        view = self._window.view(history)
+        return await hydrate(view, self.blobs, only=self._window.kept_results())
+
+    async def _invoke(
+        self, messages: Sequence[BaseMessage], config: RunnableConfig, *, with_tools: bool = False
+    ) -> AIMessage:
         try:
-            reply = await model.ainvoke(list(messages))
+            if isinstance(self.model, MiroThinkerChatModel) and not _observed(config):
+                # Nobody traces or streams this call: skip LangChain's per-message
+                # bookkeeping, which grows with the history, and call the model directly.
+                servers = self._servers if with_tools else {}
+                reply = await self.model.areply(messages, servers)
+            else:
+                model = self._bound if with_tools else self.model
+                reply = await model.ainvoke(list(messages), config)
         except Exception as exc:
             mapped = classify_model_error(exc, self.base_url)
             if mapped is None or mapped is exc:
@@ -193,11 +215,12 @@ class AgentLoop:
             reply.id = _id()
         return reply
 
-    async def _closing_reply(self, history: list[BaseMessage]) -> AIMessage | None:
+    async def _closing_reply(
+        self, history: list[BaseMessage], config: RunnableConfig
+    ) -> AIMessage | None:
         """Ask for the answer; on a context overflow drop the newest results once."""
-        keep = self.config.keep_tool_results
         try:
-            return await self._invoke(self.model, retained_view(history, keep))
+            return await self._invoke(await self._view(history), config)
         except ContextOverflowError:
             groups = result_groups(history)
             if len(groups) < 2:
@@ -205,9 +228,16 @@ class AgentLoop:
             drop = set(groups[-2])
             trimmed = [m for i, m in enumerate(history) if i not in drop]
             try:
-                return await self._invoke(self.model, retained_view(trimmed, keep))
+                return await self._invoke(await self._view(trimmed), config)
             except ContextOverflowError:
                 return None
+
+
+def _observed(config: RunnableConfig) -> bool:
+    """Whether a callback handler (streaming, tracing) should see this model call."""
+    callbacks = config.get("callbacks")
+    handlers = getattr(callbacks, "handlers", callbacks)
+    return bool(handlers) or tracing_v2_is_enabled()
 
 
 def needs_rollback(reply: AIMessage) -> bool:

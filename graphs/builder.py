@@ -11,13 +11,16 @@ from mirograph.agents.tools.base import ToolContext
 from mirograph.agents.tools.registry import resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import FlowConfig, recursion_limit
+from mirograph.state.blobs import BlobStore
 
 
 class FlowBuildError(ValueError):
     """A valid flow this version cannot build."""
 
 
-def build_agent(flow: FlowConfig, name: str, ctx: ToolContext) -> AgentLoop:
+def build_agent(
+    flow: FlowConfig, name: str, ctx: ToolContext, blobs: BlobStore | None = None
+) -> AgentLoop:
     """The agent loop of agent ``name``, with its own model, tools and window."""
     agent = flow.agents[name]
     if agent.sub_agents:
@@ -33,6 +36,7 @@ def build_agent(flow: FlowConfig, name: str, ctx: ToolContext) -> AgentLoop:
         tools=resolve_tools(agent.tools, ctx),
         tools_in_prompt=model_config.protocol == "mirothinker",
         base_url=model_config.base_url,
+        blobs=blobs,
     )
 
 
@@ -48,8 +52,11 @@ class FlowGraph:
             await agent.aclose()
 
 
-def build_flow_graph(flow: FlowConfig, ctx: ToolContext) -> FlowGraph:
-    entry = build_agent(flow, flow.entry, ctx)
+def build_flow_graph(
+    flow: FlowConfig, ctx: ToolContext, blobs: BlobStore | None = None
+) -> FlowGraph:
+    """The flow's graph; ``blobs`` (the run store's) takes long tool results."""
+    entry = build_agent(flow, flow.entry, ctx, blobs)
     return FlowGraph(graph=entry.build(), agents=[entry])
 
 

@@ -90,8 +90,14 @@ class SqliteRunRegistry:
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.execute(_SCHEMA)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The synchronous connection, shared with the blob store of the same file."""
+        return self._conn
 
     def close(self) -> None:
         self._conn.close()

@@ -17,28 +17,79 @@ from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolM
 OMITTED = "Tool result is omitted to save tokens."
 
 
-def result_groups(messages: Sequence[BaseMessage]) -> list[list[int]]:
-    """Indices of the user-side messages after the task, one group per turn.
+class RetentionWindow:
+    """Keep-K views of one growing history, each built in time proportional to what was added.
 
-    Consecutive ``ToolMessage``s answering one assistant message are one group:
-    the MiroThinker protocol sends them back as ONE user message.
+    A 600-turn history holds 1,200 messages and the model sees a new view every
+    turn; rebuilding it from scratch would make each turn slower than the last.
+    The window remembers the view it built and, when the next history extends
+    the previous one, only folds in the new messages. Any other history (a
+    trimmed copy, another thread) starts a fresh pass.
     """
-    groups: list[list[int]] = []
-    seen_task = False
-    previous_was_result = False
-    for i, message in enumerate(messages):
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._reset()
+
+    def _reset(self) -> None:
+        self._source: list[BaseMessage] = []
+        self._view: list[BaseMessage] = []
+        self._groups: list[list[int]] = []
+        self._omitted_groups = 0
+        self._seen_task = False
+        self._previous_was_result = False
+
+    def view(self, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+        """The history as sent to the model; omitted results are placeholder copies."""
+        if not self._extends(messages):
+            self._reset()
+        for message in messages[len(self._source) :]:
+            self._add(message)
+        if self.keep >= 0:
+            target = max(len(self._groups) - self.keep, 0)
+            for group in self._groups[self._omitted_groups : target]:
+                for i in group:
+                    self._view[i] = self._view[i].model_copy(update={"content": OMITTED})
+            self._omitted_groups = max(self._omitted_groups, target)
+        return list(self._view)
+
+    def kept_results(self) -> list[int]:
+        """Indices (in the last view) of the results sent in full."""
+        groups = self._groups[self._omitted_groups :]
+        return [i for group in groups for i in group]
+
+    def groups(self) -> list[list[int]]:
+        """Indices of the user-side messages after the task, one group per turn."""
+        return [list(group) for group in self._groups]
+
+    def _extends(self, messages: Sequence[BaseMessage]) -> bool:
+        n = len(self._source)
+        return len(messages) >= n and (n == 0 or messages[n - 1] is self._source[n - 1])
+
+    def _add(self, message: BaseMessage) -> None:
+        i = len(self._source)
+        self._source.append(message)
+        self._view.append(message)
         if isinstance(message, (SystemMessage, AIMessage)):
-            previous_was_result = False
-            continue
-        if not seen_task:
-            seen_task = True
-            continue
-        if isinstance(message, ToolMessage) and previous_was_result and groups:
-            groups[-1].append(i)
+            self._previous_was_result = False
+            return
+        if not self._seen_task:
+            self._seen_task = True
+            return
+        # Consecutive ToolMessages answering one assistant message are one
+        # group: the MiroThinker protocol sends them back as ONE user message.
+        if isinstance(message, ToolMessage) and self._previous_was_result and self._groups:
+            self._groups[-1].append(i)
         else:
-            groups.append([i])
-        previous_was_result = isinstance(message, ToolMessage)
-    return groups
+            self._groups.append([i])
+        self._previous_was_result = isinstance(message, ToolMessage)
+
+
+def result_groups(messages: Sequence[BaseMessage]) -> list[list[int]]:
+    """Indices of the user-side messages after the task, one group per turn."""
+    window = RetentionWindow(-1)
+    window.view(messages)
+    return window.groups()
 
 
 def retained_view(messages: Sequence[BaseMessage], keep: int) -> list[BaseMessage]:
@@ -47,12 +98,4 @@ def retained_view(messages: Sequence[BaseMessage], keep: int) -> list[BaseMessag
     ``keep < 0`` keeps everything. Omitted messages are copies; the stored
     history is untouched.
     """
-    view = list(messages)
-    if keep < 0:
-        return view
-    groups = result_groups(view)
-    omitted = groups[: max(len(groups) - keep, 0)]
-    for group in omitted:
-        for i in group:
-            view[i] = view[i].model_copy(update={"content": OMITTED})
-    return view
+    return RetentionWindow(keep).view(messages)

@@ -8,16 +8,17 @@ so the store is where a killed run continues from.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from mirograph.state.blobs import BlobStore, SqliteBlobStore
 from mirograph.state.registry import SqliteRunRegistry
+from mirograph.state.sqlite_saver import LoopSqliteSaver
 
 
 class StoreURLError(ValueError):
@@ -48,6 +49,7 @@ class Store:
     url: str
     checkpointer: BaseCheckpointSaver
     registry: SqliteRunRegistry
+    blobs: BlobStore
 
 
 @asynccontextmanager
@@ -69,15 +71,17 @@ async def _open_sqlite(url: str) -> AsyncIterator[Store]:
     path = sqlite_path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     registry = SqliteRunRegistry(path)
+    conn = sqlite3.connect(path, check_same_thread=False)
     try:
-        async with aiosqlite.connect(path) as conn:
-            # WAL: a reader (``show``) never blocks the writer; NORMAL sync is
-            # durable against process crashes, which is what kill -9 is.
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.execute("PRAGMA busy_timeout=10000")
-            saver = AsyncSqliteSaver(conn)
-            await saver.setup()
-            yield Store(url=url, checkpointer=saver, registry=registry)
+        # WAL: a reader (``show``) never blocks the writer; NORMAL sync is
+        # durable against process crashes, which is what kill -9 is.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        saver = LoopSqliteSaver(conn)
+        saver.setup()
+        blobs = SqliteBlobStore(registry.connection)
+        yield Store(url=url, checkpointer=saver, registry=registry, blobs=blobs)
     finally:
+        conn.close()
         registry.close()

@@ -35,7 +35,21 @@ _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 def encode(text: str) -> list[int]:
     """Word-and-punctuation tokens, each mapped to a stable id."""
-    return [zlib.crc32(piece.encode()) % VOCAB_SIZE for piece in _TOKEN_RE.findall(text)]
+    cached = _ENCODED.get(text)
+    if cached is None:
+        cached = [zlib.crc32(piece.encode()) % VOCAB_SIZE for piece in _TOKEN_RE.findall(text)]
+        if len(text) >= _MEMO_MIN_CHARS:
+            if len(_ENCODED) >= _MEMO_MAX:
+                _ENCODED.pop(next(iter(_ENCODED)))
+            _ENCODED[text] = cached
+    return cached
+
+
+# A long conversation re-sends the same messages every turn: encode each once.
+# (Memoisation only: a reply still depends on nothing but its request.)
+_ENCODED: dict[str, list[int]] = {}
+_MEMO_MIN_CHARS = 64
+_MEMO_MAX = 20_000
 
 
 def count_tokens(text: str) -> int:
@@ -51,17 +65,40 @@ def encode_messages(messages: Iterable[Mapping[str, Any]]) -> list[int]:
     """
     ids: list[int] = []
     for message in messages:
-        ids.append(_IM_START)
-        ids.extend(encode(str(message.get("role", ""))))
-        reasoning = message.get("reasoning_content")
-        if isinstance(reasoning, str):
-            ids.extend(encode(reasoning))
-        ids.extend(encode(_content_text(message.get("content"))))
-        for call in message.get("tool_calls") or ():
-            ids.extend(encode(json.dumps(call, sort_keys=True, ensure_ascii=False)))
-        ids.append(_IM_END)
+        ids.extend(_encode_message(message))
     ids.append(_IM_START)
     ids.extend(encode("assistant"))
+    return ids
+
+
+def _encode_message(message: Mapping[str, Any]) -> list[int]:
+    """One message's tokens; plain messages are memoised (they recur every turn)."""
+    content = message.get("content")
+    plain = isinstance(content, str)
+    key = (str(message.get("role", "")), content) if plain and len(message) == 2 else None
+    if key is not None and (cached := _MESSAGES.get(key)) is not None:
+        return cached
+    ids = _encode_message_uncached(message)
+    if key is not None:
+        if len(_MESSAGES) >= _MEMO_MAX:
+            _MESSAGES.pop(next(iter(_MESSAGES)))
+        _MESSAGES[key] = ids
+    return ids
+
+
+_MESSAGES: dict[tuple[str, str], list[int]] = {}
+
+
+def _encode_message_uncached(message: Mapping[str, Any]) -> list[int]:
+    """``<start> role ... <end>``: reasoning, content, then any native tool calls."""
+    ids = [_IM_START, *encode(str(message.get("role", "")))]
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str):
+        ids.extend(encode(reasoning))
+    ids.extend(encode(_content_text(message.get("content"))))
+    for call in message.get("tool_calls") or ():
+        ids.extend(encode(json.dumps(call, sort_keys=True, ensure_ascii=False)))
+    ids.append(_IM_END)
     return ids
 
 
@@ -116,6 +153,10 @@ class PrefixCache:
         self.max_blocks = max_blocks
         self._blocks: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
+        # The previous prompt and its block hashes: a conversation's next
+        # request shares most of its head, whose hashes need no recomputing.
+        self._last_tokens: list[int] = []
+        self._last_hashes: list[int] = []
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -123,13 +164,15 @@ class PrefixCache:
     def lookup_and_insert(self, tokens: Sequence[int]) -> int:
         """Return how many leading tokens were cached, then cache this prompt's blocks."""
         size = self.block_tokens
-        hashes: list[int] = []
-        parent = 0
-        for start in range(0, len(tokens) - size + 1, size):
-            parent = hash((parent, *tokens[start : start + size]))
-            hashes.append(parent)
-        lookable = max(len(tokens) - 1, 0) // size
+        tokens = list(tokens)
         with self._lock:
+            hashes = self._reused_hashes(tokens)
+            parent = hashes[-1] if hashes else 0
+            for start in range(len(hashes) * size, len(tokens) - size + 1, size):
+                parent = hash((parent, *tokens[start : start + size]))
+                hashes.append(parent)
+            self._last_tokens, self._last_hashes = tokens, list(hashes)
+            lookable = max(len(tokens) - 1, 0) // size
             hits = 0
             for block_hash in hashes[:lookable]:
                 if block_hash not in self._blocks:
@@ -142,3 +185,15 @@ class PrefixCache:
             while len(self._blocks) > self.max_blocks:
                 self._blocks.popitem(last=False)
         return hits * size
+
+    def _reused_hashes(self, tokens: list[int]) -> list[int]:
+        """Hashes of the leading full blocks this prompt shares with the previous one."""
+        size, last = self.block_tokens, self._last_tokens
+        limit = min(len(tokens), len(last))
+        chunk = size * 64
+        same = 0  # tokens known equal: advance a chunk, then a block, at a time
+        while same + chunk <= limit and tokens[same : same + chunk] == last[same : same + chunk]:
+            same += chunk
+        while same + size <= limit and tokens[same : same + size] == last[same : same + size]:
+            same += size
+        return self._last_hashes[: same // size]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from mirograph.state.registry import RunRecord
+from mirograph.state.sqlite_saver import LoopSqliteSaver
 from mirograph.state.store import (
     StoreURLError,
     default_store_url,
@@ -37,7 +37,7 @@ async def test_relative_url_is_relative_to_cwd(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     async with open_store("sqlite:///rel/path.db") as store:
-        assert isinstance(store.checkpointer, AsyncSqliteSaver)
+        assert isinstance(store.checkpointer, LoopSqliteSaver)
         store.registry.create(_record("r1"))
         assert store.url == "sqlite:///rel/path.db"
     assert (tmp_path / "rel" / "path.db").is_file()

@@ -1,0 +1,378 @@
+"""600-turn investigation: mirograph against stock LangGraph, in one invocation.
+
+Workload (issue 3): one agent, 600 turns, one tool call per turn, each result a
+distinct ~8 KB text. The answer comes at turn 600.
+
+- **mirograph:** the `single-agent` flow with keep-5, a `sim-model` server
+  over real HTTP with no added latency, the SQLite store, and sync durability.
+- **stock:** the ReAct graph of `../shared/docs/baselines.md` (`add_messages`,
+  an instant in-process fake model, `ToolNode`) on `SqliteSaver` with sync
+  durability.
+
+Engine time per turn excludes model time (the HTTP call, measured around the
+client's `create`) and tool time. State load is timed in a fresh process.
+
+    python benchmarks/long_run.py [--turns 600] [--skip-stock]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_tools  # noqa: E402
+
+
+def db_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def window(per_turn: dict[int, float], lo: int, hi: int) -> list[float]:
+    return [v for t, v in per_turn.items() if lo <= t <= hi]
+
+
+def fresh_load_ms(*args: str, repeats: int = 3) -> float:
+    """Median state-load time measured by fresh interpreter processes."""
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, __file__, *args], capture_output=True, text=True, check=True
+        ).stdout
+        times.append(float(re.search(r"LOAD_MS=([\d.]+)", out).group(1)))  # type: ignore[union-attr]
+    return statistics.median(times)
+
+
+# -- stock LangGraph ------------------------------------------------------------
+
+
+def stock_graph(turns: int, checkpointer: Any, marks: list[float] | None = None) -> Any:
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    page = tool(bench_tools.distinct_text)
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        if marks is not None:
+            marks.append(time.perf_counter())
+        n = sum(1 for m in state["messages"] if m.type == "ai") + 1
+        if n >= turns:
+            return {"messages": [AIMessage(f"\\boxed{{{n - 1}}}")]}
+        call = {"name": "distinct_text", "args": {"index": n}, "id": f"call_{n}"}
+        return {"messages": [AIMessage(f"Fetching page {n}.", tool_calls=[call])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode([page]))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition)
+    graph.add_edge("tools", "agent")
+    return graph.compile(checkpointer=checkpointer)
+
+
+def run_stock(workdir: Path, turns: int) -> dict[str, Any]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = workdir / "stock.db"
+    conn = sqlite3.connect(path, check_same_thread=False)
+    marks: list[float] = []
+    bench_tools.DURATIONS.clear()
+    graph = stock_graph(turns, SqliteSaver(conn), marks)
+    config = {"configurable": {"thread_id": "stock"}, "recursion_limit": 2 * turns + 10}
+    start = time.perf_counter()
+    out = graph.invoke({"messages": [("user", "Count the pages.")]}, config, durability="sync")
+    wall = time.perf_counter() - start
+    conn.close()
+    transcript = sum(len(str(m.content).encode()) for m in out["messages"])
+    tools = bench_tools.DURATIONS
+    per_turn = {
+        i + 1: (marks[i + 1] - marks[i] - tools[i]) * 1000
+        for i in range(min(len(marks) - 1, len(tools)))
+    }
+    return {
+        "wall_s": wall,
+        "store_bytes": db_size(path),
+        "transcript_bytes": transcript,
+        "per_turn": per_turn,
+        "load_ms": fresh_load_ms("--load-stock", str(path), str(turns)),
+    }
+
+
+def load_stock(path: str, turns: int) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(path, check_same_thread=False)
+    graph = stock_graph(turns, SqliteSaver(conn))
+    start = time.perf_counter()
+    state = graph.get_state({"configurable": {"thread_id": "stock"}})
+    ms = (time.perf_counter() - start) * 1000
+    assert len(state.values["messages"]) >= 2 * turns - 1
+    print(f"LOAD_MS={ms:.3f}")
+
+
+# -- mirograph ------------------------------------------------------------------
+
+
+def start_sim_model(turns: int) -> tuple[subprocess.Popen[str], str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mirograph",
+            "sim-model",
+            "--port",
+            "0",
+            "--policy",
+            f"bench_policy:long_run?turns={turns}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"(http://\S+/v1)", line)
+    if not match:
+        proc.kill()
+        raise SystemExit(f"sim-model did not start: {line!r}")
+    return proc, match.group(1)
+
+
+class ModelClock:
+    """Wraps the OpenAI client's post(): model time and a prompt-prefix tally."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float]] = []
+        self.observing: list[float] = []
+        self.prefix_share: list[float] = []
+        self.prompt_chars: list[int] = []
+        self._previous = ""
+
+    def install(self) -> None:
+        import openai
+
+        original = openai.AsyncOpenAI.post
+        clock = self
+
+        async def timed(self_: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+            observed = time.perf_counter()
+            clock.observe((kwargs.get("body") or {}).get("messages", []))
+            start = time.perf_counter()
+            clock.observing.append(start - observed)  # the benchmark's own cost: excluded
+            try:
+                return await original(self_, path, *args, **kwargs)
+            finally:
+                clock.calls.append((start, time.perf_counter()))
+
+        openai.AsyncOpenAI.post = timed  # type: ignore[method-assign]
+
+    def observe(self, messages: list[dict[str, Any]]) -> None:
+        prompt = "".join(f"<|{m['role']}|>{m['content']}" for m in messages)
+        if self._previous:
+            self.prefix_share.append(common_prefix_length(prompt, self._previous) / len(prompt))
+        self.prompt_chars.append(len(prompt))
+        self._previous = prompt
+
+
+def common_prefix_length(a: str, b: str) -> int:
+    """Length of the common prefix, by binary search on slices (C-speed compares)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if a[:mid] == b[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def run_mirograph(workdir: Path, turns: int, retention: list[str]) -> dict[str, Any]:
+    from mirograph.flows.loader import load_flow
+    from mirograph.flows.runner import run_report, start_run
+
+    proc, base_url = start_sim_model(turns)
+    os.environ["MIROGRAPH_HOME"] = str(workdir / "home")
+    store = f"sqlite:///{workdir / 'mirograph.db'}"
+    clock = ModelClock()
+    clock.install()
+    bench_tools.DURATIONS.clear()
+    try:
+        flow = load_flow(
+            "single-agent",
+            [
+                f"models.thinker.base_url={base_url}",
+                f"agents.main.max_turns={turns}",
+                "agents.main.keep_tool_results=5",
+                "agents.main.tools=[bench_tools:distinct_text]",
+                *retention,
+            ],
+        )
+        start = time.perf_counter()
+        outcome = asyncio.run(start_run("Count the pages.", flow, run_id="bench", store_url=store))
+        wall = time.perf_counter() - start
+        report = asyncio.run(run_report("bench", store_url=store))
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert outcome.status == "completed", outcome
+    assert report["agents"]["main"]["turns"] == turns, report
+    calls, tools, observing = clock.calls, bench_tools.DURATIONS, clock.observing
+    per_turn = {
+        i + 1: (calls[i + 1][0] - calls[i][1] - tools[i] - observing[i + 1]) * 1000
+        for i in range(min(len(calls) - 1, len(tools)))
+    }
+    return {
+        "wall_s": wall,
+        "store_bytes": db_size(workdir / "mirograph.db"),
+        "transcript_bytes": transcript_bytes(store),
+        "per_turn": per_turn,
+        "load_ms": fresh_load_ms("--load-mirograph", store),
+        "prefix_share": p50(clock.prefix_share[:turns]),
+        "prefix_share_mean": statistics.fmean(clock.prefix_share[:turns]),
+        "prompt_chars_mean": statistics.fmean(clock.prompt_chars[:turns]),
+        "prompt_tokens": report["agents"]["main"]["prompt_tokens"],
+        "cached_tokens": report["agents"]["main"]["cached_tokens"],
+    }
+
+
+def transcript_bytes(store: str) -> int:
+    """Bytes of every message's full content (tool results read back from blobs)."""
+
+    async def count() -> int:
+        from mirograph.state.blobs import hydrate
+        from mirograph.state.store import open_store
+
+        async with open_store(store) as st:
+            graph = _mirograph_graph(st)
+            values = (await graph.aget_state({"configurable": {"thread_id": "bench"}})).values
+            messages = await hydrate(values["messages"], st.blobs)
+            return sum(len(str(m.content).encode()) for m in messages)
+
+    return asyncio.run(count())
+
+
+def _mirograph_graph(store: Any) -> Any:
+    from mirograph.agents.tools.base import ToolContext
+    from mirograph.flows.loader import validate_flow
+    from mirograph.graphs.builder import build_flow_graph
+
+    record = store.registry.get("bench")
+    flow = validate_flow(record.flow_spec)
+    built = build_flow_graph(flow, ToolContext("bench", Path(tempfile.gettempdir())), store.blobs)
+    return built.graph.compile(checkpointer=store.checkpointer)
+
+
+def load_mirograph(store: str) -> None:
+    async def load() -> None:
+        from mirograph.state.store import open_store
+
+        async with open_store(store) as st:
+            graph = _mirograph_graph(st)
+            start = time.perf_counter()
+            state = await graph.aget_state({"configurable": {"thread_id": "bench"}})
+            ms = (time.perf_counter() - start) * 1000
+            assert state.values["stats"]["turns"] > 0
+            print(f"LOAD_MS={ms:.3f}")
+
+    asyncio.run(load())
+
+
+# -- report ---------------------------------------------------------------------
+
+
+def table(mg: dict[str, Any], stock: dict[str, Any] | None, turns: int) -> str:
+    lo, hi = (10, 30), (turns - 20, turns)
+    rows = []
+
+    def row(name: str, a: float, b: float | None, fmt: str, target: str) -> None:
+        ratio = f"{a / b:.3f}" if b else "-"
+        rows.append(
+            f"| {name} | {a:{fmt}} | {'-' if b is None else format(b, fmt)} | {ratio} | {target} |"
+        )
+
+    s = stock or {}
+    mg_early, mg_late = p50(window(mg["per_turn"], *lo)), p50(window(mg["per_turn"], *hi))
+    st_early = p50(window(s["per_turn"], *lo)) if s else None
+    st_late = p50(window(s["per_turn"], *hi)) if s else None
+    row(
+        "store size, MB",
+        mg["store_bytes"] / 1e6,
+        s.get("store_bytes", 0) / 1e6 or None,
+        ".2f",
+        "≤ 2 × transcript",
+    )
+    row(
+        "raw transcript, MB",
+        mg["transcript_bytes"] / 1e6,
+        s.get("transcript_bytes", 0) / 1e6 or None,
+        ".2f",
+        "",
+    )
+    row(
+        "store ÷ transcript",
+        mg["store_bytes"] / mg["transcript_bytes"],
+        s["store_bytes"] / s["transcript_bytes"] if s else None,
+        ".2f",
+        "≤ 2",
+    )
+    row(f"engine ms/turn p50, turns {lo[0]}–{lo[1]}", mg_early, st_early, ".2f", "")
+    row(f"engine ms/turn p50, turns {hi[0]}–{hi[1]}", mg_late, st_late, ".2f", "≤ 5 ms")
+    row("late ÷ early p50", mg_late / mg_early, st_late / st_early if s else None, ".2f", "≤ 1.5")
+    row("wall time of the run, s", mg["wall_s"], s.get("wall_s"), ".2f", "≤ 0.5 × stock")
+    row("state load in a fresh process, ms", mg["load_ms"], s.get("load_ms"), ".1f", "≤ 50 ms")
+    head = "| figure | mirograph | stock LangGraph | mirograph ÷ stock | target |"
+    return head + "\n|---|---|---|---|---|\n" + "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=600)
+    parser.add_argument("--skip-stock", action="store_true")
+    parser.add_argument("--load-stock", nargs=2)
+    parser.add_argument("--load-mirograph")
+    args = parser.parse_args()
+    if args.load_stock:
+        return load_stock(args.load_stock[0], int(args.load_stock[1]))
+    if args.load_mirograph:
+        return load_mirograph(args.load_mirograph)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        (workdir / "keep").mkdir()
+        mg = run_mirograph(workdir / "keep", args.turns, [])
+        stock = None if args.skip_stock else run_stock(workdir, args.turns)
+    print(f"\n{args.turns} turns, one ~8 KB tool result per turn, SQLite, durability=sync\n")
+    print(table(mg, stock, args.turns))
+    print(
+        f"\nprefix reuse (keep-5): median {mg['prefix_share']:.3f}, mean "
+        f"{mg['prefix_share_mean']:.3f} of each prompt equals the previous prompt's start; "
+        f"mean prompt {mg['prompt_chars_mean'] / 1000:.1f} K chars"
+    )
+    print(json.dumps({k: v for k, v in mg.items() if k != "per_turn"}, indent=None))
+
+
+if __name__ == "__main__":
+    main()
