@@ -181,10 +181,13 @@ class AgentLoop:
 
     # -- routing --------------------------------------------------------------
 
-    def after_model(self, state: AgentState) -> Literal["tools", "close"]:
+    # Routers are coroutines: LangGraph runs a plain function router in a
+    # worker thread, two thread hand-offs per turn for a dictionary lookup.
+
+    async def after_model(self, state: AgentState) -> Literal["tools", "close"]:
         return "close" if state.get("phase") == "close" else "tools"
 
-    def after_tools(self, state: AgentState) -> Literal["model", "close"]:
+    async def after_tools(self, state: AgentState) -> Literal["model", "close"]:
         return "close" if state.get("phase") == "close" else "model"
 
     # -- helpers --------------------------------------------------------------

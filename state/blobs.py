@@ -8,9 +8,9 @@ short preview and the key. The retention view needs only the last K results
 in full, so a turn reads at most a few blobs, and those usually come from the
 in-memory cache.
 
-A blob is written before the checkpoint that refers to it. A crash in between
-leaves an orphan blob, which is harmless: re-running the step writes the same
-key again.
+With the run store, a blob is written on the checkpointer's connection
+without a commit of its own: the step's checkpoint write commits it, so a
+result and the history entry that refers to it land together or not at all.
 """
 
 from __future__ import annotations
@@ -54,20 +54,26 @@ class SqliteBlobStore:
     the hand-off to a worker thread would.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, cache_size: int = 64) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, *, commit: bool = True, cache_size: int = 64
+    ) -> None:
         self._conn = conn
+        #: False when the owner of ``conn`` commits (the checkpoint write after the step).
+        self._commit = commit
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._cache_size = cache_size
         self._conn.execute(_SCHEMA)
+        self._conn.commit()
 
     async def put(self, text: str) -> str:
         key = content_key(text)
         if key not in self._cache:
             data = zlib.compress(text.encode("utf-8"), 1)
-            with self._conn:
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO mirograph_blobs (key, data) VALUES (?, ?)", (key, data)
-                )
+            self._conn.execute(
+                "INSERT OR IGNORE INTO mirograph_blobs (key, data) VALUES (?, ?)", (key, data)
+            )
+            if self._commit:
+                self._conn.commit()
         self._remember(key, text)
         return key
 

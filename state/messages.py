@@ -15,7 +15,7 @@ from langgraph.channels import DeltaChannel
 
 #: Full snapshots are written every this many updates to the channel; between
 #: them a load replays the per-step writes. Tuned against resume time.
-SNAPSHOT_FREQUENCY = 100
+SNAPSHOT_FREQUENCY = 300
 
 
 def append_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:

@@ -94,11 +94,6 @@ class SqliteRunRegistry:
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.execute(_SCHEMA)
 
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The synchronous connection, shared with the blob store of the same file."""
-        return self._conn
-
     def close(self) -> None:
         self._conn.close()
 

@@ -18,6 +18,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from mirograph.state.blobs import BlobStore, SqliteBlobStore
 from mirograph.state.registry import SqliteRunRegistry
+from mirograph.state.serde import message_serializer
 from mirograph.state.sqlite_saver import LoopSqliteSaver
 
 
@@ -78,9 +79,9 @@ async def _open_sqlite(url: str) -> AsyncIterator[Store]:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
-        saver = LoopSqliteSaver(conn)
+        saver = LoopSqliteSaver(conn, serde=message_serializer())
         saver.setup()
-        blobs = SqliteBlobStore(registry.connection)
+        blobs = SqliteBlobStore(conn, commit=False)  # committed with the step's checkpoint
         yield Store(url=url, checkpointer=saver, registry=registry, blobs=blobs)
     finally:
         conn.close()
