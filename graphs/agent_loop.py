@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -22,6 +22,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.context import _tracing_v2_is_enabled as tracing_v2_is_enabled
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
 
 from mirograph.agents import prompts
 from mirograph.agents.errors import ContextOverflowError, classify_model_error
@@ -69,13 +70,13 @@ class AgentLoop:
     def build(self) -> StateGraph:
         graph = StateGraph(AgentState, input_schema=AgentInput, output_schema=AgentOutput)
         graph.add_node("start", self.start)
-        graph.add_node("model", self.call_model)
-        graph.add_node("tools", self.run_tools)
+        # Model and tools route themselves with Command(goto=...): a separate
+        # router would be one more runnable for LangGraph to run every step.
+        graph.add_node("model", self.call_model, destinations=("tools", "close"))
+        graph.add_node("tools", self.run_tools, destinations=("model", "close"))
         graph.add_node("close", self.close)
         graph.add_edge(START, "start")
         graph.add_edge("start", "model")
-        graph.add_conditional_edges("model", self.after_model, ["tools", "close"])
-        graph.add_conditional_edges("tools", self.after_tools, ["model", "close"])
         graph.add_edge("close", END)
         return graph
 
@@ -112,7 +113,7 @@ class AgentLoop:
             "stop_reason": None,
         }
 
-    async def call_model(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    async def call_model(self, state: AgentState, config: RunnableConfig) -> Command[Any]:
         stats = AgentStats(**state.get("stats", empty_stats()))
         streak = state.get("rollback_streak", 0)
         view = await self._view(state["messages"])
@@ -120,19 +121,24 @@ class AgentLoop:
             try:
                 reply = await self._invoke(view, config, with_tools=True)
             except ContextOverflowError:
-                return {"stats": stats, "phase": "close", "stop_reason": "context_overflow"}
+                return _route(
+                    {"stats": stats, "phase": "close", "stop_reason": "context_overflow"}, "tools"
+                )
             _count_usage(stats, reply)
             if not needs_rollback(reply):
                 break
             stats["rollbacks"] += 1
             streak += 1
             if streak > self.config.max_rollbacks:
-                return {
-                    "stats": stats,
-                    "rollback_streak": streak,
-                    "phase": "close",
-                    "stop_reason": "too_many_rollbacks",
-                }
+                return _route(
+                    {
+                        "stats": stats,
+                        "rollback_streak": streak,
+                        "phase": "close",
+                        "stop_reason": "too_many_rollbacks",
+                    },
+                    "tools",
+                )
         stats["turns"] += 1
         stats["tool_calls"] += len(reply.tool_calls) + len(reply.invalid_tool_calls)
         update: dict[str, Any] = {"messages": [reply], "stats": stats, "rollback_streak": 0}
@@ -142,9 +148,9 @@ class AgentLoop:
         if not reply.tool_calls and not reply.invalid_tool_calls:
             update["phase"] = "close"
             update["stop_reason"] = "answered"
-        return update
+        return _route(update, "tools")
 
-    async def run_tools(self, state: AgentState) -> dict[str, Any]:
+    async def run_tools(self, state: AgentState) -> Command[Any]:
         reply = state["messages"][-1]
         assert isinstance(reply, AIMessage)
         results = [await offload(r, self.blobs) for r in await self._runner.run(reply)]
@@ -152,7 +158,7 @@ class AgentLoop:
         if state.get("stats", empty_stats())["turns"] >= self.config.max_turns:
             update["phase"] = "close"
             update["stop_reason"] = "max_turns"
-        return update
+        return _route(update, "model")
 
     async def close(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """The closing request: summary and final answer (or report), no tools."""
@@ -178,17 +184,6 @@ class AgentLoop:
             "phase": "done",
             "stop_reason": state.get("stop_reason") or "answered",
         }
-
-    # -- routing --------------------------------------------------------------
-
-    # Routers are coroutines: LangGraph runs a plain function router in a
-    # worker thread, two thread hand-offs per turn for a dictionary lookup.
-
-    async def after_model(self, state: AgentState) -> Literal["tools", "close"]:
-        return "close" if state.get("phase") == "close" else "tools"
-
-    async def after_tools(self, state: AgentState) -> Literal["model", "close"]:
-        return "close" if state.get("phase") == "close" else "model"
 
     # -- helpers --------------------------------------------------------------
 
@@ -234,6 +229,11 @@ class AgentLoop:
                 return await self._invoke(await self._view(trimmed), config)
             except ContextOverflowError:
                 return None
+
+
+def _route(update: dict[str, Any], default: str) -> Command[Any]:
+    """Apply ``update`` and go on to ``default``, or to the closing request."""
+    return Command(update=update, goto="close" if update.get("phase") == "close" else default)
 
 
 def _observed(config: RunnableConfig) -> bool:
