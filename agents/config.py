@@ -30,7 +30,10 @@ class ModelConfig(BaseModel):
     max_tokens: int = Field(16384, gt=0)
     context_tokens: int = Field(262144, gt=0)
     timeout_s: float = Field(600.0, gt=0)
+    #: Retries of a failed model call (backoff with jitter); past them the run pauses.
     max_retries: int = Field(5, ge=0)
+    #: First backoff delay in seconds; doubles per retry (with jitter), up to 60 s.
+    retry_base_s: float = Field(1.0, ge=0)
     streaming: bool = False
 
     def api_key(self) -> str:

@@ -23,7 +23,7 @@ def build_chat_model(config: ModelConfig) -> BaseChatModel:
             repetition_penalty=config.repetition_penalty,
             max_tokens=config.max_tokens,
             timeout_s=config.timeout_s,
-            max_retries=config.max_retries,
+            max_retries=0,  # the agent loop retries (see agents/retry.py)
             streaming=config.streaming,
         )
     return build_native_model(config)
@@ -39,7 +39,7 @@ def build_native_model(config: ModelConfig) -> BaseChatModel:
         "top_p": config.top_p,
         "max_tokens": config.max_tokens,
         "timeout": config.timeout_s,
-        "max_retries": config.max_retries,
+        "max_retries": 0,  # the agent loop retries (see agents/retry.py)
         "api_key": config.api_key(),
         "streaming": config.streaming,
     }

@@ -210,6 +210,7 @@ def common_prefix_length(a: str, b: str) -> int:
 
 
 def run_mirograph(workdir: Path, turns: int, retention: list[str]) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
     from mirograph.flows.loader import load_flow
     from mirograph.flows.runner import run_report, start_run
 
@@ -351,6 +352,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=600)
     parser.add_argument("--skip-stock", action="store_true")
+    parser.add_argument("--skip-blocks", action="store_true", help="only keep-K retention")
     parser.add_argument("--load-stock", nargs=2)
     parser.add_argument("--load-mirograph")
     args = parser.parse_args()
@@ -361,17 +363,36 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        (workdir / "keep").mkdir()
-        mg = run_mirograph(workdir / "keep", args.turns, [])
+        mg = run_mirograph(workdir / "keep_last", args.turns, [])
+        blocks = None
+        if not args.skip_blocks:
+            blocks = run_mirograph(workdir / "blocks", args.turns, ["agents.main.retention=blocks"])
         stock = None if args.skip_stock else run_stock(workdir, args.turns)
     print(f"\n{args.turns} turns, one ~8 KB tool result per turn, SQLite, durability=sync\n")
     print(table(mg, stock, args.turns))
-    print(
-        f"\nprefix reuse (keep-5): median {mg['prefix_share']:.3f}, mean "
-        f"{mg['prefix_share_mean']:.3f} of each prompt equals the previous prompt's start; "
-        f"mean prompt {mg['prompt_chars_mean'] / 1000:.1f} K chars"
-    )
+    if blocks is not None:
+        print("\n" + retention_table(mg, blocks))
     print(json.dumps({k: v for k, v in mg.items() if k != "per_turn"}, indent=None))
+
+
+def retention_table(keep: dict[str, Any], blocks: dict[str, Any]) -> str:
+    """Prefix reuse and prompt size: keep-5 as trained against block elision (5 at a time)."""
+    rows = [
+        ("prompt share equal to the previous prompt's start, median", "prefix_share", ".3f"),
+        ("prompt share equal to the previous prompt's start, mean", "prefix_share_mean", ".3f"),
+        ("mean prompt, K chars", "prompt_chars_mean", ".1f"),
+        ("prompt tokens, whole run (M)", "prompt_tokens", ".2f"),
+        ("server-reported cached tokens (M)", "cached_tokens", ".2f"),
+    ]
+    scale = {"prompt_chars_mean": 1e3, "prompt_tokens": 1e6, "cached_tokens": 1e6}
+    lines = [
+        "| retention (K=5) | keep_last (trained) | blocks of 5 | blocks ÷ keep_last |",
+        "|---|---|---|---|",
+    ]
+    for name, key, fmt in rows:
+        a, b = keep[key] / scale.get(key, 1), blocks[key] / scale.get(key, 1)
+        lines.append(f"| {name} | {a:{fmt}} | {b:{fmt}} | {b / a:.3f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,13 @@
 
 Each node is one checkpointed step (the graph runs with ``durability="sync"``),
 so a killed run resumes at the step in flight and never repeats a completed
-turn. Rollbacks (replies with tag fragments or only malformed calls) are
-resampled inside the model step and do not count as turns.
+turn. Inside the model step:
+- server errors are retried with backoff;
+- replies cut by ``max_tokens`` are asked again with a larger budget;
+- rollbacks (malformed calls, refusals, loops, repeated queries) are resampled
+  without counting a turn.
+The closing request asks for the answer (or a sub-agent's report) with no
+more tools.
 """
 
 from __future__ import annotations
@@ -17,7 +22,13 @@ from datetime import date
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.context import _tracing_v2_is_enabled as tracing_v2_is_enabled
@@ -29,18 +40,17 @@ from mirograph.agents.errors import ContextOverflowError, classify_model_error
 from mirograph.agents.mirothinker.boxed import extract_boxed
 from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.mirothinker.thinking import split_thinking
+from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import server_of, tool_specs
 from mirograph.graphs.config import AgentConfig
+from mirograph.graphs.reply_checks import DEDUPE_KEY, query_keys, rollback_reason
 from mirograph.graphs.tool_runner import ToolRunner
 from mirograph.state.blobs import BlobStore, hydrate, offload
-from mirograph.state.retention import RetentionWindow, result_groups
-from mirograph.state.schema import (
-    AgentInput,
-    AgentOutput,
-    AgentState,
-    AgentStats,
-    empty_stats,
-)
+from mirograph.state.retention import RetentionWindow
+from mirograph.state.schema import AgentInput, AgentOutput, AgentState, AgentStats, empty_stats
+
+#: Conservative characters per token, for the context estimate before /tokenize.
+CHARS_PER_TOKEN = 3.0
 
 
 @dataclass
@@ -56,16 +66,27 @@ class AgentLoop:
     base_url: str = ""
     #: Where long tool results go (the run's store); None keeps them inline.
     blobs: BlobStore | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: The model's context and reply budget; the guard closes the agent before overflow.
+    context_tokens: int | None = None
+    #: The model's reply budget (None: the model's own setting, unknown to the guard).
+    max_tokens: int | None = None
     today: str = field(default_factory=lambda: date.today().isoformat())
 
     def __post_init__(self) -> None:
         self.role = self.config.role or (self.name if self.name in prompts.OBJECTIVES else "main")
         self._bound = self.model.bind_tools(list(self.tools)) if self.tools else self.model
         self._servers = {tool.name: server_of(tool) for tool in self.tools}
+        self._dedupe = {
+            tool.name: list((tool.metadata or {})[DEDUPE_KEY])
+            for tool in self.tools
+            if (tool.metadata or {}).get(DEDUPE_KEY)
+        }
         self._runner = ToolRunner(
             self.tools, timeout_s=self.config.tool_timeout_s, max_chars=self.config.max_result_chars
         )
-        self._window = RetentionWindow(self.config.keep_tool_results)
+        block = self.config.retention_block if self.config.retention == "blocks" else 1
+        self._window = RetentionWindow(self.config.keep_tool_results, block)
 
     def build(self) -> StateGraph:
         graph = StateGraph(AgentState, input_schema=AgentInput, output_schema=AgentOutput)
@@ -114,34 +135,49 @@ class AgentLoop:
         }
 
     async def call_model(self, state: AgentState, config: RunnableConfig) -> Command[Any]:
-        stats = AgentStats(**state.get("stats", empty_stats()))
-        streak = state.get("rollback_streak", 0)
+        stats = _stats(state)
         view = await self._view(state["messages"])
+        # Room is kept for the closing request, which must still fit after this turn.
+        closing = prompts.closing_request(state["question"], role=self.role)
+        if not await self._fits(view, reserve=int(len(closing) / CHARS_PER_TOKEN) + 16):
+            return _close(stats, "context_limit")
+        seen = set(state.get("queries") or ())
+        streak = state.get("rollback_streak", 0)
+        duplicates: dict[str, int] = {}
+        max_tokens: int | None = None  # the model's own budget, until a reply is cut
+        length_retries = 0
         while True:
             try:
-                reply = await self._invoke(view, config, with_tools=True)
+                reply = await self._invoke(view, config, stats, tools=True, max_tokens=max_tokens)
             except ContextOverflowError:
-                return _route(
-                    {"stats": stats, "phase": "close", "stop_reason": "context_overflow"}, "tools"
-                )
+                return _close(stats, "context_overflow")
             _count_usage(stats, reply)
-            if not needs_rollback(reply):
+            if (
+                reply.response_metadata.get("finish_reason") == "length"
+                and length_retries < self.config.max_length_retries
+            ):
+                length_retries += 1
+                stats["length_retries"] += 1
+                max_tokens = self._larger_budget(max_tokens or self.max_tokens or 4096)
+                continue
+            repeated = [k for k in query_keys(reply, self._dedupe) if k in seen]
+            insisting = [
+                k for k in repeated if duplicates.get(k, 0) >= self.config.max_duplicate_rollbacks
+            ]
+            reason = rollback_reason(reply, [k for k in repeated if k not in insisting])
+            if reason is None:
                 break
+            for key in repeated:
+                duplicates[key] = duplicates.get(key, 0) + 1
             stats["rollbacks"] += 1
             streak += 1
             if streak > self.config.max_rollbacks:
-                return _route(
-                    {
-                        "stats": stats,
-                        "rollback_streak": streak,
-                        "phase": "close",
-                        "stop_reason": "too_many_rollbacks",
-                    },
-                    "tools",
-                )
+                return _close(stats, "too_many_rollbacks", rollback_streak=streak)
         stats["turns"] += 1
         stats["tool_calls"] += len(reply.tool_calls) + len(reply.invalid_tool_calls)
         update: dict[str, Any] = {"messages": [reply], "stats": stats, "rollback_streak": 0}
+        if new_queries := [k for k in query_keys(reply, self._dedupe) if k not in seen]:
+            update["queries"] = new_queries
         boxed = extract_boxed(split_thinking(reply.text)[1])
         if boxed is not None:
             update["boxed"] = boxed
@@ -155,17 +191,19 @@ class AgentLoop:
         assert isinstance(reply, AIMessage)
         results = [await offload(r, self.blobs) for r in await self._runner.run(reply)]
         update: dict[str, Any] = {"messages": results}
-        if state.get("stats", empty_stats())["turns"] >= self.config.max_turns:
+        if _stats(state)["turns"] >= self.config.max_turns:
             update["phase"] = "close"
             update["stop_reason"] = "max_turns"
         return _route(update, "model")
 
     async def close(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """The closing request: summary and final answer (or report), no tools."""
-        stats = AgentStats(**state.get("stats", empty_stats()))
+        stats = _stats(state)
         request = HumanMessage(prompts.closing_request(state["question"], role=self.role), id=_id())
-        history = [*state["messages"], request]
-        reply = await self._closing_reply(history, config)
+        history = list(state["messages"])
+        if state.get("stop_reason") == "context_overflow":
+            history = _without_last_turn(history)  # the turn whose result overflowed
+        reply = await self._closing_reply([*history, request], config, stats)
         answer: str | None
         if reply is None:
             answer, new = state.get("boxed"), [request]
@@ -192,43 +230,90 @@ class AgentLoop:
         view = self._window.view(history)
         return await hydrate(view, self.blobs, only=self._window.kept_results())
 
+    async def _fits(self, view: Sequence[BaseMessage], reserve: int = 0) -> bool:
+        """Whether the next call can fit: an estimate first, vLLM's count when close."""
+        if not self.context_tokens:
+            return True
+        budget = self.context_tokens - (self.max_tokens or 0) - reserve
+        chars = sum(len(m.content) if isinstance(m.content, str) else len(m.text) for m in view)
+        estimate = chars / CHARS_PER_TOKEN + 8 * len(view)
+        if estimate <= budget:
+            return True
+        exact = None
+        if isinstance(self.model, MiroThinkerChatModel):
+            exact = await self.model.count_tokens(view)
+        return exact is not None and exact <= budget
+
+    def _larger_budget(self, max_tokens: int) -> int:
+        ceiling = (self.context_tokens or max_tokens * 4) // 2
+        return max(max_tokens, min(max_tokens * 2, ceiling))
+
     async def _invoke(
-        self, messages: Sequence[BaseMessage], config: RunnableConfig, *, with_tools: bool = False
+        self,
+        messages: Sequence[BaseMessage],
+        config: RunnableConfig,
+        stats: AgentStats,
+        *,
+        tools: bool = False,
+        max_tokens: int | None = None,
     ) -> AIMessage:
-        try:
-            if isinstance(self.model, MiroThinkerChatModel) and not _observed(config):
-                # Nobody traces or streams this call: skip LangChain's per-message
-                # bookkeeping, which grows with the history, and call the model directly.
-                servers = self._servers if with_tools else {}
-                reply = await self.model.areply(messages, servers)
-            else:
-                model = self._bound if with_tools else self.model
-                reply = await model.ainvoke(list(messages), config)
-        except Exception as exc:
-            mapped = classify_model_error(exc, self.base_url)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from exc
+        """One model reply, retried with backoff on server errors (then the run pauses)."""
+
+        async def once() -> AIMessage:
+            try:
+                return await self._call(messages, config, tools, max_tokens)
+            except Exception as exc:
+                mapped = classify_model_error(exc, self.base_url)
+                if mapped is None or mapped is exc:
+                    raise
+                raise mapped from exc
+
+        def count_retry() -> None:
+            stats["retries"] += 1
+
+        reply = await self.retry.call(once, count_retry)
         if not reply.id:
             reply.id = _id()
         return reply
 
+    async def _call(
+        self,
+        messages: Sequence[BaseMessage],
+        config: RunnableConfig,
+        tools: bool,
+        max_tokens: int | None,
+    ) -> AIMessage:
+        if isinstance(self.model, MiroThinkerChatModel) and not _observed(config):
+            # Nobody traces or streams this call: skip LangChain's per-message
+            # bookkeeping, which grows with the history, and call the model directly.
+            servers = self._servers if tools else {}
+            return await self.model.areply(messages, servers, max_tokens=max_tokens)
+        model: Any = self._bound if tools else self.model
+        if max_tokens:
+            model = model.bind(max_tokens=max_tokens)
+        reply = await model.ainvoke(list(messages), config)
+        assert isinstance(reply, AIMessage)
+        return reply
+
     async def _closing_reply(
-        self, history: list[BaseMessage], config: RunnableConfig
+        self, history: list[BaseMessage], config: RunnableConfig, stats: AgentStats
     ) -> AIMessage | None:
-        """Ask for the answer; on a context overflow drop the newest results once."""
-        try:
-            return await self._invoke(await self._view(history), config)
-        except ContextOverflowError:
-            groups = result_groups(history)
-            if len(groups) < 2:
-                return None
-            drop = set(groups[-2])
-            trimmed = [m for i, m in enumerate(history) if i not in drop]
+        """Ask for the answer; without the newest turn when the whole history cannot fit.
+
+        At most two requests: never an endless resend of an overflowing prompt.
+        """
+        request = history[-1]
+        trimmed = [*_without_last_turn(history[:-1]), request]
+        candidates = [history] if len(trimmed) == len(history) else [history, trimmed]
+        for i, candidate in enumerate(candidates):
+            view = await self._view(candidate)
+            if i + 1 < len(candidates) and not await self._fits(view):
+                continue  # predicted overflow: go straight to the trimmed history
             try:
-                return await self._invoke(await self._view(trimmed), config)
+                return await self._invoke(view, config, stats)
             except ContextOverflowError:
-                return None
+                continue
+        return None
 
 
 def _route(update: dict[str, Any], default: str) -> Command[Any]:
@@ -236,18 +321,30 @@ def _route(update: dict[str, Any], default: str) -> Command[Any]:
     return Command(update=update, goto="close" if update.get("phase") == "close" else default)
 
 
+def _close(stats: AgentStats, reason: str, **extra: Any) -> Command[Any]:
+    return _route({"stats": stats, "phase": "close", "stop_reason": reason, **extra}, "tools")
+
+
+def _without_last_turn(history: list[BaseMessage]) -> list[BaseMessage]:
+    """The history without its newest assistant call and that call's results."""
+    end = len(history)
+    while end > 0 and isinstance(history[end - 1], ToolMessage):
+        end -= 1
+    if end == len(history) or end == 0 or not isinstance(history[end - 1], AIMessage):
+        return history
+    return history[: end - 1]
+
+
 def _observed(config: RunnableConfig) -> bool:
     """Whether a callback handler (streaming, tracing) should see this model call."""
     callbacks = config.get("callbacks")
     handlers = getattr(callbacks, "handlers", callbacks)
-    return bool(handlers) or tracing_v2_is_enabled()
+    return bool(handlers) or bool(tracing_v2_is_enabled())
 
 
-def needs_rollback(reply: AIMessage) -> bool:
-    """A reply with protocol fragments but nothing to execute is resampled."""
-    if reply.tool_calls:
-        return False
-    return bool(reply.invalid_tool_calls) or bool(reply.response_metadata.get("stray_tags"))
+def _stats(state: AgentState) -> AgentStats:
+    """The agent's counters, with any added since the checkpoint was written."""
+    return AgentStats(**{**empty_stats(), **(state.get("stats") or {})})
 
 
 def _count_usage(stats: AgentStats, reply: AIMessage) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from langgraph.graph import StateGraph
 
 from mirograph.agents.models import build_chat_model
+from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import ToolContext
 from mirograph.agents.tools.registry import resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
@@ -37,6 +38,9 @@ def build_agent(
         tools_in_prompt=model_config.protocol == "mirothinker",
         base_url=model_config.base_url,
         blobs=blobs,
+        retry=RetryPolicy(max_retries=model_config.max_retries, base_s=model_config.retry_base_s),
+        context_tokens=model_config.context_tokens,
+        max_tokens=model_config.max_tokens,
     )
 
 

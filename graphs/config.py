@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,6 +28,15 @@ class AgentConfig(BaseModel):
     max_turns: int = Field(600, gt=0)
     #: Keep-K: tool results sent in full; -1 keeps all.
     keep_tool_results: int = Field(5, ge=-1)
+    #: ``keep_last``: keep-K exactly as trained. ``blocks``: results leave the
+    #: window ``retention_block`` at a time (same text on average, better
+    #: prefix-cache reuse on the server).
+    retention: Literal["keep_last", "blocks"] = "keep_last"
+    retention_block: int = Field(5, ge=2)
+    #: Times a reply cut by max_tokens is asked again with twice the budget.
+    max_length_retries: int = Field(2, ge=0)
+    #: Times one repeated query is rolled back before it is let through.
+    max_duplicate_rollbacks: int = Field(2, ge=0)
     #: Resamples in a row (malformed calls, stray tags) before the agent closes.
     max_rollbacks: int = Field(5, ge=0)
     tools: list[str] = Field(default_factory=list)

@@ -38,3 +38,13 @@ def append_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[An
 Messages = Annotated[
     list[AnyMessage], DeltaChannel(append_messages, snapshot_frequency=SNAPSHOT_FREQUENCY)
 ]
+
+
+def append_items(current: list[str], writes: Sequence[list[str]]) -> list[str]:
+    """Fold writes (lists of strings) onto a list; pure and batching-invariant."""
+    added = [item for write in writes for item in write]
+    return [*current, *added] if added else current
+
+
+#: Query keys an agent has used (duplicate detection), stored as per-turn deltas.
+Queries = Annotated[list[str], DeltaChannel(append_items, snapshot_frequency=SNAPSHOT_FREQUENCY)]

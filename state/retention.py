@@ -27,8 +27,9 @@ class RetentionWindow:
     trimmed copy, another thread) starts a fresh pass.
     """
 
-    def __init__(self, keep: int) -> None:
+    def __init__(self, keep: int, block: int = 1) -> None:
         self.keep = keep
+        self.block = max(block, 1)
         self._reset()
 
     def _reset(self) -> None:
@@ -46,7 +47,7 @@ class RetentionWindow:
         for message in messages[len(self._source) :]:
             self._add(message)
         if self.keep >= 0:
-            target = max(len(self._groups) - self.keep, 0)
+            target = omitted_count(len(self._groups), self.keep, self.block)
             for group in self._groups[self._omitted_groups : target]:
                 for i in group:
                     self._view[i] = self._view[i].model_copy(update={"content": OMITTED})
@@ -85,6 +86,22 @@ class RetentionWindow:
         self._previous_was_result = isinstance(message, ToolMessage)
 
 
+def omitted_count(results: int, keep: int, block: int = 1) -> int:
+    """How many of the oldest ``results`` a view omits.
+
+    ``block == 1`` is keep-K exactly as trained: the last ``keep`` in full.
+    With ``block == B`` results leave the window B at a time. Between those
+    moments the prompt only grows at its end, which a server's prefix cache
+    can reuse. The number kept in full cycles through
+    ``keep - (B-1)//2 ... keep + B//2``, so on average no more result text is
+    sent than with keep-K.
+    """
+    if block <= 1:
+        return max(results - keep, 0)
+    low = max(keep - (block - 1) // 2, 0)
+    return max((results - low) // block * block, 0)
+
+
 def result_groups(messages: Sequence[BaseMessage]) -> list[list[int]]:
     """Indices of the user-side messages after the task, one group per turn."""
     window = RetentionWindow(-1)
@@ -92,10 +109,12 @@ def result_groups(messages: Sequence[BaseMessage]) -> list[list[int]]:
     return window.groups()
 
 
-def retained_view(messages: Sequence[BaseMessage], keep: int) -> list[BaseMessage]:
+def retained_view(
+    messages: Sequence[BaseMessage], keep: int, block: int = 1
+) -> list[BaseMessage]:
     """The history as sent to the model with the last ``keep`` results in full.
 
     ``keep < 0`` keeps everything. Omitted messages are copies; the stored
     history is untouched.
     """
-    return RetentionWindow(keep).view(messages)
+    return RetentionWindow(keep, block).view(messages)

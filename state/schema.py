@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-from mirograph.state.messages import Messages
+from mirograph.state.messages import Messages, Queries
 
 Phase = Literal["work", "close", "done"]
 
@@ -20,6 +20,10 @@ class AgentStats(TypedDict):
     turns: int
     tool_calls: int
     rollbacks: int
+    #: Model calls repeated after a server error, a timeout or a cut stream.
+    retries: int
+    #: Replies cut by max_tokens and asked again with a larger budget.
+    length_retries: int
     model_calls: int
     prompt_tokens: int
     completion_tokens: int
@@ -31,6 +35,8 @@ def empty_stats() -> AgentStats:
         turns=0,
         tool_calls=0,
         rollbacks=0,
+        retries=0,
+        length_retries=0,
         model_calls=0,
         prompt_tokens=0,
         completion_tokens=0,
@@ -49,6 +55,8 @@ class AgentState(TypedDict):
 
     question: str
     messages: Messages
+    #: Queries already made (search terms, URLs, sub-tasks): repeats are rolled back.
+    queries: NotRequired[Queries]
     stats: NotRequired[AgentStats]
     phase: NotRequired[Phase]
     #: Consecutive rollbacks since the last accepted reply; bounded per agent.

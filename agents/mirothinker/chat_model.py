@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -58,6 +59,7 @@ class MiroThinkerChatModel(BaseChatModel):
     _sync_client: openai.OpenAI | None = PrivateAttr(default=None)
     _client_loop: asyncio.AbstractEventLoop | None = PrivateAttr(default=None)
     _converter: MessageConverter = PrivateAttr(default_factory=lambda: MessageConverter())
+    _tokenize_missing: bool = PrivateAttr(default=False)
 
     @property
     def _llm_type(self) -> str:
@@ -77,7 +79,10 @@ class MiroThinkerChatModel(BaseChatModel):
     # -- requests -----------------------------------------------------------
 
     def request_body(
-        self, messages: Sequence[BaseMessage], tool_servers: dict[str, str] | None = None
+        self,
+        messages: Sequence[BaseMessage],
+        tool_servers: dict[str, str] | None = None,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
         """The ``/v1/chat/completions`` body for these messages (public for tests)."""
         body: dict[str, Any] = {
@@ -85,7 +90,7 @@ class MiroThinkerChatModel(BaseChatModel):
             "messages": self._converter.convert(messages, tool_servers or {}),
             "temperature": self.temperature,
             "top_p": self.top_p,
-            "max_tokens": self.max_tokens,
+            "max_tokens": max_tokens or self.max_tokens,
         }
         if self.repetition_penalty != 1.0:
             # vLLM's sampling extension, outside OpenAI's schema (``extra_body`` on the wire).
@@ -93,10 +98,16 @@ class MiroThinkerChatModel(BaseChatModel):
         return body
 
     async def areply(
-        self, messages: Sequence[BaseMessage], tool_servers: dict[str, str] | None = None
+        self,
+        messages: Sequence[BaseMessage],
+        tool_servers: dict[str, str] | None = None,
+        *,
+        max_tokens: int | None = None,
     ) -> AIMessage:
         """One reply, without LangChain's callback machinery (the engine's fast path)."""
-        result = await self._agenerate(list(messages), tool_servers=tool_servers or {})
+        result = await self._agenerate(
+            list(messages), tool_servers=tool_servers or {}, max_tokens=max_tokens
+        )
         message = result.generations[0].message
         assert isinstance(message, AIMessage)
         message.id = message.id or f"lc_run--{uuid.uuid4()}"
@@ -109,7 +120,7 @@ class MiroThinkerChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        body = self.request_body(messages, kwargs.get("tool_servers"))
+        body = self.request_body(messages, kwargs.get("tool_servers"), kwargs.get("max_tokens"))
         client = self._aclient()
         # The low-level post() sends the body as built: the SDK's per-field
         # request transform costs ~0.5 ms per message, and a 600-turn history
@@ -136,7 +147,7 @@ class MiroThinkerChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        body = self.request_body(messages, kwargs.get("tool_servers"))
+        body = self.request_body(messages, kwargs.get("tool_servers"), kwargs.get("max_tokens"))
         client = self._client()
         if self.streaming:
             parts = _StreamParts()
@@ -156,6 +167,25 @@ class MiroThinkerChatModel(BaseChatModel):
         if self._async_client is not None:
             client, self._async_client = self._async_client, None
             await client.close()
+
+    async def count_tokens(self, messages: Sequence[BaseMessage]) -> int | None:
+        """Exact prompt tokens from vLLM's ``/tokenize``; None where the server has none."""
+        if self._tokenize_missing:
+            return None
+        root = self.base_url.rstrip("/").removesuffix("/v1")
+        body = {"model": self.model, "messages": self._converter.convert(messages, {})}
+        try:  # only near the context limit: a short-lived client is fine
+            async with httpx.AsyncClient(timeout=min(self.timeout_s, 30.0)) as client:
+                response = await client.post(f"{root}/tokenize", json=body)
+        except httpx.HTTPError:
+            return None
+        if response.status_code in (404, 405):
+            self._tokenize_missing = True
+            return None
+        if response.status_code != 200:
+            return None
+        count = response.json().get("count")
+        return int(count) if isinstance(count, int) else None
 
     def _aclient(self) -> openai.AsyncOpenAI:
         loop = asyncio.get_running_loop()
