@@ -353,6 +353,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=600)
     parser.add_argument("--skip-stock", action="store_true")
     parser.add_argument("--skip-blocks", action="store_true", help="only keep-K retention")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="mirograph runs; each figure is their median"
+    )
     parser.add_argument("--load-stock", nargs=2)
     parser.add_argument("--load-mirograph")
     args = parser.parse_args()
@@ -363,16 +366,34 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        mg = run_mirograph(workdir / "keep_last", args.turns, [])
+        runs = [
+            run_mirograph(workdir / f"keep_last_{i}", args.turns, []) for i in range(args.repeat)
+        ]
+        mg = median_run(runs)
         blocks = None
         if not args.skip_blocks:
             blocks = run_mirograph(workdir / "blocks", args.turns, ["agents.main.retention=blocks"])
         stock = None if args.skip_stock else run_stock(workdir, args.turns)
-    print(f"\n{args.turns} turns, one ~8 KB tool result per turn, SQLite, durability=sync\n")
+    print(
+        f"\n{args.turns} turns, one ~8 KB tool result per turn, SQLite, durability=sync;"
+        f" mirograph: median of {args.repeat} runs\n"
+    )
     print(table(mg, stock, args.turns))
     if blocks is not None:
         print("\n" + retention_table(mg, blocks))
     print(json.dumps({k: v for k, v in mg.items() if k != "per_turn"}, indent=None))
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over repeated runs (per-turn times pooled per turn)."""
+    merged: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        if key == "per_turn":
+            merged[key] = {t: p50([r["per_turn"][t] for r in runs]) for t in value}
+        elif isinstance(value, (int, float)):
+            merged[key] = p50([r[key] for r in runs])
+    merged["runs"] = len(runs)
+    return merged
 
 
 def retention_table(keep: dict[str, Any], blocks: dict[str, Any]) -> str:
