@@ -109,9 +109,7 @@ def result_groups(messages: Sequence[BaseMessage]) -> list[list[int]]:
     return window.groups()
 
 
-def retained_view(
-    messages: Sequence[BaseMessage], keep: int, block: int = 1
-) -> list[BaseMessage]:
+def retained_view(messages: Sequence[BaseMessage], keep: int, block: int = 1) -> list[BaseMessage]:
     """The history as sent to the model with the last ``keep`` results in full.
 
     ``keep < 0`` keeps everything. Omitted messages are copies; the stored
