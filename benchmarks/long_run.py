@@ -9,8 +9,12 @@ distinct ~8 KB text. The answer comes at turn 600.
   an instant in-process fake model, `ToolNode`) on `SqliteSaver` with sync
   durability.
 
-Engine time per turn excludes model time (the HTTP call, measured around the
-client's `create`) and tool time. State load is timed in a fresh process.
+Engine time per turn is the time between two model calls, minus:
+- model time: the HTTP call, measured around the OpenAI client's `post`;
+- tool time: the tool's execution as the engine dispatches it, measured
+  around `BaseTool.ainvoke` / `BaseTool.invoke`, the same way for both.
+
+State load is timed in a fresh process.
 
     python benchmarks/long_run.py [--turns 600] [--skip-stock]
 """
@@ -35,6 +39,46 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_tools  # noqa: E402
+
+
+class ToolClock:
+    """Times every tool execution (outermost ``BaseTool.invoke``/``ainvoke``)."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._depth = 0
+
+    def install(self) -> None:
+        from langchain_core.tools import BaseTool
+
+        clock, sync_invoke, async_invoke = self, BaseTool.invoke, BaseTool.ainvoke
+
+        def invoke(self_: Any, *args: Any, **kwargs: Any) -> Any:
+            clock._depth += 1
+            start = time.perf_counter()
+            try:
+                return sync_invoke(self_, *args, **kwargs)
+            finally:
+                clock._depth -= 1
+                if clock._depth == 0:
+                    clock.durations.append(time.perf_counter() - start)
+
+        async def ainvoke(self_: Any, *args: Any, **kwargs: Any) -> Any:
+            clock._depth += 1
+            start = time.perf_counter()
+            try:
+                return await async_invoke(self_, *args, **kwargs)
+            finally:
+                clock._depth -= 1
+                if clock._depth == 0:
+                    clock.durations.append(time.perf_counter() - start)
+
+        BaseTool.invoke = invoke  # type: ignore[method-assign]
+        BaseTool.ainvoke = ainvoke  # type: ignore[method-assign]
+
+
+TOOL_CLOCK = ToolClock()
+TOOL_CLOCK.install()
 
 
 def db_size(path: Path) -> int:
@@ -95,7 +139,7 @@ def run_stock(workdir: Path, turns: int) -> dict[str, Any]:
     path = workdir / "stock.db"
     conn = sqlite3.connect(path, check_same_thread=False)
     marks: list[float] = []
-    bench_tools.DURATIONS.clear()
+    TOOL_CLOCK.durations.clear()
     graph = stock_graph(turns, SqliteSaver(conn), marks)
     config = {"configurable": {"thread_id": "stock"}, "recursion_limit": 2 * turns + 10}
     start = time.perf_counter()
@@ -103,7 +147,7 @@ def run_stock(workdir: Path, turns: int) -> dict[str, Any]:
     wall = time.perf_counter() - start
     conn.close()
     transcript = sum(len(str(m.content).encode()) for m in out["messages"])
-    tools = bench_tools.DURATIONS
+    tools = TOOL_CLOCK.durations
     per_turn = {
         i + 1: (marks[i + 1] - marks[i] - tools[i]) * 1000
         for i in range(min(len(marks) - 1, len(tools)))
@@ -162,9 +206,16 @@ def start_sim_model(turns: int) -> tuple[subprocess.Popen[str], str]:
 
 
 class ModelClock:
-    """Wraps the OpenAI client's post(): model time and a prompt-prefix tally."""
+    """Wraps the OpenAI client's post(): model time and a prompt-prefix tally.
+
+    Installed once; ``reset()`` starts a new run's tally.
+    """
 
     def __init__(self) -> None:
+        self.reset()
+        self._installed = False
+
+    def reset(self) -> None:
         self.calls: list[tuple[float, float]] = []
         self.observing: list[float] = []
         self.prefix_share: list[float] = []
@@ -174,6 +225,9 @@ class ModelClock:
     def install(self) -> None:
         import openai
 
+        if self._installed:
+            return
+        self._installed = True
         original = openai.AsyncOpenAI.post
         clock = self
 
@@ -197,6 +251,9 @@ class ModelClock:
         self._previous = prompt
 
 
+MODEL_CLOCK = ModelClock()
+
+
 def common_prefix_length(a: str, b: str) -> int:
     """Length of the common prefix, by binary search on slices (C-speed compares)."""
     low, high = 0, min(len(a), len(b))
@@ -217,9 +274,10 @@ def run_mirograph(workdir: Path, turns: int, retention: list[str]) -> dict[str, 
     proc, base_url = start_sim_model(turns)
     os.environ["MIROGRAPH_HOME"] = str(workdir / "home")
     store = f"sqlite:///{workdir / 'mirograph.db'}"
-    clock = ModelClock()
+    clock = MODEL_CLOCK
     clock.install()
-    bench_tools.DURATIONS.clear()
+    clock.reset()
+    TOOL_CLOCK.durations.clear()
     try:
         flow = load_flow(
             "single-agent",
@@ -240,7 +298,7 @@ def run_mirograph(workdir: Path, turns: int, retention: list[str]) -> dict[str, 
         proc.wait()
     assert outcome.status == "completed", outcome
     assert report["agents"]["main"]["turns"] == turns, report
-    calls, tools, observing = clock.calls, bench_tools.DURATIONS, clock.observing
+    calls, tools, observing = clock.calls, TOOL_CLOCK.durations, clock.observing
     per_turn = {
         i + 1: (calls[i + 1][0] - calls[i][1] - tools[i] - observing[i + 1]) * 1000
         for i in range(min(len(calls) - 1, len(tools)))
