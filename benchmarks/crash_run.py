@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # crash_tools, for compiling the run's graph here
+# The workload is the crash test's own tool and policy, with ~8 KB results.
+SUPPORT = HERE.parent / "tests" / "flows" / "support"
+sys.path.insert(0, str(SUPPORT))  # crash_tools, for compiling the run's graph here
 
 RUN_ID = "crash"
 MAX_DELAY_S = 0.015
@@ -203,7 +205,8 @@ def crash_run(workdir: Path, args: argparse.Namespace, procs: Processes) -> dict
     env = {
         **os.environ,
         "MIROGRAPH_HOME": str(workdir / "home"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")])),
+        "CRASH_RESULT_CHARS": "8000",
         "CRASH_LOG": str(log),
         "CRASH_PIPE": str(fifo),
     }

@@ -7,34 +7,21 @@ the engine sent is read back from the server's request log.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.tools import BaseTool, tool
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from loop_kit import call, is_closing, make_loop, run_loop, servers
 
-from mirograph.agents.config import ModelConfig
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.models import build_chat_model
-from mirograph.agents.prompts import CLOSING_HEADER
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import on_server
-from mirograph.graphs.agent_loop import AgentLoop
-from mirograph.graphs.config import AgentConfig, recursion_limit
 from mirograph.graphs.tool_runner import TRUNCATED
 from mirograph.state.retention import OMITTED
 
 Policy = Callable[[dict[str, Any]], str]
-
-
-def call(tool_name: str, **args: Any) -> str:
-    return f"Working.</think>\n\nCalling {tool_name}.\n\n" + render_call("lab", tool_name, args)
-
-
-def is_closing(body: dict[str, Any]) -> bool:
-    return CLOSING_HEADER in body["messages"][-1]["content"]
 
 
 @tool
@@ -56,53 +43,22 @@ def huge(size: int) -> str:
 
 
 @tool
-def words(count: int) -> str:
-    """Return `count` words."""
-    return "word " * count
-
-
-@tool
 def nothing() -> str:
     """Return nothing."""
     return ""
 
 
-TOOLS: list[BaseTool] = [on_server(t, "lab") for t in (echo, boom, huge, words, nothing)]
+TOOLS: list[BaseTool] = [on_server(t, "lab") for t in (echo, boom, huge, nothing)]
 
 
-@pytest.fixture
-def server() -> Iterator[Callable[..., SimServer]]:
-    servers: list[SimServer] = []
-
-    def start(policy: Policy, **kwargs: Any) -> SimServer:
-        srv = SimServer(policy, **kwargs).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.close()
+server = pytest.fixture(servers)
 
 
 async def run_agent(
     srv: SimServer, tmp_path: Path, *, max_turns: int = 10, keep: int = 5, **agent: Any
 ) -> dict[str, Any]:
-    model = build_chat_model(ModelConfig(base_url=srv.base_url, max_retries=0, max_tokens=64))
-    loop = AgentLoop(
-        name="main",
-        config=AgentConfig(model="m", max_turns=max_turns, keep_tool_results=keep, **agent),
-        model=model,
-        tools=TOOLS,
-        base_url=srv.base_url,
-    )
-    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.db")) as saver:
-        graph = loop.build().compile(checkpointer=saver)
-        config = {"configurable": {"thread_id": "t"}, "recursion_limit": recursion_limit(max_turns)}
-        try:
-            await graph.ainvoke({"question": "What is the answer?"}, config, durability="sync")
-        finally:
-            await loop.aclose()
-        return (await graph.aget_state(config)).values
+    loop = make_loop(srv, TOOLS, max_turns=max_turns, keep_tool_results=keep, **agent)
+    return await run_loop(loop, tmp_path, question="What is the answer?")
 
 
 def user_results(body: dict[str, Any]) -> list[str]:
@@ -208,16 +164,3 @@ async def test_request_at_turn_12_keeps_five_results_in_full(server, tmp_path) -
     assert assistants == [call("echo", text=f"result {n}") for n in range(1, 12)]
     assert turn12["messages"][0]["role"] == "system"
     assert "## Server name: lab" in turn12["messages"][0]["content"]
-
-
-async def test_context_overflow_goes_to_the_closing_request(server, tmp_path) -> None:
-    def policy(body: dict[str, Any]) -> str:
-        if is_closing(body):
-            return "Closing.</think>\n\n\\boxed{closed}"
-        return call("words", count=5_000)
-
-    srv = server(policy, max_context_tokens=3_000)
-    values = await run_agent(srv, tmp_path, max_turns=10)
-    assert values["stop_reason"] == "context_overflow"
-    assert values["stats"]["turns"] == 1
-    assert values["answer"] == "closed"

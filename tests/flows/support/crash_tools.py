@@ -61,11 +61,11 @@ def _announce(data: bytes) -> None:
 
 
 def _page(index: int) -> str:
-    """A distinct ~2 KB text: pseudo-random words seeded by the index."""
+    """A distinct text (``$CRASH_RESULT_CHARS``, default ~2 KB): words seeded by the index."""
     rng = random.Random(index)
     words = [f"Step {index} result."]
     size = len(words[0])
-    while size < 2_000:
+    while size < int(os.environ.get("CRASH_RESULT_CHARS") or 2_000):
         word = rng.choice(_WORDS) if rng.random() > 0.1 else str(rng.randint(0, 10**6))
         words.append(word)
         size += len(word) + 1
