@@ -8,7 +8,6 @@ resume it once the server is back.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Coroutine
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -18,11 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mirograph.agents.tools.registry import ToolRefError
-from mirograph.graphs.builder import FlowBuildError
-from mirograph.state.store import StoreURLError
-
-from .loader import FlowError, load_flow
-from .runner import (
+from mirograph.flows.loader import FlowError, load_flow
+from mirograph.flows.runner import (
     RunFailedError,
     RunNotFoundError,
     RunOutcome,
@@ -31,6 +27,8 @@ from .runner import (
     run_report,
     start_run,
 )
+from mirograph.graphs.builder import FlowBuildError
+from mirograph.state.store import StoreURLError
 
 app = typer.Typer(
     name="mirograph",
@@ -199,11 +197,3 @@ def _age(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
-
-
-def main() -> None:  # pragma: no cover - console entry
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -22,13 +22,12 @@ from langgraph.graph.state import CompiledStateGraph
 
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.tools.base import ToolContext
+from mirograph.flows.loader import apply_overrides, validate_flow
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
 from mirograph.state.registry import RunRecord, UnknownRunError
 from mirograph.state.schema import empty_stats
 from mirograph.state.store import Store, mirograph_home, open_store
-
-from .loader import apply_overrides, validate_flow
 
 
 class RunNotFoundError(LookupError):
