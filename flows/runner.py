@@ -157,10 +157,15 @@ async def _execute(
     try:
         await graph.ainvoke(graph_input, config, durability="sync")
     except ModelUnavailableError as exc:
+        store.discard_uncommitted()
         store.registry.update(run_id, status="paused", reason=str(exc))
         return RunOutcome(run_id, "paused", None, str(exc))
     except BaseException as exc:
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        # An interrupted step may hold an open write (its blobs) that would
+        # lock the registry's row update: it was never checkpointed, drop it.
+        store.discard_uncommitted()
+        lines = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}"
         interrupted = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
         status = "paused" if isinstance(exc, interrupted) else "failed"
         store.registry.update(run_id, status=status, reason=reason)

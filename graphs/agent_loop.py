@@ -139,26 +139,33 @@ class AgentLoop:
         view = await self._view(state["messages"])
         # Room is kept for the closing request, which must still fit after this turn.
         closing = prompts.closing_request(state["question"], role=self.role)
-        if not await self._fits(view, reserve=int(len(closing) / CHARS_PER_TOKEN) + 16):
+        reserve = int(len(closing) / CHARS_PER_TOKEN) + 16
+        if not await self._fits(view, reserve=reserve):
             return _close(stats, "context_limit")
         seen = set(state.get("queries") or ())
         streak = state.get("rollback_streak", 0)
         duplicates: dict[str, int] = {}
         max_tokens: int | None = None  # the model's own budget, until a reply is cut
         length_retries = 0
+        cut: AIMessage | None = None  # the last reply cut by max_tokens
         while True:
             try:
                 reply = await self._invoke(view, config, stats, tools=True, max_tokens=max_tokens)
             except ContextOverflowError:
-                return _close(stats, "context_overflow")
-            _count_usage(stats, reply)
+                if cut is None:
+                    return _close(stats, "context_overflow")
+                # Only the larger reply budget did not fit: keep the reply that was cut.
+                reply, length_retries = cut, self.config.max_length_retries
+            else:
+                _count_usage(stats, reply)
             if (
                 reply.response_metadata.get("finish_reason") == "length"
                 and length_retries < self.config.max_length_retries
+                and (larger := self._larger_budget(max_tokens, view, reserve)) is not None
             ):
                 length_retries += 1
                 stats["length_retries"] += 1
-                max_tokens = self._larger_budget(max_tokens or self.max_tokens or 4096)
+                cut, max_tokens = reply, larger
                 continue
             repeated = [k for k in query_keys(reply, self._dedupe) if k in seen]
             insisting = [
@@ -235,18 +242,22 @@ class AgentLoop:
         if not self.context_tokens:
             return True
         budget = self.context_tokens - (self.max_tokens or 0) - reserve
-        chars = sum(len(m.content) if isinstance(m.content, str) else len(m.text) for m in view)
-        estimate = chars / CHARS_PER_TOKEN + 8 * len(view)
-        if estimate <= budget:
+        if _estimate_tokens(view) <= budget:
             return True
         exact = None
         if isinstance(self.model, MiroThinkerChatModel):
             exact = await self.model.count_tokens(view)
         return exact is not None and exact <= budget
 
-    def _larger_budget(self, max_tokens: int) -> int:
-        ceiling = (self.context_tokens or max_tokens * 4) // 2
-        return max(max_tokens, min(max_tokens * 2, ceiling))
+    def _larger_budget(
+        self, current: int | None, view: Sequence[BaseMessage], reserve: int
+    ) -> int | None:
+        """Twice the reply budget, within what the prompt leaves free; None if it cannot grow."""
+        current = current or self.max_tokens or 4096
+        larger = current * 2
+        if self.context_tokens:
+            larger = min(larger, self.context_tokens - _estimate_tokens(view) - reserve)
+        return larger if larger > current else None
 
     async def _invoke(
         self,
@@ -314,6 +325,12 @@ class AgentLoop:
             except ContextOverflowError:
                 continue
         return None
+
+
+def _estimate_tokens(messages: Sequence[BaseMessage]) -> int:
+    """A conservative token count: characters / CHARS_PER_TOKEN, plus a per-message cost."""
+    chars = sum(len(m.content) if isinstance(m.content, str) else len(m.text) for m in messages)
+    return int(chars / CHARS_PER_TOKEN) + 8 * len(messages)
 
 
 def _route(update: dict[str, Any], default: str) -> Command[Any]:

@@ -66,14 +66,15 @@ class SqliteBlobStore:
         self._conn.commit()
 
     async def put(self, text: str) -> str:
+        # Always written, even when cached: a rolled-back step may have taken
+        # an earlier write of the same blob with it.
         key = content_key(text)
-        if key not in self._cache:
-            data = zlib.compress(text.encode("utf-8"), 1)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO mirograph_blobs (key, data) VALUES (?, ?)", (key, data)
-            )
-            if self._commit:
-                self._conn.commit()
+        data = zlib.compress(text.encode("utf-8"), 1)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO mirograph_blobs (key, data) VALUES (?, ?)", (key, data)
+        )
+        if self._commit:
+            self._conn.commit()
         self._remember(key, text)
         return key
 

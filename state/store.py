@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +51,8 @@ class Store:
     checkpointer: BaseCheckpointSaver
     registry: SqliteRunRegistry
     blobs: BlobStore
+    #: Drops writes of an interrupted step that no checkpoint committed (its blobs).
+    discard_uncommitted: Callable[[], None] = lambda: None
 
 
 @asynccontextmanager
@@ -82,7 +84,13 @@ async def _open_sqlite(url: str) -> AsyncIterator[Store]:
         saver = LoopSqliteSaver(conn, serde=message_serializer())
         saver.setup()
         blobs = SqliteBlobStore(conn, commit=False)  # committed with the step's checkpoint
-        yield Store(url=url, checkpointer=saver, registry=registry, blobs=blobs)
+        yield Store(
+            url=url,
+            checkpointer=saver,
+            registry=registry,
+            blobs=blobs,
+            discard_uncommitted=conn.rollback,
+        )
     finally:
         conn.close()
         registry.close()

@@ -92,3 +92,33 @@ async def test_length_retries_are_bounded_then_the_reply_is_accepted(server, tmp
     values = await run_loop(loop, tmp_path)
     assert values["stats"]["length_retries"] == 1
     assert values["stats"]["turns"] == 1 and values["boxed"] == "partial"
+
+
+@tool
+def pad(words: int, unit: str = "word") -> str:
+    """Return `words` copies of `unit`."""
+    return f"{unit} " * words
+
+
+async def test_a_larger_reply_budget_that_cannot_fit_keeps_the_cut_reply(server, tmp_path) -> None:
+    """Near the limit, a cut reply is kept instead of overflowing and closing the run."""
+    cut_reply = SimReply("Partial.</think>\n\n" + call("pad", words=1), finish_reason="length")
+
+    def policy(body: dict[str, Any]) -> Any:
+        turn = sum(1 for m in body["messages"] if m["role"] == "assistant")
+        if is_closing(body) or turn >= 2:
+            return ANSWER
+        if turn == 0:
+            return call("pad", words=2_700, unit="x")  # ~5,400 chars: under-estimated
+        return cut_reply
+
+    srv = server(policy, max_context_tokens=4_000)
+    tools = [on_server(pad, "lab")]
+    loop = make_loop(srv, tools, model={"max_tokens": 500}, context_tokens=4_000, max_turns=5)
+    values = await run_loop(loop, tmp_path)
+    budgets = [body["max_tokens"] for body in srv.requests]
+    assert budgets[:3] == [500, 500, 1_000]  # turn 1; turn 2 cut; the larger budget (a 400)
+    assert values["stop_reason"] == "answered"
+    assert values["stats"]["turns"] == 3  # the cut reply was kept as turn 2
+    results = [m for m in values["messages"] if m.type == "tool"]
+    assert len(results) == 2  # no tool result was dropped

@@ -108,3 +108,21 @@ async def test_open_store_default_uses_mirograph_home(
         assert store.url == default_store_url()
     assert (tmp_path / "home" / "runs.db").is_file()
     assert (tmp_path / "home" / "runs.db").stat().st_size > 0
+
+
+async def test_an_interrupted_steps_blob_write_is_discarded_and_can_be_redone(
+    tmp_path: Path,
+) -> None:
+    """Uncommitted blob writes would lock the registry; discarding them frees it."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    text = "result " * 500
+    async with open_store(url) as store:
+        store.registry.create(RunRecord("r", "q", "f", {}, "running"))
+        await store.blobs.put(text)  # the step's write, not yet committed
+        store.discard_uncommitted()  # the step was interrupted
+        store.registry.update("r", status="paused")  # would wait on a lock otherwise
+        key = await store.blobs.put(text)  # the step runs again
+        store.checkpointer.conn.commit()  # its checkpoint write commits it
+    async with open_store(url) as again:
+        assert again.registry.get("r").status == "paused"
+        assert (await again.blobs.get_many([key]))[key] == text
