@@ -328,7 +328,26 @@ class AgentLoop:
 
 
 def _estimate_tokens(messages: Sequence[BaseMessage]) -> int:
-    """A conservative token count: characters / CHARS_PER_TOKEN, plus a per-message cost."""
+    """A conservative token count of a prompt.
+
+    The server's own count for the previous request, plus its reply, gives the
+    prompt up to the newest assistant message exactly. Only what came after it
+    (this turn's results) is estimated, at characters / CHARS_PER_TOKEN. That
+    keeps the check O(1) in the history's length. A history without reported
+    usage is estimated whole.
+    """
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if isinstance(message, AIMessage):
+            usage = message.usage_metadata
+            if usage and usage.get("input_tokens"):
+                counted = usage["input_tokens"] + usage.get("output_tokens", 0)
+                return counted + _chars_estimate(messages[i + 1 :])
+            break
+    return _chars_estimate(messages)
+
+
+def _chars_estimate(messages: Sequence[BaseMessage]) -> int:
     chars = sum(len(m.content) if isinstance(m.content, str) else len(m.text) for m in messages)
     return int(chars / CHARS_PER_TOKEN) + 8 * len(messages)
 
