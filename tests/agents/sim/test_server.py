@@ -6,12 +6,13 @@ import functools
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from loop_kit import servers
 
 from mirograph.agents.mirothinker.parsing import parse_reply, render_call
 from mirograph.agents.sim import policies
@@ -40,19 +41,8 @@ def _client(srv: SimServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[..., SimServer]]:
-    """Start SimServers for a test and close them all afterwards."""
-    started: list[SimServer] = []
-
-    def start(policy: Any, **kwargs: Any) -> SimServer:
-        srv = SimServer(policy, **kwargs).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.close()
+#: Start SimServers for a test and close them all afterwards.
+serve = pytest.fixture(servers)
 
 
 def test_plain_completion(serve: Callable[..., SimServer]) -> None:
