@@ -43,6 +43,8 @@ HERE = Path(__file__).resolve().parent
 SUPPORT = HERE.parent / "tests" / "flows" / "support"
 sys.path.insert(0, str(SUPPORT))  # crash_tools, for compiling the run's graph here
 
+from crash_tools import drain, read_log  # noqa: E402
+
 RUN_ID = "crash"
 MAX_DELAY_S = 0.015
 PROGRESS_TIMEOUT_S = 120
@@ -86,23 +88,6 @@ class Processes:
 
 def db_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-
-
-def read_log(log: Path) -> list[int]:
-    return [int(line) for line in log.read_text().split()] if log.exists() else []
-
-
-def drain(fd: int) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class Progress:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from crash_tools import drain, read_log
 from testkit import SUPPORT, Cli
 
 RUN_ID = "crash"
@@ -60,24 +61,6 @@ def write_flow(path: Path, base_url: str) -> Path:
     }
     path.write_text(yaml.safe_dump(flow), encoding="utf-8")
     return path
-
-
-def read_log(log: Path) -> list[int]:
-    return [int(line) for line in log.read_text().split()] if log.exists() else []
-
-
-def drain(fd: int) -> bytes:
-    """Whatever is in the FIFO now, without blocking."""
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def wait_for_progress(fd: int, runner: subprocess.Popen[str]) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+from pathlib import Path
 
 _IGNORED = {errno.EAGAIN, errno.ENXIO, errno.ENOENT, errno.EPIPE}
 _WORDS = [
@@ -70,3 +71,22 @@ def _page(index: int) -> str:
         words.append(word)
         size += len(word) + 1
     return " ".join(words)
+
+
+def read_log(log: Path) -> list[int]:
+    """The indices ``step`` logged, in order (empty before the first call)."""
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def drain(fd: int) -> bytes:
+    """Whatever is in the progress FIFO now, without blocking."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
