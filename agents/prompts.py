@@ -51,6 +51,11 @@ OBJECTIVES: dict[str, str] = {
         "# Agent Specific Objective\n\nYou are a reasoning agent. Think through the"
         " sub-task you are given carefully and report a well-justified conclusion."
     ),
+    "sub-agent": (
+        "# Agent Specific Objective\n\nYou are a sub-agent. Work on the sub-task you are"
+        " given with the tools available to you, and report what you found, marking"
+        " anything uncertain; do not invent content."
+    ),
 }
 
 TASK_SUFFIX = (

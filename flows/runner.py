@@ -23,10 +23,10 @@ from langgraph.graph.state import CompiledStateGraph
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.tools.base import ToolContext
 from mirograph.flows.loader import apply_overrides, validate_flow
+from mirograph.flows.report import build_report
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
 from mirograph.state.registry import RunRecord, UnknownRunError
-from mirograph.state.schema import empty_stats
 from mirograph.state.store import Store, mirograph_home, open_store
 
 
@@ -104,8 +104,8 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
         record = _get(store, run_id)
         flow = validate_flow(record.flow_spec, source=f"run {run_id}")
         async with _compiled(store, run_id, flow) as graph:
-            snapshot = await graph.aget_state(_config(run_id, flow))
-        return _report(record, flow, snapshot.values or {})
+            snapshot = await graph.aget_state(_config(run_id, flow), subgraphs=True)
+        return build_report(record, flow, snapshot)
 
 
 async def list_runs(*, store_url: str | None = None, limit: int = 200) -> list[RunRecord]:
@@ -174,25 +174,10 @@ async def _execute(
                 f"run {run_id} stopped: {reason}; fix the cause, then `mirograph resume {run_id}`"
             ) from exc
         raise
-    values = (await graph.aget_state(config)).values
-    report = _report(record, flow, values)
+    snapshot = await graph.aget_state(config)
+    values = snapshot.values
+    report = build_report(record, flow, snapshot)
     store.registry.update(
         run_id, status="completed", answer=values.get("answer"), usage=report["agents"]
     )
     return RunOutcome(run_id, "completed", values.get("answer"), None)
-
-
-def _report(record: RunRecord, flow: FlowConfig, values: dict[str, Any]) -> dict[str, Any]:
-    stats = dict(values.get("stats") or empty_stats())
-    return {
-        "id": record.id,
-        "question": record.question,
-        "flow": record.flow,
-        "status": record.effective_status,
-        "reason": record.reason,
-        "answer": values.get("answer", record.answer),
-        "stop_reason": values.get("stop_reason"),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "agents": {flow.entry: stats},
-    }

@@ -2,6 +2,12 @@
 
     start -> model -> tools -> model -> ... -> close -> END
 
+An agent with sub-agents sends each sub-agent call of a reply to that
+sub-agent's node (``Send``), where it runs as a subgraph, in parallel with the
+reply's other calls; ``collect`` then appends all results in call order:
+
+    model -> {tools, agent_<name> x n} -> collect -> model
+
 Each node is one checkpointed step (the graph runs with ``durability="sync"``),
 so a killed run resumes at the step in flight and never repeats a completed
 turn. Inside the model step:
@@ -33,7 +39,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.context import _tracing_v2_is_enabled as tracing_v2_is_enabled
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command
+from langgraph.types import Command, Send
 
 from mirograph.agents import prompts
 from mirograph.agents.errors import ContextOverflowError, classify_model_error
@@ -44,6 +50,7 @@ from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import server_of, tool_specs
 from mirograph.graphs.config import AgentConfig
 from mirograph.graphs.reply_checks import DEDUPE_KEY, query_keys, rollback_reason
+from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
 from mirograph.graphs.tool_runner import ToolRunner
 from mirograph.state.blobs import BlobStore, hydrate, offload
 from mirograph.state.retention import RetentionWindow
@@ -72,18 +79,28 @@ class AgentLoop:
     #: The model's reply budget (None: the model's own setting, unknown to the guard).
     max_tokens: int | None = None
     today: str = field(default_factory=lambda: date.today().isoformat())
+    #: Agents this one may call, each as a tool on server ``agent-<name>``.
+    sub_agents: Sequence[SubAgent] = ()
+    #: Whether a parent calls this agent: its closing request asks for a report.
+    is_sub_agent: bool = False
 
     def __post_init__(self) -> None:
-        self.role = self.config.role or (self.name if self.name in prompts.OBJECTIVES else "main")
-        self._bound = self.model.bind_tools(list(self.tools)) if self.tools else self.model
-        self._servers = {tool.name: server_of(tool) for tool in self.tools}
+        default_role = "sub-agent" if self.is_sub_agent else "main"
+        self.role = self.config.role or (
+            self.name if self.name in prompts.OBJECTIVES else default_role
+        )
+        tools = [*self.tools, *(sub.tool for sub in self.sub_agents)]
+        self._all_tools = tools
+        self._bound = self.model.bind_tools(tools) if tools else self.model
+        self._servers = {tool.name: server_of(tool) for tool in tools}
         self._dedupe = {
             tool.name: list((tool.metadata or {})[DEDUPE_KEY])
-            for tool in self.tools
+            for tool in tools
             if (tool.metadata or {}).get(DEDUPE_KEY)
         }
+        self._agents_by_tool = {sub.tool.name: sub.name for sub in self.sub_agents}
         self._runner = ToolRunner(
-            self.tools, timeout_s=self.config.tool_timeout_s, max_chars=self.config.max_result_chars
+            tools, timeout_s=self.config.tool_timeout_s, max_chars=self.config.max_result_chars
         )
         block = self.config.retention_block if self.config.retention == "blocks" else 1
         self._window = RetentionWindow(self.config.keep_tool_results, block)
@@ -93,9 +110,16 @@ class AgentLoop:
         graph.add_node("start", self.start)
         # Model and tools route themselves with Command(goto=...): a separate
         # router would be one more runnable for LangGraph to run every step.
-        graph.add_node("model", self.call_model, destinations=("tools", "close"))
-        graph.add_node("tools", self.run_tools, destinations=("model", "close"))
+        subs = [node_name(sub.name) for sub in self.sub_agents]
+        graph.add_node("model", self.call_model, destinations=("tools", "close", *subs))
+        tools_next = ("model", "close", "collect") if subs else ("model", "close")
+        graph.add_node("tools", self.run_tools, destinations=tools_next)
         graph.add_node("close", self.close)
+        if subs:
+            graph.add_node("collect", self.collect, destinations=("model", "close"))
+            for sub in self.sub_agents:
+                graph.add_node(node_name(sub.name), delegate_node(sub, self.name))
+                graph.add_edge(node_name(sub.name), "collect")
         graph.add_edge(START, "start")
         graph.add_edge("start", "model")
         graph.add_edge("close", END)
@@ -113,7 +137,7 @@ class AgentLoop:
         """Render the system prompt once: a resumed run sends the identical prefix."""
         if state.get("messages"):
             return {}
-        specs = tool_specs(self.tools) if self.tools_in_prompt else []
+        specs = tool_specs(self._all_tools) if self.tools_in_prompt else []
         system = prompts.system_prompt(
             today=self.today,
             role=self.role,
@@ -191,17 +215,54 @@ class AgentLoop:
         if not reply.tool_calls and not reply.invalid_tool_calls:
             update["phase"] = "close"
             update["stop_reason"] = "answered"
+        if delegations := delegated(reply, self._agents_by_tool):
+            return Command(update=update, goto=self._fan_out(reply, delegations))
         return _route(update, "tools")
+
+    def _fan_out(self, reply: AIMessage, delegations: list[Any]) -> list[Any]:
+        """Each sub-agent call to its node; the reply's other calls to ``tools``."""
+        order = {call["id"]: i for i, call in enumerate(reply.tool_calls)}
+        goto: list[Any] = []
+        for call, agent in delegations:
+            task = {"call_id": call["id"], "subtask": call["args"]["subtask"]}
+            goto.append(Send(node_name(agent), {**task, "order": order[call["id"]]}))
+        if len(delegations) < len(reply.tool_calls) or reply.invalid_tool_calls:
+            goto.append("tools")
+        return goto
 
     async def run_tools(self, state: AgentState) -> Command[Any]:
         reply = state["messages"][-1]
         assert isinstance(reply, AIMessage)
+        if delegations := delegated(reply, self._agents_by_tool):
+            # Sub-agents run beside this node; ``collect`` merges all results in order.
+            sent = {call["id"] for call, _ in delegations}
+            rest = reply.model_copy(
+                update={"tool_calls": [c for c in reply.tool_calls if c["id"] not in sent]}
+            )
+            order = {call["id"]: i for i, call in enumerate(reply.tool_calls)}
+            pending = {}
+            for i, result in enumerate(await self._runner.run(rest)):
+                position = order.get(result.tool_call_id, len(reply.tool_calls) + i)
+                pending[result.tool_call_id] = {"message": result, "order": position}
+            return Command(update={"results": pending}, goto="collect")
         results = [await offload(r, self.blobs) for r in await self._runner.run(reply)]
-        update: dict[str, Any] = {"messages": results}
+        return _route(self._after_results(state, {"messages": results}), "model")
+
+    async def collect(self, state: AgentState) -> Command[Any]:
+        """Append one turn's results, sub-agent reports included, in call order."""
+        pending = sorted((state.get("results") or {}).values(), key=lambda r: r["order"])
+        messages = [await offload(r["message"], self.blobs) for r in pending]
+        invocations = [record for r in pending for record in r.get("invocations", ())]
+        update: dict[str, Any] = {"messages": messages, "results": None}
+        if invocations:
+            update["invocations"] = invocations
+        return _route(self._after_results(state, update), "model")
+
+    def _after_results(self, state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
         if _stats(state)["turns"] >= self.config.max_turns:
             update["phase"] = "close"
             update["stop_reason"] = "max_turns"
-        return _route(update, "model")
+        return update
 
     async def close(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """The closing request: summary and final answer (or report), no tools."""

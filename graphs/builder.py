@@ -12,6 +12,7 @@ from mirograph.agents.tools.base import ToolContext
 from mirograph.agents.tools.registry import resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import FlowConfig, recursion_limit
+from mirograph.graphs.sub_agents import SubAgent, sub_agent_tool
 from mirograph.state.blobs import BlobStore
 
 
@@ -20,28 +21,59 @@ class FlowBuildError(ValueError):
 
 
 def build_agent(
-    flow: FlowConfig, name: str, ctx: ToolContext, blobs: BlobStore | None = None
+    flow: FlowConfig,
+    name: str,
+    ctx: ToolContext,
+    blobs: BlobStore | None = None,
+    *,
+    is_sub_agent: bool = False,
+    built: dict[str, AgentLoop] | None = None,
 ) -> AgentLoop:
-    """The agent loop of agent ``name``, with its own model, tools and window."""
+    """The agent loop of ``name``, with its own model, tools, window and sub-agents.
+
+    Sub-agents are built first (depth first) and compiled without a
+    checkpointer of their own: they inherit the run's, each call in its own
+    namespace. ``built`` collects every loop made, for closing connections.
+    """
+    built = {} if built is None else built
     agent = flow.agents[name]
-    if agent.sub_agents:
+    subs = []
+    for sub_name in agent.sub_agents:
+        sub_loop = built.get(sub_name) or build_agent(
+            flow, sub_name, ctx, blobs, is_sub_agent=True, built=built
+        )
+        sub_config = flow.agents[sub_name]
+        tool = sub_agent_tool(
+            sub_name,
+            sub_config.role,
+            name=sub_config.tool_name,
+            description=sub_config.tool_description,
+        )
+        subs.append(SubAgent(sub_name, sub_loop.build().compile(name=sub_name), tool))
+    tools = resolve_tools(agent.tools, ctx)
+    clash = {t.name for t in tools} & {s.tool.name for s in subs}
+    if clash:
         raise FlowBuildError(
-            f"agents.{name}.sub_agents: sub-agents are not supported by this version yet;"
-            " remove the key to run the agent alone"
+            f"agents.{name}: tool {sorted(clash)[0]!r} is both a tool and a sub-agent;"
+            " set the sub-agent's tool_name to another name"
         )
     model_config = flow.models[agent.model]
-    return AgentLoop(
+    loop = AgentLoop(
         name=name,
         config=agent,
         model=build_chat_model(model_config),
-        tools=resolve_tools(agent.tools, ctx),
+        tools=tools,
         tools_in_prompt=model_config.protocol == "mirothinker",
         base_url=model_config.base_url,
         blobs=blobs,
         retry=RetryPolicy(max_retries=model_config.max_retries, base_s=model_config.retry_base_s),
         context_tokens=model_config.context_tokens,
         max_tokens=model_config.max_tokens,
+        sub_agents=subs,
+        is_sub_agent=is_sub_agent,
     )
+    built[name] = loop
+    return loop
 
 
 @dataclass
@@ -60,9 +92,14 @@ def build_flow_graph(
     flow: FlowConfig, ctx: ToolContext, blobs: BlobStore | None = None
 ) -> FlowGraph:
     """The flow's graph; ``blobs`` (the run store's) takes long tool results."""
-    entry = build_agent(flow, flow.entry, ctx, blobs)
-    return FlowGraph(graph=entry.build(), agents=[entry])
+    built: dict[str, AgentLoop] = {}
+    entry = build_agent(flow, flow.entry, ctx, blobs, built=built)
+    return FlowGraph(graph=entry.build(), agents=list(built.values()))
 
 
 def flow_recursion_limit(flow: FlowConfig) -> int:
-    return recursion_limit(flow.agents[flow.entry].max_turns)
+    """The largest step budget of any agent: each graph counts its own steps."""
+    return max(
+        recursion_limit(agent.max_turns, delegates=bool(agent.sub_agents))
+        for agent in flow.agents.values()
+    )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mirograph.agents.config import ModelConfig
 from mirograph.agents.tools.registry import ToolRefError, check_ref
+from mirograph.graphs.sub_agents import tool_name_of
 
 #: Protocol page: a result longer than this is cut and ends with the marker.
 MAX_RESULT_CHARS = 100_000
@@ -40,14 +41,22 @@ class AgentConfig(BaseModel):
     #: Resamples in a row (malformed calls, stray tags) before the agent closes.
     max_rollbacks: int = Field(5, ge=0)
     tools: list[str] = Field(default_factory=list)
+    #: Agents this one may call; each appears to it as a tool on ``agent-<name>``.
     sub_agents: list[str] = Field(default_factory=list)
+    #: How a parent sees this agent: tool name and description (defaults by role;
+    #: browsing is ``search_and_browse``, as the weights know it).
+    tool_name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    tool_description: str | None = None
     tool_timeout_s: float = Field(600.0, gt=0)
     max_result_chars: int = Field(MAX_RESULT_CHARS, gt=0)
 
 
-def recursion_limit(max_turns: int) -> int:
-    """LangGraph steps an agent may take: start, model+tools per turn, close, margin."""
-    return 2 * max_turns + 8
+def recursion_limit(max_turns: int, *, delegates: bool = False) -> int:
+    """LangGraph steps an agent may take: start, model+tools per turn, close, margin.
+
+    A turn of an agent with sub-agents takes one more step (``collect``).
+    """
+    return (3 if delegates else 2) * max_turns + 8
 
 
 class FlowConfig(BaseModel):
@@ -77,12 +86,20 @@ class FlowConfig(BaseModel):
                     f"agents.{name}.model: unknown model {agent.model!r};"
                     f" defined models: {_names(self.models)}"
                 )
+            seen: dict[str, str] = {}
             for sub in agent.sub_agents:
                 if sub not in self.agents:
                     raise ValueError(
                         f"agents.{name}.sub_agents: unknown agent {sub!r};"
                         f" defined agents: {_names(self.agents)}"
                     )
+                tool = tool_name_of(sub, self.agents[sub].role, self.agents[sub].tool_name)
+                if tool in seen:
+                    raise ValueError(
+                        f"agents.{name}.sub_agents: {seen[tool]!r} and {sub!r} would both be"
+                        f" called {tool!r}; give one of them another agents.<name>.tool_name"
+                    )
+                seen[tool] = sub
             for i, ref in enumerate(agent.tools):
                 try:
                     check_ref(ref)

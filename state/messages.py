@@ -40,11 +40,27 @@ Messages = Annotated[
 ]
 
 
-def append_items(current: list[str], writes: Sequence[list[str]]) -> list[str]:
-    """Fold writes (lists of strings) onto a list; pure and batching-invariant."""
+def append_items(current: list[Any], writes: Sequence[list[Any]]) -> list[Any]:
+    """Fold writes (lists of items) onto a list; pure and batching-invariant."""
     added = [item for write in writes for item in write]
     return [*current, *added] if added else current
 
 
 #: Query keys an agent has used (duplicate detection), stored as per-turn deltas.
 Queries = Annotated[list[str], DeltaChannel(append_items, snapshot_frequency=SNAPSHOT_FREQUENCY)]
+
+#: Records of finished sub-agent invocations, stored as per-turn deltas.
+Invocations = Annotated[
+    list[dict[str, Any]], DeltaChannel(append_items, snapshot_frequency=SNAPSHOT_FREQUENCY)
+]
+
+
+def merge_results(current: dict[str, Any] | None, update: dict[str, Any] | None) -> dict[str, Any]:
+    """Gather the results of one turn's parallel calls by call id; ``None`` empties it."""
+    if update is None:
+        return {}
+    return {**(current or {}), **update}
+
+
+#: One turn's results while its sub-agents run in parallel; emptied when they are merged.
+PendingResults = Annotated[dict[str, Any], merge_results]

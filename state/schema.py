@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-from mirograph.state.messages import Messages, Queries
+from mirograph.state.messages import Invocations, Messages, PendingResults, Queries
 
 Phase = Literal["work", "close", "done"]
 
@@ -44,6 +44,24 @@ def empty_stats() -> AgentStats:
     )
 
 
+class Invocation(TypedDict):
+    """One finished sub-agent call, as ``show --json`` lists it.
+
+    ``parent`` is the calling agent's name and ``depth`` 1 for a sub-agent of
+    the entry agent; the sub-agent's counters are its own, not its children's.
+    """
+
+    agent: str
+    parent: str
+    depth: int
+    call_id: str
+    subtask: str
+    #: ``completed`` when a report came back, ``failed`` when the sub-agent broke.
+    status: str
+    stop_reason: str | None
+    stats: AgentStats
+
+
 class AgentInput(TypedDict):
     """What starts an agent: the question (or sub-task) it works on."""
 
@@ -65,9 +83,14 @@ class AgentState(TypedDict):
     boxed: NotRequired[str | None]
     answer: NotRequired[str | None]
     stop_reason: NotRequired[str | None]
+    #: Results of the turn in flight, by call id, while its sub-agents run.
+    results: NotRequired[PendingResults]
+    #: Finished sub-agent calls of this agent and, nested, of theirs.
+    invocations: NotRequired[Invocations]
 
 
 class AgentOutput(TypedDict):
     answer: str | None
     stop_reason: str | None
     stats: AgentStats
+    invocations: list[Invocation]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -60,3 +62,20 @@ class Cli:
             text=True,
             stdin=subprocess.DEVNULL,
         )
+
+
+def show(cli: Cli, run_id: str) -> dict:
+    result = cli("show", run_id, "--store", cli.store, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_for_fifo(fifo: Path, proc, timeout: float = 120) -> str:
+    """Block until the tool announces itself on the FIFO (or the runner dies)."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"tool never blocked; runner exit={proc.poll()}"
+        return os.read(fd, 1024).decode()
+    finally:
+        os.close(fd)

@@ -7,15 +7,13 @@ in flight, then resumed: exactly 30 turns, every tool index executed once
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 from collections import Counter
 from pathlib import Path
 
 import yaml
-from testkit import Cli, free_port
+from testkit import Cli, free_port, show, wait_for_fifo
 
 POLICY = "e2e_policy:count"
 TOOL = "e2e_tools:record_index"
@@ -39,23 +37,6 @@ def write_flow(path: Path, base_url: str, *, max_turns: int = 30, max_retries: i
     }
     path.write_text(yaml.safe_dump(flow), encoding="utf-8")
     return path
-
-
-def show(cli: Cli, run_id: str) -> dict:
-    result = cli("show", run_id, "--store", cli.store, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def wait_for_fifo(fifo: Path, proc, timeout: float = 120) -> str:
-    """Block until the tool announces itself on the FIFO (or the runner dies)."""
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, f"tool never blocked; runner exit={proc.poll()}"
-        return os.read(fd, 1024).decode()
-    finally:
-        os.close(fd)
 
 
 def test_thirty_turns_survive_sigkill_and_resume(cli: Cli, sim_model, tmp_path: Path) -> None:

@@ -1,0 +1,173 @@
+"""Sub-agents as tools: what a parent agent sees, and the node that runs one call.
+
+A parent sees each sub-agent as one tool with one ``subtask`` argument on the
+server ``agent-<name>`` (browsing: ``agent-browsing`` / ``search_and_browse``,
+as the MiroThinker weights know it). The tool runner never runs such a call:
+the parent's model step sends it (LangGraph ``Send``) to the sub-agent's node,
+so the calls of one reply run in parallel, each as a subgraph with its own
+checkpoint namespace, and a killed run resumes each where it stopped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages.tool import ToolCall
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.errors import GraphBubbleUp
+from langgraph.pregel import Pregel
+from pydantic import BaseModel, Field
+
+from mirograph.agents.errors import ModelUnavailableError
+from mirograph.agents.tools.base import SERVER_KEY
+from mirograph.graphs.reply_checks import DEDUPE_KEY
+from mirograph.state.schema import Invocation, empty_stats
+
+#: Tool metadata naming the sub-agent a tool stands for.
+SUB_AGENT_KEY = "mirograph_sub_agent"
+
+#: How a parent sees a sub-agent by role: tool name and description.
+ROLE_TOOLS: dict[str, tuple[str, str]] = {
+    "browsing": (
+        "search_and_browse",
+        "Hands a sub-task to a browsing agent, which searches the web and reads pages to"
+        " find the specific, verifiable information the sub-task asks for, and returns a"
+        " report of what it found and where. State the sub-task clearly, with the"
+        " background it needs; it does not take vague or speculative requests.",
+    ),
+    "coding": (
+        "write_and_run_code",
+        "Hands a sub-task to a coding agent, which writes and runs code to compute,"
+        " transform or check data, and returns a report of the code's results. State the"
+        " inputs and the result wanted.",
+    ),
+    "reasoning": (
+        "reason_step_by_step",
+        "Hands a sub-task to a reasoning agent, which thinks it through without tools and"
+        " returns a justified conclusion. Give it every fact it needs: it cannot look"
+        " anything up.",
+    ),
+}
+GENERIC_TOOL = (
+    "run_subtask",
+    "Hands a sub-task to the {name} agent, which works on it with its own tools and returns"
+    " a report of what it found.",
+)
+
+
+class SubtaskArgs(BaseModel):
+    subtask: str = Field(description="The sub-task, stated fully: the agent sees nothing else.")
+
+
+def node_name(agent: str) -> str:
+    """The parent's graph node that runs calls to sub-agent ``agent``."""
+    return f"agent_{agent}"
+
+
+def tool_name_of(agent: str, role: str | None, name: str | None = None) -> str:
+    """The tool name a parent calls ``agent`` by: explicit, else its role's default."""
+    return name or ROLE_TOOLS.get(role or agent, GENERIC_TOOL)[0]
+
+
+def sub_agent_tool(
+    agent: str, role: str | None, *, name: str | None = None, description: str | None = None
+) -> BaseTool:
+    """The tool a parent sees for ``agent``, on server ``agent-<agent>``."""
+    default_description = ROLE_TOOLS.get(role or agent, GENERIC_TOOL)[1]
+
+    async def not_delegated(subtask: str) -> str:
+        # Only calls whose arguments do not validate reach the tool runner.
+        raise ValueError("the subtask is empty; state the sub-task to hand over")
+
+    return StructuredTool.from_function(
+        coroutine=not_delegated,
+        name=tool_name_of(agent, role, name),
+        description=description or default_description.format(name=agent),
+        args_schema=SubtaskArgs,
+        metadata={SERVER_KEY: f"agent-{agent}", SUB_AGENT_KEY: agent, DEDUPE_KEY: ["subtask"]},
+    )
+
+
+def delegated(reply: AIMessage, agents_by_tool: Mapping[str, str]) -> list[tuple[ToolCall, str]]:
+    """The reply's calls that go to a sub-agent: a known tool and a non-empty sub-task."""
+    calls = []
+    for call in reply.tool_calls:
+        agent = agents_by_tool.get(call["name"])
+        subtask = call["args"].get("subtask")
+        if agent is not None and isinstance(subtask, str) and subtask.strip():
+            calls.append((call, agent))
+    return calls
+
+
+@dataclass
+class SubAgent:
+    """A compiled sub-agent graph and the tool its parent calls it by."""
+
+    name: str
+    graph: Pregel
+    tool: BaseTool
+
+
+Delegate = Callable[[dict[str, Any], RunnableConfig], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def delegate_node(sub: SubAgent, parent: str) -> Delegate:
+    """The node that runs one call of ``sub`` and returns its report as the call's result.
+
+    The sub-agent runs as a subgraph of this node's task, so it checkpoints in
+    its own namespace. A pause (model server down, interrupt) propagates and
+    leaves it resumable; any other failure becomes a tool error the parent sees.
+    """
+    graph = sub.graph
+    tool_name = sub.tool.name
+    server = f"agent-{sub.name}"
+
+    async def delegate(task: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        call_id, subtask = task["call_id"], task["subtask"]
+        record = Invocation(
+            agent=sub.name,
+            parent=parent,
+            depth=1,
+            call_id=call_id,
+            subtask=subtask,
+            status="completed",
+            stop_reason=None,
+            stats=empty_stats(),
+        )
+        nested: list[dict[str, Any]] = []
+        try:
+            out = await graph.ainvoke({"question": subtask}, config)
+        except (ModelUnavailableError, GraphBubbleUp):
+            raise
+        except Exception as exc:
+            lines = str(exc).strip().splitlines()
+            detail = f"{type(exc).__name__}: {lines[0][:500] if lines else '(no message)'}"
+            text = f"Tool call to {tool_name} on {server} failed: the sub-agent stopped ({detail})"
+            message = ToolMessage(
+                text, tool_call_id=call_id, name=tool_name, status="error", id=_id()
+            )
+            record.update(status="failed", stop_reason="error")
+        else:
+            report = (out.get("answer") or "").strip()
+            if not report:
+                report = (
+                    f"The {sub.name} agent ended without a report"
+                    f" (stop reason: {out.get('stop_reason') or 'unknown'})."
+                )
+            message = ToolMessage(report, tool_call_id=call_id, name=tool_name, id=_id())
+            record["stop_reason"] = out.get("stop_reason")
+            record["stats"] = out.get("stats") or empty_stats()
+            nested = [{**r, "depth": r["depth"] + 1} for r in out.get("invocations") or ()]
+        result = {"message": message, "order": task["order"], "invocations": [record, *nested]}
+        return {"results": {call_id: result}}
+
+    return delegate
+
+
+def _id() -> str:
+    return uuid.uuid4().hex

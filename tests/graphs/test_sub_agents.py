@@ -1,0 +1,170 @@
+"""A planner that calls two sub-agents in one reply, over real HTTP against sim-model.
+
+The planner runs on one server and the sub-agents on another, so each
+server's request log shows exactly what each agent was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from team_policy import team
+
+from mirograph.agents.prompts import task_message
+from mirograph.agents.sim.server import SimServer
+from mirograph.flows.loader import FlowError, validate_flow
+from mirograph.flows.runner import run_report, start_run
+from mirograph.state.retention import OMITTED
+
+QUESTION = "How do alpha and beta compare?"
+
+
+def team_flow(planner_url: str, worker_url: str, **agents: dict[str, Any]) -> Any:
+    spec: dict[str, Any] = {
+        "name": "team",
+        "models": {
+            "planner_m": {"base_url": planner_url, "max_tokens": 512},
+            "worker_m": {"base_url": worker_url, "max_tokens": 512},
+        },
+        "agents": {
+            "planner": {"model": "planner_m", "role": "main", "sub_agents": ["browsing", "coding"]},
+            "browsing": {
+                "model": "worker_m",
+                "max_turns": 10,
+                "keep_tool_results": 2,
+                "tools": ["team_tools:lookup"],
+            },
+            "coding": {
+                "model": "worker_m",
+                "max_turns": 10,
+                "keep_tool_results": 1,
+                "tools": ["team_tools:compute"],
+            },
+        },
+        "entry": "planner",
+    }
+    for name, extra in agents.items():
+        spec["agents"].setdefault(name, {}).update(extra)
+    return validate_flow(spec)
+
+
+def of(requests: list[dict[str, Any]], agent: str) -> list[dict[str, Any]]:
+    """The requests one sub-agent sent (its first user message names it)."""
+    return [r for r in requests if r["messages"][1]["content"].startswith(f"Sub-task for {agent}:")]
+
+
+async def test_two_sub_agents_in_one_reply_run_in_parallel_with_their_own_windows(
+    home: Path, tmp_path: Path
+) -> None:
+    barrier: dict[str, asyncio.Barrier] = {}
+
+    async def workers(body: dict[str, Any]) -> str:
+        if sum(m["role"] == "assistant" for m in body["messages"]) == 0:
+            # Both first requests must be in flight at once, or this times out.
+            first = barrier.setdefault("first", asyncio.Barrier(2))
+            await asyncio.wait_for(first.wait(), timeout=20)
+        return team(body, browsing=4, coding=3)
+
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(team) as planner_srv, SimServer(workers) as worker_srv:
+        flow = team_flow(planner_srv.base_url, worker_srv.base_url)
+        outcome = await start_run(QUESTION, flow, run_id="team-1", store_url=store)
+        report = await run_report("team-1", store_url=store)
+
+    assert outcome.status == "completed", outcome.reason
+    assert outcome.answer == "REPORT[browsing:4], REPORT[coding:3]"
+
+    # The planner's second request: both reports in ONE user message, in call order.
+    planner_requests = planner_srv.requests
+    first_reply_calls = planner_requests[1]["messages"][2]["content"].count("<use_mcp_tool>")
+    assert first_reply_calls == 2
+    results = planner_requests[1]["messages"][-1]
+    assert results["role"] == "user"
+    assert re.findall(r"REPORT\[\w+:\d\]", results["content"]) == [
+        "REPORT[browsing:4]",
+        "REPORT[coding:3]",
+    ]
+
+    for agent, tool, other, keep, turns in (
+        ("browsing", "lookup", "compute", 2, 4),
+        ("coding", "compute", "lookup", 1, 3),
+    ):
+        sent = of(worker_srv.requests, agent)
+        assert len(sent) == turns + 2  # each working turn, the no-call reply, the closing
+        for request in sent:
+            system, task = request["messages"][0]["content"], request["messages"][1]["content"]
+            assert f"### Tool name: {tool}" in system and f"### Tool name: {other}" not in system
+            assert "agent-" not in system  # sub-agents here have no sub-agents of their own
+            assert task == task_message(f"Sub-task for {agent}: {QUESTION}")  # nothing else
+        last_work = sent[turns]["messages"]  # after `turns` results
+        contents = [m["content"] for m in last_work[2:] if m["role"] == "user"]
+        assert len(contents) == turns
+        assert contents.count(OMITTED) == turns - keep  # its own K
+        assert all(f"{tool} result {agent}#" in c for c in contents[-keep:])
+
+    agents = report["agents"]
+    assert (agents["planner"]["turns"], agents["planner"]["tool_calls"]) == (2, 2)
+    assert (agents["browsing"]["turns"], agents["browsing"]["tool_calls"]) == (5, 4)
+    assert (agents["coding"]["turns"], agents["coding"]["tool_calls"]) == (4, 3)
+    rows = report["invocations"]
+    assert [(r["agent"], r["status"], r["turns"], r["depth"]) for r in rows] == [
+        ("browsing", "completed", 5, 1),
+        ("coding", "completed", 4, 1),
+    ]
+    assert rows[0]["subtask"].startswith("Sub-task for browsing:")
+    assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 for r in rows)
+    assert agents["browsing"]["prompt_tokens"] == rows[0]["prompt_tokens"]
+
+
+async def test_three_levels_run_and_report_nested_calls(home: Path, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(lambda body: team(body, browsing=2, helper=2)) as srv:
+        flow = validate_flow(
+            {
+                "name": "three-levels",
+                "models": {"m": {"base_url": srv.base_url, "max_tokens": 512}},
+                "agents": {
+                    "planner": {"model": "m", "sub_agents": ["browsing"]},
+                    "browsing": {
+                        "model": "m",
+                        "tools": ["team_tools:lookup"],
+                        "sub_agents": ["helper"],
+                    },
+                    "helper": {"model": "m", "tools": ["team_tools:compute"]},
+                },
+                "entry": "planner",
+            }
+        )
+        outcome = await start_run(QUESTION, flow, run_id="deep", store_url=store)
+        report = await run_report("deep", store_url=store)
+        helper_requests = of(srv.requests, "helper")
+    assert outcome.status == "completed", outcome.reason
+    # The browsing report carries the helper's report up to the planner.
+    assert outcome.answer == "REPORT[browsing:2], REPORT[helper:2]"
+    assert "### Tool name: run_subtask" in of(srv.requests, "browsing")[0]["messages"][0]["content"]
+    assert "You are a sub-agent" in helper_requests[0]["messages"][0]["content"]
+    rows = [(r["agent"], r["parent"], r["depth"], r["status"]) for r in report["invocations"]]
+    assert rows == [("browsing", "planner", 1, "completed"), ("helper", "browsing", 2, "completed")]
+    assert report["agents"]["helper"]["tool_calls"] == 2
+
+
+def test_a_cyclic_flow_is_rejected_naming_the_cycle() -> None:
+    spec = {
+        "name": "loop",
+        "models": {"m": {}},
+        "agents": {
+            "planner": {"model": "m", "sub_agents": ["browsing"]},
+            "browsing": {"model": "m", "sub_agents": ["helper"]},
+            "helper": {"model": "m", "sub_agents": ["browsing"]},
+        },
+        "entry": "planner",
+    }
+    with pytest.raises(FlowError) as err:
+        validate_flow(spec, source="loop.yaml")
+    assert str(err.value) == (
+        "loop.yaml: sub_agents form a cycle: browsing -> helper -> browsing; remove one link"
+    )
