@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mirograph.agents.tools.registry import ToolRefError
+from mirograph.flows.graph_ref import is_graph_ref
 from mirograph.flows.loader import FlowError, load_flow
 from mirograph.flows.runner import (
     RunFailedError,
@@ -28,6 +29,7 @@ from mirograph.flows.runner import (
     start_run,
 )
 from mirograph.graphs.builder import FlowBuildError
+from mirograph.graphs.config import FlowConfig
 from mirograph.state.store import StoreURLError
 
 app = typer.Typer(
@@ -86,7 +88,12 @@ def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:
 def run(
     question: Annotated[str, typer.Argument(help="The question to investigate.")],
     flow: Annotated[
-        str | None, typer.Option("--flow", help="Shipped flow name or path to a YAML flow.")
+        str | None,
+        typer.Option(
+            "--flow",
+            help="Shipped flow name, path to a YAML flow, or a custom graph"
+            " (path/to/file.py:build_graph or package.module:build_graph).",
+        ),
     ] = None,
     run_id: Annotated[str | None, typer.Option("--id", help="Run id (default: generated).")] = None,
     store: StoreOpt = None,
@@ -94,11 +101,19 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Start an investigation; prints the final answer."""
+    target: FlowConfig | str
     try:
-        spec = load_flow(flow, overrides or [])
+        if is_graph_ref(flow):
+            if overrides:
+                raise FlowError(
+                    "--set applies to flow files; a custom graph reads its own settings"
+                )
+            target = str(flow)
+        else:
+            target = load_flow(flow, overrides or [])
     except FlowError as exc:
         _fail(str(exc), 2)
-    outcome = _call(start_run(question, spec, run_id=run_id, store_url=store))
+    outcome = _call(start_run(question, target, run_id=run_id, store_url=store))
     _finish(outcome, store, as_json)
 
 
@@ -139,7 +154,25 @@ def show(
             ),
         )
     out.print(table)
+    if report["invocations"]:
+        calls = Table("#", "agent", "from", "status", "turns", "tokens", "sub-task")
+        for i, row in enumerate(report["invocations"], 1):
+            calls.add_row(
+                str(i),
+                row["agent"],
+                row["parent"],
+                row["status"],
+                str(row["turns"]),
+                str(row["prompt_tokens"] + row["completion_tokens"]),
+                _short(row["subtask"] or "", 60),
+            )
+        out.print(calls)
     out.print(f"answer: {report['answer']}", markup=False)
+
+
+def _short(text: str, width: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 @app.command("ls")

@@ -14,7 +14,6 @@ from typing import Any
 from langgraph.types import StateSnapshot
 
 from mirograph.graphs.config import FlowConfig
-from mirograph.graphs.sub_agents import node_name
 from mirograph.state.registry import RunRecord
 from mirograph.state.schema import AgentStats, empty_stats
 
@@ -22,11 +21,17 @@ from mirograph.state.schema import AgentStats, empty_stats
 INVOCATION_FIELDS = ("turns", "tool_calls", "prompt_tokens", "completion_tokens", "cached_tokens")
 
 
-def build_report(record: RunRecord, flow: FlowConfig, snapshot: StateSnapshot) -> dict[str, Any]:
+def build_report(
+    record: RunRecord, flow: FlowConfig | None, snapshot: StateSnapshot
+) -> dict[str, Any]:
+    """The report of a flow run, or of a custom graph's run (``flow`` None)."""
     values = snapshot.values or {}
-    invocations = [*(values.get("invocations") or ()), *in_flight(snapshot, flow, flow.entry, 1)]
-    agents: dict[str, AgentStats] = {name: empty_stats() for name in _reachable(flow)}
-    _add(agents[flow.entry], values.get("stats") or {})
+    top = values.get("agent") or "graph"
+    invocations = [*(values.get("invocations") or ()), *in_flight(snapshot, top, 1)]
+    agents: dict[str, AgentStats] = {}
+    if flow is not None:
+        agents = {name: empty_stats() for name in _reachable(flow)}
+        _add(agents[flow.entry], values.get("stats") or {})
     for invocation in invocations:
         _add(agents.setdefault(invocation["agent"], empty_stats()), invocation["stats"])
     return {
@@ -44,28 +49,21 @@ def build_report(record: RunRecord, flow: FlowConfig, snapshot: StateSnapshot) -
     }
 
 
-def in_flight(
-    snapshot: StateSnapshot, flow: FlowConfig, parent: str, depth: int
-) -> list[dict[str, Any]]:
-    """Sub-agent calls of the step in progress: finished ones from their saved
-    results, unfinished ones from their own checkpoints (nested calls too)."""
-    nodes = {node_name(sub): sub for sub in flow.agents[parent].sub_agents}
+def in_flight(snapshot: StateSnapshot, parent: str, depth: int) -> list[dict[str, Any]]:
+    """Agent calls of the step in progress: finished ones from the results they
+    saved, unfinished ones from their own checkpoints (nested calls included)."""
     found: list[dict[str, Any]] = []
     for task in snapshot.tasks:
-        agent = nodes.get(task.name)
-        if agent is None:
-            continue
-        if isinstance(task.result, dict) and task.result.get("results"):
-            for result in task.result["results"].values():
-                found.extend(
-                    {**r, "depth": r["depth"] + depth - 1} for r in result.get("invocations", ())
-                )
+        if isinstance(task.result, dict):
+            found.extend(_saved(task.result, depth))
             continue
         sub = task.state if isinstance(task.state, StateSnapshot) else None
         values = (sub.values if sub else None) or {}
+        if sub is None or "agent" not in values:
+            continue
         found.append(
             {
-                "agent": agent,
+                "agent": values["agent"],
                 "parent": parent,
                 "depth": depth,
                 "call_id": None,
@@ -75,11 +73,17 @@ def in_flight(
                 "stats": {**empty_stats(), **(values.get("stats") or {})},
             }
         )
-        if sub is not None:
-            nested = values.get("invocations") or ()
-            found.extend({**r, "depth": r["depth"] + depth} for r in nested)
-            found.extend(in_flight(sub, flow, agent, depth + 1))
+        found.extend({**r, "depth": r["depth"] + depth} for r in values.get("invocations") or ())
+        found.extend(in_flight(sub, values["agent"], depth + 1))
     return found
+
+
+def _saved(result: dict[str, Any], depth: int) -> list[dict[str, Any]]:
+    """Invocation records in a finished task's writes (sub-agent node or custom node)."""
+    records = list(result.get("invocations") or ())
+    for pending in (result.get("results") or {}).values():
+        records.extend(pending.get("invocations") or ())
+    return [{**r, "depth": r["depth"] + depth - 1} for r in records]
 
 
 def _row(invocation: dict[str, Any]) -> dict[str, Any]:

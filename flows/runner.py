@@ -22,10 +22,12 @@ from langgraph.graph.state import CompiledStateGraph
 
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.tools.base import ToolContext
-from mirograph.flows.loader import apply_overrides, validate_flow
+from mirograph.flows.graph_ref import canonical, load_builder
+from mirograph.flows.loader import FlowError, apply_overrides, validate_flow
 from mirograph.flows.report import build_report
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
+from mirograph.graphs.custom import GraphContext
 from mirograph.state.registry import RunRecord, UnknownRunError
 from mirograph.state.store import Store, mirograph_home, open_store
 
@@ -57,27 +59,37 @@ def run_dir(run_id: str) -> Path:
 
 async def start_run(
     question: str,
-    flow: FlowConfig,
+    flow: FlowConfig | str,
     *,
     run_id: str | None = None,
     store_url: str | None = None,
 ) -> RunOutcome:
-    """Start a new investigation and run it until it completes or pauses."""
+    """Start a new investigation and run it until it completes or pauses.
+
+    ``flow`` is a validated flow, or a custom graph reference
+    (``path/to/file.py:build_graph`` or ``package.module:build_graph``).
+    """
     if not question.strip():
         raise ValueError("the question is empty; pass the question to investigate")
+    if isinstance(flow, str):
+        ref = canonical(flow)
+        load_builder(ref)  # a broken reference is rejected before anything is stored
+        name, spec = ref, {GRAPH_KEY: ref}
+    else:
+        name, spec = flow.name, flow.model_dump(mode="json")
     run_id = run_id or new_run_id()
     async with open_store(store_url) as store:
         record = RunRecord(
             id=run_id,
             question=question,
-            flow=flow.name,
-            flow_spec=flow.model_dump(mode="json"),
+            flow=name,
+            flow_spec=spec,
             status="running",
             pid=os.getpid(),
         )
         store.registry.create(record)
-        async with _compiled(store, run_id, flow) as graph:
-            return await _execute(store, record, flow, {"question": question}, graph)
+        async with _compiled(store, record) as run:
+            return await _execute(store, record, {"question": question}, run)
 
 
 async def resume_run(
@@ -88,24 +100,26 @@ async def resume_run(
         record = _get(store, run_id)
         if record.effective_status == "completed":
             return RunOutcome(run_id, "completed", record.answer, record.reason)
-        spec = apply_overrides(record.flow_spec, overrides, source=f"run {run_id}")
-        flow = validate_flow(spec, source=f"run {run_id}")
         if overrides:
-            store.registry.update(run_id, flow_spec=flow.model_dump(mode="json"))
-        async with _compiled(store, run_id, flow) as graph:
-            snapshot = await graph.aget_state(_config(run_id, flow))
+            if GRAPH_KEY in record.flow_spec:
+                raise FlowError(f"run {run_id}: --set applies to flow files, not custom graphs")
+            spec = apply_overrides(record.flow_spec, overrides, source=f"run {run_id}")
+            flow = validate_flow(spec, source=f"run {run_id}")
+            record.flow_spec = flow.model_dump(mode="json")
+            store.registry.update(run_id, flow_spec=record.flow_spec)
+        async with _compiled(store, record) as run:
+            snapshot = await run.graph.aget_state(run.config)
             pending = None if snapshot.values else {"question": record.question}
-            return await _execute(store, record, flow, pending, graph)
+            return await _execute(store, record, pending, run)
 
 
 async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, Any]:
-    """What ``show --json`` prints: the registry row plus per-agent counters."""
+    """What ``show --json`` prints: the registry row, per-agent totals, sub-agent calls."""
     async with open_store(store_url) as store:
         record = _get(store, run_id)
-        flow = validate_flow(record.flow_spec, source=f"run {run_id}")
-        async with _compiled(store, run_id, flow) as graph:
-            snapshot = await graph.aget_state(_config(run_id, flow), subgraphs=True)
-        return build_report(record, flow, snapshot)
+        async with _compiled(store, record) as run:
+            snapshot = await run.graph.aget_state(run.config, subgraphs=True)
+        return build_report(record, run.flow, snapshot)
 
 
 async def list_runs(*, store_url: str | None = None, limit: int = 200) -> list[RunRecord]:
@@ -114,6 +128,17 @@ async def list_runs(*, store_url: str | None = None, limit: int = 200) -> list[R
 
 
 # -- internals ------------------------------------------------------------------
+
+#: ``flow_spec`` key of a run whose graph is a custom builder, not a flow file.
+GRAPH_KEY = "graph"
+
+
+@dataclass
+class _Run:
+    graph: CompiledStateGraph
+    config: dict[str, Any]
+    #: The flow, or None for a custom graph.
+    flow: FlowConfig | None
 
 
 def _get(store: Store, run_id: str) -> RunRecord:
@@ -124,35 +149,36 @@ def _get(store: Store, run_id: str) -> RunRecord:
 
 
 @asynccontextmanager
-async def _compiled(
-    store: Store, run_id: str, flow: FlowConfig
-) -> AsyncIterator[CompiledStateGraph]:
+async def _compiled(store: Store, record: RunRecord) -> AsyncIterator[_Run]:
     """The run's graph on the store's checkpointer; model connections closed after."""
-    workspace = run_dir(run_id) / "workspace"
+    workspace = run_dir(record.id) / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
-    built = build_flow_graph(flow, ToolContext(run_id=run_id, workspace=workspace), store.blobs)
+    if GRAPH_KEY in record.flow_spec:
+        ctx = GraphContext(record.id, workspace, store.blobs)
+        try:
+            graph = load_builder(record.flow_spec[GRAPH_KEY])(ctx)
+            compiled = graph.compile(checkpointer=store.checkpointer, name=record.flow)
+            yield _Run(compiled, _config(record.id, ctx.recursion_limit), None)
+        finally:
+            await ctx.aclose()
+        return
+    flow = validate_flow(record.flow_spec, source=f"run {record.id}")
+    built = build_flow_graph(flow, ToolContext(run_id=record.id, workspace=workspace), store.blobs)
     try:
-        yield built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
+        compiled = built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
+        yield _Run(compiled, _config(record.id, flow_recursion_limit(flow)), flow)
     finally:
         await built.aclose()
 
 
-def _config(run_id: str, flow: FlowConfig) -> dict[str, Any]:
-    return {
-        "configurable": {"thread_id": run_id},
-        "recursion_limit": flow_recursion_limit(flow),
-    }
+def _config(run_id: str, limit: int) -> dict[str, Any]:
+    return {"configurable": {"thread_id": run_id}, "recursion_limit": limit}
 
 
 async def _execute(
-    store: Store,
-    record: RunRecord,
-    flow: FlowConfig,
-    graph_input: dict[str, Any] | None,
-    graph: CompiledStateGraph,
+    store: Store, record: RunRecord, graph_input: dict[str, Any] | None, run: _Run
 ) -> RunOutcome:
-    run_id = record.id
-    config = _config(run_id, flow)
+    run_id, graph, config = record.id, run.graph, run.config
     store.registry.update(run_id, status="running", reason=None, pid=os.getpid())
     try:
         await graph.ainvoke(graph_input, config, durability="sync")
@@ -176,7 +202,7 @@ async def _execute(
         raise
     snapshot = await graph.aget_state(config)
     values = snapshot.values
-    report = build_report(record, flow, snapshot)
+    report = build_report(record, run.flow, snapshot)
     store.registry.update(
         run_id, status="completed", answer=values.get("answer"), usage=report["agents"]
     )

@@ -150,6 +150,7 @@ class AgentLoop:
                 SystemMessage(system, id=_id()),
                 HumanMessage(prompts.task_message(state["question"]), id=_id()),
             ],
+            "agent": self.name,
             "stats": empty_stats(),
             "phase": "work",
             "rollback_streak": 0,

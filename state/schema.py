@@ -72,6 +72,8 @@ class AgentState(TypedDict):
     """The checkpointed state of one agent loop."""
 
     question: str
+    #: The agent's name in its flow or graph (reports find running agents by it).
+    agent: NotRequired[str]
     messages: Messages
     #: Queries already made (search terms, URLs, sub-tasks): repeats are rolled back.
     queries: NotRequired[Queries]
@@ -94,3 +96,15 @@ class AgentOutput(TypedDict):
     stop_reason: str | None
     stats: AgentStats
     invocations: list[Invocation]
+
+
+class RunState(TypedDict):
+    """The least state of a custom graph: extend it with your own keys.
+
+    ``question`` is what ``mirograph run`` passes in, ``answer`` what it prints;
+    ``invocations`` collects the agent calls that ``mirograph show`` reports.
+    """
+
+    question: str
+    answer: NotRequired[str | None]
+    invocations: NotRequired[Invocations]
