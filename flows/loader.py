@@ -20,7 +20,9 @@ from pydantic import ValidationError
 from mirograph.graphs.config import FlowConfig
 
 SHIPPED_DIR = Path(__file__).parent
-_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+#: ``${VAR}`` or ``${VAR:-default}``; a default may itself be ``${OTHER:-...}``
+#: (the innermost is expanded first).
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^${}]*))?\}")
 
 
 class FlowError(ValueError):
@@ -91,7 +93,12 @@ def describe(exc: ValidationError) -> str:
 def expand_env(value: Any) -> Any:
     """``${VAR}`` / ``${VAR:-default}`` in every string of a parsed flow."""
     if isinstance(value, str):
-        return _VAR.sub(_substitute, value)
+        for _ in range(8):  # nesting depth
+            expanded = _VAR.sub(_substitute, value)
+            if expanded == value:
+                break
+            value = expanded
+        return value
     if isinstance(value, dict):
         return {key: expand_env(item) for key, item in value.items()}
     if isinstance(value, list):

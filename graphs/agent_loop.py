@@ -47,9 +47,9 @@ from mirograph.agents.mirothinker.boxed import extract_boxed
 from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.mirothinker.thinking import split_thinking
 from mirograph.agents.retry import RetryPolicy
-from mirograph.agents.tools.base import server_of, tool_specs
+from mirograph.agents.tools.base import DEDUPE_KEY, server_of, tool_specs
 from mirograph.graphs.config import AgentConfig
-from mirograph.graphs.reply_checks import DEDUPE_KEY, query_keys, rollback_reason
+from mirograph.graphs.reply_checks import query_keys, rollback_reason
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
 from mirograph.graphs.tool_runner import ToolRunner
 from mirograph.state.blobs import BlobStore, hydrate, offload

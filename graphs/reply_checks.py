@@ -21,9 +21,6 @@ from langchain_core.messages import AIMessage
 from mirograph.agents.mirothinker.boxed import extract_boxed
 from mirograph.agents.mirothinker.thinking import split_thinking
 
-#: Metadata key on a tool: the argument names that identify a query.
-DEDUPE_KEY = "dedupe_args"
-
 _REFUSAL = re.compile(
     r"^\s*(?:I['’]m sorry|I am sorry|I apologi[sz]e|I can(?:no|')t (?:help|assist|comply)"
     r"|I (?:won['’]t|will not) (?:help|assist)|As an AI\b)",

@@ -24,8 +24,7 @@ from langgraph.pregel import Pregel
 from pydantic import BaseModel, Field
 
 from mirograph.agents.errors import ModelUnavailableError
-from mirograph.agents.tools.base import SERVER_KEY
-from mirograph.graphs.reply_checks import DEDUPE_KEY
+from mirograph.agents.tools.base import DEDUPE_KEY, SERVER_KEY
 from mirograph.state.schema import Invocation, empty_stats
 
 #: Tool metadata naming the sub-agent a tool stands for.

@@ -16,6 +16,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from mirograph.agents.mirothinker.tool_prompt import ToolSpec
 
 SERVER_KEY = "mcp_server"
+#: Metadata key on a tool: the argument names that identify a query (repeats roll back).
+DEDUPE_KEY = "dedupe_args"
 
 
 @dataclass(frozen=True)

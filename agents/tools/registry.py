@@ -7,18 +7,27 @@ function (turned into a tool); custom tools need no change to mirograph.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.tools import BaseTool, tool
 
-from mirograph.agents.tools import files
+from mirograph.agents.tools import files, scrape, search
 from mirograph.agents.tools.base import ToolContext, on_server
 
 ToolSet = Callable[[ToolContext], list[BaseTool]]
 
 BUILTIN_SETS: dict[str, ToolSet] = {
     "files": files.make_tools,
+    "search": search.make_tools,
+    "scrape": scrape.make_tools,
+}
+
+#: Per built-in set: why it cannot work in an environment, or None (checked at validation).
+EnvCheck = Callable[[Mapping[str, str]], str | None]
+ENV_CHECKS: dict[str, EnvCheck] = {
+    "search": search.check_env,
 }
 
 
@@ -29,6 +38,10 @@ class ToolRefError(ValueError):
 def check_ref(ref: str) -> None:
     """Raise ``ToolRefError`` unless ``ref`` resolves; used when a flow is validated."""
     if ref in BUILTIN_SETS:
+        check = ENV_CHECKS.get(ref)
+        problem = check(os.environ) if check else None
+        if problem:
+            raise ToolRefError(problem)
         return
     _imported(ref)
 

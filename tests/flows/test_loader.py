@@ -134,6 +134,19 @@ def test_expand_env_nested(monkeypatch: pytest.MonkeyPatch) -> None:
     assert expand_env(data) == {"a": "set", "b": ["x-set-y", 3], "c": {"d": "dflt"}}
 
 
+def test_a_default_may_name_another_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MG_OUTER_FALLBACK", "http://shared:8000/v1")
+    monkeypatch.delenv("MG_INNER", raising=False)
+    assert expand_env("${MG_INNER:-${MG_OUTER_FALLBACK:-http://localhost:8000/v1}}") == (
+        "http://shared:8000/v1"
+    )
+    monkeypatch.setenv("MG_INNER", "http://own:9000/v1")
+    assert expand_env("${MG_INNER:-${MG_OUTER_FALLBACK:-x}}") == "http://own:9000/v1"
+    monkeypatch.delenv("MG_OUTER_FALLBACK")
+    monkeypatch.delenv("MG_INNER")
+    assert expand_env("${MG_INNER:-${MG_OUTER_FALLBACK:-x}}") == "x"
+
+
 def test_expand_env_empty_default() -> None:
     assert expand_env("[${MG_NOPE:-}]") == "[]"
 

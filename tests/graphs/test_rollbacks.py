@@ -10,8 +10,7 @@ from loop_kit import call, is_closing, make_loop, run_loop, scripted, servers
 
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.sim.policy import Fault, SimReply
-from mirograph.agents.tools.base import on_server
-from mirograph.graphs.reply_checks import DEDUPE_KEY
+from mirograph.agents.tools.base import DEDUPE_KEY, on_server
 
 ANSWER = "Done.</think>\n\n\\boxed{42}"
 

@@ -149,7 +149,11 @@ def test_top_level_module_server_name(
     [
         ("nonexistent.mod:x", r"cannot import module 'nonexistent\.mod'"),
         ("os:nothing", r"module 'os' has no attribute 'nothing'"),
-        ("no_colon", r"unknown tool 'no_colon'.*built-in set \(files\).*package\.module:attribute"),
+        (
+            "no_colon",
+            r"unknown tool 'no_colon'.*built-in set \(files, scrape, search\)"
+            r".*package\.module:attribute",
+        ),
         (":x", r"unknown tool ':x'"),
         ("os:", r"unknown tool 'os:'"),
         ("os:sep", r"'os:sep' is a str, not a tool, list of tools or function"),

@@ -1,0 +1,215 @@
+"""The ``scrape`` tool set: ``scrape_and_extract_info``, as the weights know it.
+
+A page is fetched with bounded time, redirects and size, and reduced to its
+main text. There is no extraction model yet: the cleaned text itself is
+returned (cut to a budget) in the JSON shape the weights expect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import html
+import io
+import json
+import re
+from dataclasses import dataclass
+
+import httpx
+import trafilatura
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+
+from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, on_server
+
+SERVER = "jina_scrape_llm_summary"
+TRUNCATED = "[Content truncated]"
+USER_AGENT = "Mozilla/5.0 (compatible; mirograph)"
+ACCEPT = "text/html,application/xhtml+xml,text/plain;q=0.9,application/pdf;q=0.8,*/*;q=0.5"
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+TEXT_TYPES = frozenset({"application/json", "application/xml", "application/javascript"})
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """How long, how far and how much one scrape may fetch; tests shrink them."""
+
+    connect_s: float = 10.0
+    read_s: float = 30.0
+    max_redirects: int = 5
+    retries: int = 2
+    backoff_s: float = 1.0
+    max_bytes: int = 10 * 1024 * 1024
+    max_chars: int = 20_000
+
+
+@dataclass(frozen=True)
+class Page:
+    """A fetched body; ``complete`` is False when it was cut at ``max_bytes``."""
+
+    url: str
+    content_type: str
+    charset: str | None
+    body: bytes
+    complete: bool
+
+
+def make_tools(ctx: ToolContext, *, limits: FetchLimits | None = None) -> list[BaseTool]:
+    del ctx  # scraping keeps nothing per run
+    chosen = limits or FetchLimits()
+
+    async def scrape_and_extract_info(url: str, info_to_extract: str) -> str:
+        """Fetch a web page (HTML, plain text or PDF) and return its main text as JSON.
+
+        Args:
+            url: The http(s) URL of the page.
+            info_to_extract: What to look for on the page.
+        """
+        page = await fetch(url, chosen)
+        text = await asyncio.to_thread(page_text, page)
+        answer = report(url, info_to_extract, text, page.complete, chosen.max_chars)
+        return json.dumps(answer, ensure_ascii=False)
+
+    tool = StructuredTool.from_function(
+        coroutine=scrape_and_extract_info, handle_tool_error=False, parse_docstring=True
+    )
+    tool.metadata = {DEDUPE_KEY: ["url"]}
+    return [on_server(tool, SERVER)]
+
+
+def report(url: str, info: str, text: str, complete: bool, max_chars: int) -> dict[str, object]:
+    """The tool's answer: the text within ``max_chars``, marked when anything is left out."""
+    shown = complete and len(text) <= max_chars
+    content = text if shown else f"{text[:max_chars]}\n{TRUNCATED}"
+    lines = text.count("\n") + 1 if text else 0
+    return {
+        "url": url,
+        "info_to_extract": info,
+        "content": content,
+        "page_stats": {"lines": lines, "chars": len(text), "all_content_shown": shown},
+    }
+
+
+async def fetch(url: str, limits: FetchLimits) -> Page:
+    """GET ``url``, retrying timeouts, 429 and 5xx; failures are one-line ``ToolException``s."""
+    url = url.strip()
+    _check_scheme(url)
+    timeout = httpx.Timeout(limits.read_s, connect=limits.connect_s)
+    headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT}
+    async with httpx.AsyncClient(
+        follow_redirects=True, max_redirects=limits.max_redirects, timeout=timeout, headers=headers
+    ) as client:
+        for attempt in range(limits.retries + 1):
+            last = attempt == limits.retries
+            try:
+                async with client.stream("GET", url) as response:
+                    if response.is_success:
+                        return await _read(response, limits.max_bytes)
+                    if last or response.status_code not in RETRY_STATUS:
+                        raise ToolException(f"GET {url} returned HTTP {response.status_code}")
+            except httpx.TimeoutException as exc:
+                if last:
+                    tries = limits.retries + 1
+                    raise ToolException(
+                        f"GET {url} timed out ({type(exc).__name__}) on each of {tries} tries"
+                    ) from None
+            except httpx.TooManyRedirects:
+                raise ToolException(
+                    f"GET {url} was redirected more than {limits.max_redirects} times"
+                ) from None
+            except httpx.HTTPError as exc:
+                detail = " ".join(str(exc).split())
+                raise ToolException(f"GET {url} failed: {type(exc).__name__}: {detail}") from None
+            await asyncio.sleep(limits.backoff_s * (attempt + 1))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def page_text(page: Page) -> str:
+    """The readable text of ``page``: main text of HTML, text as is, PDF through pypdf."""
+    kind = page.content_type
+    head = page.body[:1024].lstrip().lower()
+    if kind == "application/pdf" or page.body.startswith(b"%PDF-"):
+        return _pdf_text(page)
+    if kind in HTML_TYPES or (kind in ("", "application/octet-stream") and _looks_html(head)):
+        return _html_text(page)
+    if kind.startswith("text/") or kind in TEXT_TYPES or kind.endswith(("+json", "+xml")):
+        return page.body.decode(_codec(page.charset) or "utf-8", errors="replace").strip()
+    got = kind or "content of no declared type"
+    raise ToolException(f"GET {page.url} returned {got}, not HTML, text or PDF")
+
+
+async def _read(response: httpx.Response, max_bytes: int) -> Page:
+    chunks: list[bytes] = []
+    size = 0
+    complete = True
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            complete = False
+            break
+    body = b"".join(chunks)[:max_bytes]
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return Page(str(response.url), content_type, response.charset_encoding, body, complete)
+
+
+def _check_scheme(url: str) -> None:
+    try:
+        scheme = httpx.URL(url).scheme
+    except httpx.InvalidURL as exc:
+        raise ToolException(f"{url!r} is not a valid URL: {exc}") from None
+    if scheme not in ("http", "https"):
+        raise ToolException(f"only http and https URLs can be scraped; got {url!r}")
+
+
+def _looks_html(head: bytes) -> bool:
+    return head.startswith((b"<!doctype html", b"<html")) or b"<body" in head
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+
+
+def _html_text(page: Page) -> str:
+    charset = _codec(page.charset)
+    if charset is None:
+        found = _META_CHARSET.search(page.body[:4096])
+        charset = _codec(found.group(1).decode("ascii")) if found else None
+    markup = page.body.decode(charset or "utf-8", errors="replace")
+    text = trafilatura.extract(markup, url=page.url, include_comments=False, include_tables=True)
+    return (text or _strip_tags(markup)).strip()
+
+
+def _codec(name: str | None) -> str | None:
+    """``name`` if Python knows the encoding, else None."""
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+_HIDDEN = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+_BLANKS = re.compile(r"[ \t\r\f\v]+")
+
+
+def _strip_tags(markup: str) -> str:
+    """A crude text of ``markup``, for pages trafilatura finds nothing in."""
+    text = html.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", markup)))
+    lines = (_BLANKS.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _pdf_text(page: Page) -> str:
+    try:
+        import pypdf
+    except ImportError:
+        raise ToolException(
+            f"{page.url} is a PDF; reading PDFs needs the pypdf package, which is not installed"
+        ) from None
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(page.body))
+        return "\n\n".join(p.extract_text() or "" for p in reader.pages).strip()
+    except Exception as exc:
+        raise ToolException(f"cannot read the PDF at {page.url}: {exc}") from None
