@@ -64,7 +64,17 @@ def load_flow(ref: str | None = None, overrides: Sequence[str] = ()) -> FlowConf
         expanded = expand_env(raw)
     except FlowError as exc:
         raise FlowError(f"{path}: {exc}") from None
-    return validate_flow(apply_overrides(expanded, overrides, source=path), source=path)
+    flow = validate_flow(apply_overrides(expanded, overrides, source=path), source=path)
+    ready_to_run(flow, source=path)
+    return flow
+
+
+def ready_to_run(flow: FlowConfig, *, source: Path | str = "<flow>") -> None:
+    """Reject a valid flow whose tools cannot work in this environment (a missing key)."""
+    try:
+        flow.check_environment()
+    except ValueError as exc:
+        raise FlowError(f"{source}: {exc}") from None
 
 
 def validate_flow(data: dict[str, Any], *, source: Path | str = "<flow>") -> FlowConfig:

@@ -23,7 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.tools.base import ToolContext
 from mirograph.flows.graph_ref import canonical, load_builder
-from mirograph.flows.loader import FlowError, apply_overrides, validate_flow
+from mirograph.flows.loader import FlowError, apply_overrides, ready_to_run, validate_flow
 from mirograph.flows.report import build_report
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
@@ -108,6 +108,8 @@ async def resume_run(
             record.flow_spec = flow.model_dump(mode="json")
             store.registry.update(run_id, flow_spec=record.flow_spec)
         async with _compiled(store, record) as run:
+            if run.flow is not None:
+                ready_to_run(run.flow, source=f"run {run_id}")
             snapshot = await run.graph.aget_state(run.config)
             pending = None if snapshot.values else {"question": record.question}
             return await _execute(store, record, pending, run)

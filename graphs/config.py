@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mirograph.agents.config import ModelConfig
-from mirograph.agents.tools.registry import ToolRefError, check_ref
+from mirograph.agents.tools.registry import ToolRefError, check_environment, check_ref
 from mirograph.graphs.sub_agents import tool_name_of
 
 #: Protocol page: a result longer than this is cut and ends with the marker.
@@ -109,6 +109,15 @@ class FlowConfig(BaseModel):
         if cycle:
             raise ValueError(f"sub_agents form a cycle: {' -> '.join(cycle)}; remove one link")
         return self
+
+    def check_environment(self) -> None:
+        """Raise ``ValueError`` (naming the key path) if a tool set cannot work here."""
+        for name, agent in self.agents.items():
+            for i, ref in enumerate(agent.tools):
+                try:
+                    check_environment(ref)
+                except ToolRefError as exc:
+                    raise ValueError(f"agents.{name}.tools[{i}]: {exc}") from None
 
 
 def _names(mapping: dict[str, object]) -> str:

@@ -38,12 +38,20 @@ class ToolRefError(ValueError):
 def check_ref(ref: str) -> None:
     """Raise ``ToolRefError`` unless ``ref`` resolves; used when a flow is validated."""
     if ref in BUILTIN_SETS:
-        check = ENV_CHECKS.get(ref)
-        problem = check(os.environ) if check else None
-        if problem:
-            raise ToolRefError(problem)
         return
     _imported(ref)
+
+
+def check_environment(ref: str, env: Mapping[str, str] | None = None) -> None:
+    """Raise ``ToolRefError`` when ``ref`` cannot work here (e.g. a missing API key).
+
+    Separate from ``check_ref``: a stored run is still shown without the keys,
+    but is started or resumed only with them.
+    """
+    check = ENV_CHECKS.get(ref)
+    problem = check(os.environ if env is None else env) if check else None
+    if problem:
+        raise ToolRefError(problem)
 
 
 def resolve_tools(refs: Sequence[str], ctx: ToolContext) -> list[BaseTool]:

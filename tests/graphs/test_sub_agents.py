@@ -15,9 +15,10 @@ import pytest
 from team_policy import team
 
 from mirograph.agents.prompts import task_message
+from mirograph.agents.sim.policy import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import FlowError, validate_flow
-from mirograph.flows.runner import run_report, start_run
+from mirograph.flows.runner import resume_run, run_report, start_run
 from mirograph.state.retention import OMITTED
 
 QUESTION = "How do alpha and beta compare?"
@@ -50,6 +51,11 @@ def team_flow(planner_url: str, worker_url: str, **agents: dict[str, Any]) -> An
     for name, extra in agents.items():
         spec["agents"].setdefault(name, {}).update(extra)
     return validate_flow(spec)
+
+
+def turn(request: dict[str, Any]) -> int:
+    """Assistant replies already in a request: the turn it asks for, from 0."""
+    return sum(m["role"] == "assistant" for m in request["messages"])
 
 
 def of(requests: list[dict[str, Any]], agent: str) -> list[dict[str, Any]]:
@@ -168,3 +174,48 @@ def test_a_cyclic_flow_is_rejected_naming_the_cycle() -> None:
     assert str(err.value) == (
         "loop.yaml: sub_agents form a cycle: browsing -> helper -> browsing; remove one link"
     )
+
+
+async def test_a_sub_agent_whose_server_fails_pauses_the_run_and_resume_finishes_it(
+    home: Path, tmp_path: Path
+) -> None:
+    healthy = {"on": False}
+
+    def workers(body: dict[str, Any]) -> Any:
+        coding = body["messages"][1]["content"].startswith("Sub-task for coding:")
+        if coding and turn(body) == 2 and not healthy["on"]:
+            return Fault(503, "overloaded")
+        return team(body, browsing=2, coding=3)
+
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(team) as planner_srv, SimServer(workers) as worker_srv:
+        flow = team_flow(
+            planner_srv.base_url, worker_srv.base_url, coding={"max_turns": 10}
+        ).model_copy(deep=True)
+        flow.models["worker_m"].max_retries = 0
+        paused = await start_run(QUESTION, flow, run_id="team-p", store_url=store)
+        assert paused.status == "paused" and "HTTP 503" in (paused.reason or "")
+        report = await run_report("team-p", store_url=store)
+        assert report["status"] == "paused"
+        coding = [r for r in report["invocations"] if r["agent"] == "coding"]
+        assert [(r["status"], r["turns"]) for r in coding] == [("running", 2)]
+
+        healthy["on"] = True
+        resumed = await resume_run("team-p", store_url=store)
+        final = await run_report("team-p", store_url=store)
+        planner_first_turns = sum(
+            1
+            for r in planner_srv.requests
+            if not any(m["role"] == "assistant" for m in r["messages"])
+        )
+    assert (resumed.status, resumed.answer) == ("completed", "REPORT[browsing:2], REPORT[coding:3]")
+    assert planner_first_turns == 1  # the planner's delegating turn was not repeated
+    agents = final["agents"]
+    assert (agents["coding"]["turns"], agents["coding"]["tool_calls"]) == (4, 3)
+    assert (agents["browsing"]["turns"], agents["browsing"]["tool_calls"]) == (3, 2)
+    # Each coding turn asked once, except the one that failed (asked again on resume).
+    coding_turns = [
+        sum(m["role"] == "assistant" for m in r["messages"])
+        for r in of(worker_srv.requests, "coding")
+    ]
+    assert coding_turns.count(2) == 2 and all(coding_turns.count(n) == 1 for n in (0, 1, 3))

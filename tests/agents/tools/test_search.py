@@ -16,7 +16,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, server_of
-from mirograph.agents.tools.registry import ToolRefError, check_ref, resolve_tools
+from mirograph.agents.tools.registry import (
+    ToolRefError,
+    check_environment,
+    check_ref,
+    resolve_tools,
+)
 from mirograph.agents.tools.search import MISSING_KEY, make_tools
 
 KEY = "tvly-test-SECRET-0123456789"
@@ -169,15 +174,16 @@ async def test_the_tool_refuses_to_run_without_a_key(
 
 def test_validation_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TAVILY_API_KEY", raising=False)
+    check_ref("search")  # the name resolves; only running it needs the key
     with pytest.raises(ToolRefError) as info:
-        check_ref("search")
+        check_environment("search")
     assert str(info.value) == (
         "tool set 'search' needs TAVILY_API_KEY in the environment "
         "(a Tavily key; or TAVILY_API_BASE_URL pointing at a compatible server)"
     )
     assert str(info.value) == MISSING_KEY
     monkeypatch.setenv("TAVILY_API_KEY", KEY)
-    check_ref("search")
+    check_environment("search")
 
 
 def test_search_is_a_builtin_set(ctx: ToolContext) -> None:
