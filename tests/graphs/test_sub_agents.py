@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from team_policy import team
 
-from mirograph.agents.prompts import task_message
+from mirograph.agents.mirothinker.parsing import render_call
+from mirograph.agents.prompts import CLOSING_HEADER, task_message
 from mirograph.agents.sim.policy import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import FlowError, validate_flow
@@ -51,6 +52,10 @@ def team_flow(planner_url: str, worker_url: str, **agents: dict[str, Any]) -> An
     for name, extra in agents.items():
         spec["agents"].setdefault(name, {}).update(extra)
     return validate_flow(spec)
+
+
+def is_closing(request: dict[str, Any]) -> bool:
+    return CLOSING_HEADER in request["messages"][-1]["content"]
 
 
 def turn(request: dict[str, Any]) -> int:
@@ -219,3 +224,48 @@ async def test_a_sub_agent_whose_server_fails_pauses_the_run_and_resume_finishes
         for r in of(worker_srv.requests, "coding")
     ]
     assert coding_turns.count(2) == 2 and all(coding_turns.count(n) == 1 for n in (0, 1, 3))
+
+
+async def test_one_sub_agent_called_twice_at_once_and_its_reports_count_toward_keep_k(
+    home: Path, tmp_path: Path
+) -> None:
+    def policy(body: dict[str, Any]) -> str:
+        messages = body["messages"]
+        if "You are the main agent" not in messages[0]["content"] or is_closing(body):
+            return team(body, browsing=2)
+        rounds = [["north", "south"], ["east"]]
+        if turn(body) < len(rounds):
+            tasks = [f"Sub-task for browsing: {side}" for side in rounds[turn(body)]]
+            calls = [
+                render_call("agent-browsing", "search_and_browse", {"subtask": t}) for t in tasks
+            ]
+            return "Delegating.</think>\n\n" + "\n".join(calls)
+        return "Done.</think>\n\nEnough."
+
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(policy) as srv:
+        flow = team_flow(srv.base_url, srv.base_url, planner={"keep_tool_results": 1})
+        outcome = await start_run(QUESTION, flow, run_id="twice", store_url=store)
+        report = await run_report("twice", store_url=store)
+        planner_requests = [
+            r for r in srv.requests if "You are the main agent" in r["messages"][0]["content"]
+        ]
+    assert outcome.status == "completed", outcome.reason
+    rows = [(r["agent"], r["subtask"], r["turns"]) for r in report["invocations"]]
+    assert rows == [
+        ("browsing", "Sub-task for browsing: north", 3),
+        ("browsing", "Sub-task for browsing: south", 3),
+        ("browsing", "Sub-task for browsing: east", 3),
+    ]
+    assert report["agents"]["browsing"]["turns"] == 9
+    # Third planner request: the first turn's two reports are one omitted result (K=1).
+    results = [m["content"] for m in planner_requests[2]["messages"][2:] if m["role"] == "user"]
+    assert results[0] == OMITTED
+    assert results[1].startswith("REPORT[browsing:2]")
+    # The two parallel calls of one agent kept apart: each saw only its own sub-task.
+    firsts = [r for r in of(srv.requests, "browsing") if turn(r) == 0]
+    assert sorted(r["messages"][1]["content"].split("\n")[0] for r in firsts) == [
+        "Sub-task for browsing: east",
+        "Sub-task for browsing: north",
+        "Sub-task for browsing: south",
+    ]
