@@ -269,3 +269,27 @@ async def test_one_sub_agent_called_twice_at_once_and_its_reports_count_toward_k
         "Sub-task for browsing: north",
         "Sub-task for browsing: south",
     ]
+
+
+async def test_a_sub_agent_on_a_native_protocol_model(home: Path, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(team) as planner_srv, SimServer(lambda b: team(b, coding=2)) as native_srv:
+        flow = team_flow(planner_srv.base_url, planner_srv.base_url).model_dump()
+        flow["models"]["native_m"] = {
+            "protocol": "native",
+            "provider": "openai",
+            "base_url": native_srv.base_url,
+            "max_tokens": 512,
+        }
+        flow["agents"]["coding"]["model"] = "native_m"
+        outcome = await start_run(QUESTION, validate_flow(flow), run_id="nat", store_url=store)
+        report = await run_report("nat", store_url=store)
+    assert outcome.status == "completed", outcome.reason
+    assert outcome.answer == "REPORT[browsing:3], REPORT[coding:2]"
+    coding = of(native_srv.requests, "coding")
+    assert len(coding) == 4 and not of(native_srv.requests, "browsing")
+    working = [r for r in coding if r.get("tools")]
+    assert len(working) == 3  # the closing request offers no tools
+    assert all([t["function"]["name"] for t in r["tools"]] == ["compute"] for r in working)
+    assert "Tool name:" not in coding[0]["messages"][0]["content"]  # tools go through the API
+    assert report["agents"]["coding"]["tool_calls"] == 2

@@ -34,6 +34,8 @@ def team(body: dict[str, Any], **turns: Any) -> str:
     system = messages[0]["content"]
     done = sum(1 for m in messages if m["role"] == "assistant")
     servers = TOOL.findall(system)
+    if body.get("tools"):  # a native-protocol agent: tools come in the request, not the prompt
+        servers = [("native", t["function"]["name"]) for t in body["tools"]]
     delegates = [(s, t) for s, t in servers if s.startswith("agent-")]
     own = [(s, t) for s, t in servers if not s.startswith("agent-")]
     planner = "You are the main agent" in system
@@ -43,7 +45,7 @@ def team(body: dict[str, Any], **turns: Any) -> str:
     if planner:
         return _planner(messages, done, delegates)
     budget = int(turns.get(agent, 3))
-    if CLOSING_HEADER in messages[-1]["content"]:
+    if CLOSING_HEADER in (messages[-1]["content"] or ""):
         heard = " ".join(REPORT.findall(_tool_text(messages)))
         return f"Summing up.</think>\n\nREPORT[{agent}:{done - 1}] {heard}".rstrip()
     if done < budget:
@@ -74,7 +76,8 @@ def _delegate(server: str, tool: str, body: dict[str, Any]) -> str:
 
 
 def _tool_text(messages: list[dict[str, Any]]) -> str:
-    return "\n".join(m["content"] for m in messages[2:] if m["role"] == "user")
+    """Tool results: user messages (MiroThinker) and tool messages (native)."""
+    return "\n".join(m["content"] or "" for m in messages[2:] if m["role"] in ("user", "tool"))
 
 
 def _log(line: str) -> None:
