@@ -58,6 +58,8 @@ WORDS = [
 ]
 
 DURATIONS: list[float] = []
+#: (start, end) of each call, on the ``time.perf_counter`` clock.
+INTERVALS: list[tuple[float, float]] = []
 
 
 def distinct_text(index: int) -> str:
@@ -71,5 +73,7 @@ def distinct_text(index: int) -> str:
         words.append(word)
         size += len(word) + 1
     text = " ".join(words)
-    DURATIONS.append(time.perf_counter() - start)
+    end = time.perf_counter()
+    DURATIONS.append(end - start)
+    INTERVALS.append((start, end))
     return text
