@@ -9,25 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-
-class _NotifyingServer(uvicorn.Server):
-    """Reports its port and loop once listening, instead of being polled."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[int], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[Any] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self._on_started(self.servers[0].sockets[0].getsockname()[1])
+from mirograph.agents.sim.server import NotifyingServer
 
 
 class HttpServer:
@@ -47,7 +35,7 @@ class HttpServer:
             ws="none",
             timeout_graceful_shutdown=2,
         )
-        self._server = _NotifyingServer(config, self._on_started)
+        self._server = NotifyingServer(config, self._on_started)
         self._started = threading.Event()
         self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -379,7 +379,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-class _NotifyingServer(uvicorn.Server):
+class NotifyingServer(uvicorn.Server):
     """A uvicorn server that reports once it is listening, instead of being polled."""
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[int], None]) -> None:
@@ -435,7 +435,7 @@ class SimServer:
         )
         self._started = threading.Event()
         self._port: int | None = None
-        self._server = _NotifyingServer(
+        self._server = NotifyingServer(
             _config(self.app, host, port, log_config=None), self._on_started
         )
         self._thread: threading.Thread | None = None
@@ -512,7 +512,7 @@ def serve_forever(
     def announce(real_port: int) -> None:
         print(f"sim-model listening on http://{host}:{real_port}/v1", flush=True)
 
-    server = _NotifyingServer(
+    server = NotifyingServer(
         _config(app, host, port, log_config=uvicorn.config.LOGGING_CONFIG), announce
     )
     try:
