@@ -37,6 +37,12 @@ class ContextOverflowError(ModelCallError):
     """The server rejected the prompt as longer than the model's context."""
 
 
+def is_model_failure(exc: BaseException) -> bool:
+    """A model call that failed for good (bad key, bad request, server gone): the run
+    stops, resumable once fixed, rather than a sub-agent's failure being papered over."""
+    return isinstance(exc, (ModelCallError, openai.APIError))
+
+
 def classify_model_error(exc: BaseException, base_url: str) -> ModelCallError | None:
     """Map a provider exception onto what the engine does about it, or None."""
     if isinstance(exc, ModelCallError):

@@ -27,7 +27,9 @@ def build_report(
     """The report of a flow run, or of a custom graph's run (``flow`` None)."""
     values = snapshot.values or {}
     top = values.get("agent") or "graph"
-    invocations = [*(values.get("invocations") or ()), *in_flight(snapshot, top, 1)]
+    invocations = _unique(
+        [*_records(values.get("invocations")), *_pending(values), *in_flight(snapshot, top, 1)]
+    )
     agents: dict[str, AgentStats] = {}
     if flow is not None:
         agents = {name: empty_stats() for name in _reachable(flow)}
@@ -73,17 +75,51 @@ def in_flight(snapshot: StateSnapshot, parent: str, depth: int) -> list[dict[str
                 "stats": {**empty_stats(), **(values.get("stats") or {})},
             }
         )
-        found.extend({**r, "depth": r["depth"] + depth} for r in values.get("invocations") or ())
+        nested = [*_records(values.get("invocations")), *_pending(values)]
+        found.extend({**r, "depth": r["depth"] + depth} for r in nested)
         found.extend(in_flight(sub, values["agent"], depth + 1))
     return found
 
 
 def _saved(result: dict[str, Any], depth: int) -> list[dict[str, Any]]:
     """Invocation records in a finished task's writes (sub-agent node or custom node)."""
-    records = list(result.get("invocations") or ())
-    for pending in (result.get("results") or {}).values():
-        records.extend(pending.get("invocations") or ())
+    records = [*_records(result.get("invocations")), *_pending(result)]
     return [{**r, "depth": r["depth"] + depth - 1} for r in records]
+
+
+def _pending(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Records of finished sub-agent calls not yet merged by ``collect`` (a run
+    stopped between the two steps). Only an agent loop's own ``results`` count:
+    a custom graph may use that key for something else."""
+    results = values.get("results")
+    if not isinstance(results, dict):
+        return []
+    records = []
+    for result in results.values():
+        if isinstance(result, dict):
+            records.extend(_records(result.get("invocations")))
+    return records
+
+
+def _records(items: Any) -> list[dict[str, Any]]:
+    """The invocation records among ``items`` (anything else is ignored)."""
+    if not isinstance(items, list):
+        return []
+    return [r for r in items if isinstance(r, dict) and {"agent", "depth", "stats"} <= r.keys()]
+
+
+def _unique(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each finished call once, though a stopped step may hold it in two places."""
+    seen: set[str] = set()
+    unique = []
+    for record in records:
+        call = record.get("call_id")
+        if call is not None and call in seen:
+            continue
+        if call is not None:
+            seen.add(call)
+        unique.append(record)
+    return unique
 
 
 def _row(invocation: dict[str, Any]) -> dict[str, Any]:

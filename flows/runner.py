@@ -28,6 +28,7 @@ from mirograph.flows.report import build_report
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.custom import GraphContext
+from mirograph.state.redact import redact
 from mirograph.state.registry import RunRecord, UnknownRunError
 from mirograph.state.store import Store, mirograph_home, open_store
 
@@ -186,14 +187,15 @@ async def _execute(
         await graph.ainvoke(graph_input, config, durability="sync")
     except ModelUnavailableError as exc:
         store.discard_uncommitted()
-        store.registry.update(run_id, status="paused", reason=str(exc))
-        return RunOutcome(run_id, "paused", None, str(exc))
+        reason = redact(str(exc))
+        store.registry.update(run_id, status="paused", reason=reason)
+        return RunOutcome(run_id, "paused", None, reason)
     except BaseException as exc:
         # An interrupted step may hold an open write (its blobs) that would
         # lock the registry's row update: it was never checkpointed, drop it.
         store.discard_uncommitted()
         lines = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}"
+        reason = redact(f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}")
         interrupted = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
         status = "paused" if isinstance(exc, interrupted) else "failed"
         store.registry.update(run_id, status=status, reason=reason)

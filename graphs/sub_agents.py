@@ -19,13 +19,15 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
 from pydantic import BaseModel, Field
 
-from mirograph.agents.errors import ModelUnavailableError
+from mirograph.agents.errors import is_model_failure
 from mirograph.agents.tools.base import DEDUPE_KEY, SERVER_KEY
-from mirograph.state.schema import Invocation, empty_stats
+from mirograph.state.redact import redact
+from mirograph.state.schema import AgentStats, Invocation, empty_stats
 
 #: Tool metadata naming the sub-agent a tool stands for.
 SUB_AGENT_KEY = "mirograph_sub_agent"
@@ -141,16 +143,18 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
         nested: list[dict[str, Any]] = []
         try:
             out = await graph.ainvoke({"question": subtask}, config)
-        except (ModelUnavailableError, GraphBubbleUp):
-            raise
+        except GraphBubbleUp:
+            raise  # an interrupt or a parent command: not a failure
         except Exception as exc:
+            if is_model_failure(exc):
+                raise  # a model or key problem: the run pauses or fails, resumable
             lines = str(exc).strip().splitlines()
             detail = f"{type(exc).__name__}: {lines[0][:500] if lines else '(no message)'}"
             text = f"Tool call to {tool_name} on {server} failed: the sub-agent stopped ({detail})"
             message = ToolMessage(
-                text, tool_call_id=call_id, name=tool_name, status="error", id=_id()
+                redact(text), tool_call_id=call_id, name=tool_name, status="error", id=_id()
             )
-            record.update(status="failed", stop_reason="error")
+            record.update(status="failed", stop_reason="error", stats=await _last_stats(config))
         else:
             report = (out.get("answer") or "").strip()
             if not report:
@@ -166,6 +170,23 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
         return {"results": {call_id: result}}
 
     return delegate
+
+
+async def _last_stats(config: RunnableConfig) -> AgentStats:
+    """The counters a failed sub-agent last checkpointed (in this task's namespace)."""
+    configurable = config.get("configurable") or {}
+    saver = configurable.get(CONFIG_KEY_CHECKPOINTER)
+    if saver is None:
+        return empty_stats()
+    where = {
+        "configurable": {
+            "thread_id": configurable.get("thread_id"),
+            "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+        }
+    }
+    saved = await saver.aget_tuple(where)
+    stats = (saved.checkpoint["channel_values"].get("stats") if saved else None) or {}
+    return AgentStats(**{**empty_stats(), **stats})
 
 
 def _id() -> str:
