@@ -96,9 +96,18 @@ def system_prompt(
     return "\n\n".join(part for part in parts if part)
 
 
-def task_message(question: str) -> str:
-    """The first user message: the task, then the answer-format request."""
-    return f"{question.rstrip()}\n\n{TASK_SUFFIX}"
+#: A sub-agent reports back instead of boxing an answer.
+SUBTASK_SUFFIX = (
+    "Give the answer to this sub-task with the supporting details you found and where each"
+    " came from."
+)
+
+
+def task_message(question: str, *, role: str = "main") -> str:
+    """The first user message: the task, then the answer-format request (a main agent)
+    or the request for a supported answer (a sub-agent)."""
+    suffix = TASK_SUFFIX if role == "main" else SUBTASK_SUFFIX
+    return f"{question.rstrip()}\n\n{suffix}"
 
 
 def closing_request(question: str, *, role: str = "main") -> str:

@@ -88,8 +88,9 @@ async def start_run(
             status="running",
             pid=os.getpid(),
         )
-        store.registry.create(record)
+        # Built first: a graph that cannot be built is rejected before the run exists.
         async with _compiled(store, record) as run:
+            store.registry.create(record)
             return await _execute(store, record, {"question": question}, run)
 
 
@@ -155,12 +156,12 @@ def _get(store: Store, run_id: str) -> RunRecord:
 async def _compiled(store: Store, record: RunRecord) -> AsyncIterator[_Run]:
     """The run's graph on the store's checkpointer; model connections closed after."""
     workspace = run_dir(record.id) / "workspace"
-    workspace.mkdir(parents=True, exist_ok=True)
     if GRAPH_KEY in record.flow_spec:
         ctx = GraphContext(record.id, workspace, store.blobs)
         try:
             graph = load_builder(record.flow_spec[GRAPH_KEY])(ctx)
             compiled = graph.compile(checkpointer=store.checkpointer, name=record.flow)
+            workspace.mkdir(parents=True, exist_ok=True)
             yield _Run(compiled, _config(record.id, ctx.recursion_limit), None)
         finally:
             await ctx.aclose()
@@ -169,6 +170,7 @@ async def _compiled(store: Store, record: RunRecord) -> AsyncIterator[_Run]:
     built = build_flow_graph(flow, ToolContext(run_id=record.id, workspace=workspace), store.blobs)
     try:
         compiled = built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
+        workspace.mkdir(parents=True, exist_ok=True)
         yield _Run(compiled, _config(record.id, flow_recursion_limit(flow)), flow)
     finally:
         await built.aclose()

@@ -148,7 +148,7 @@ class AgentLoop:
         return {
             "messages": [
                 SystemMessage(system, id=_id()),
-                HumanMessage(prompts.task_message(state["question"]), id=_id()),
+                HumanMessage(prompts.task_message(state["question"], role=self.role), id=_id()),
             ],
             "agent": self.name,
             "stats": empty_stats(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +52,10 @@ class AgentConfig(BaseModel):
     max_result_chars: int = Field(MAX_RESULT_CHARS, gt=0)
 
 
+#: Agent names become node names (``agent_<name>``) and servers (``agent-<name>``).
+AGENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
 def recursion_limit(max_turns: int, *, delegates: bool = False) -> int:
     """LangGraph steps an agent may take: start, model+tools per turn, close, margin.
 
@@ -81,6 +86,11 @@ class FlowConfig(BaseModel):
                 f"entry {self.entry!r} is not an agent; defined agents: {_names(self.agents)}"
             )
         for name, agent in self.agents.items():
+            if not AGENT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"agents.{name}: agent names use letters, digits, '_' and '-'"
+                    " (they name graph nodes and servers); rename it"
+                )
             if agent.model not in self.models:
                 raise ValueError(
                     f"agents.{name}.model: unknown model {agent.model!r};"

@@ -147,3 +147,9 @@ def test_closing_request_for_sub_agent_asks_for_report() -> None:
     assert "Do not invent content" in message
     assert "may not call any more tools" in message
     assert "\\boxed" not in message
+
+
+def test_a_sub_agent_is_asked_for_a_supported_answer_not_a_box() -> None:
+    message = task_message("Find the population of Graz.", role="browsing")
+    assert message.startswith("Find the population of Graz.\n\n")
+    assert "supporting details" in message and "boxed" not in message

@@ -19,7 +19,14 @@ from mirograph.agents.prompts import CLOSING_HEADER, task_message
 from mirograph.agents.sim.policy import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import FlowError, validate_flow
-from mirograph.flows.runner import RunFailedError, resume_run, run_report, start_run
+from mirograph.flows.runner import (
+    RunFailedError,
+    list_runs,
+    resume_run,
+    run_report,
+    start_run,
+)
+from mirograph.graphs.builder import FlowBuildError
 from mirograph.graphs.tool_runner import ToolRunner
 from mirograph.state.retention import OMITTED
 
@@ -111,7 +118,8 @@ async def test_two_sub_agents_in_one_reply_run_in_parallel_with_their_own_window
             system, task = request["messages"][0]["content"], request["messages"][1]["content"]
             assert f"### Tool name: {tool}" in system and f"### Tool name: {other}" not in system
             assert "agent-" not in system  # sub-agents here have no sub-agents of their own
-            assert task == task_message(f"Sub-task for {agent}: {QUESTION}")  # nothing else
+            assert task == task_message(f"Sub-task for {agent}: {QUESTION}", role=agent)
+            assert "boxed" not in task  # a sub-agent reports; it does not box an answer
         last_work = sent[turns]["messages"]  # after `turns` results
         contents = [m["content"] for m in last_work[2:] if m["role"] == "user"]
         assert len(contents) == turns
@@ -344,3 +352,22 @@ async def test_a_rejected_key_in_a_sub_agent_fails_the_run_without_showing_the_k
     assert "401" in str(failed.value) and "sk-test" not in str(failed.value)
     assert report["status"] == "failed"
     assert "401" in report["reason"] and "sk-test" not in report["reason"]
+
+
+async def test_a_tool_name_clash_is_rejected_before_the_run_exists(
+    home: Path, tmp_path: Path
+) -> None:
+    nowhere = "http://127.0.0.1:9/v1"
+    flow = team_flow(nowhere, nowhere, coding={"tool_name": "read_file"})
+    flow.agents["planner"].tools = ["files"]
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with pytest.raises(FlowBuildError, match="'read_file' is both a tool and a sub-agent"):
+        await start_run(QUESTION, flow, run_id="clash", store_url=store)
+    assert await list_runs(store_url=store) == []
+    assert not (home / "runs").exists()
+
+
+def test_agent_names_that_cannot_name_a_node_are_rejected() -> None:
+    spec = {"name": "x", "models": {"m": {}}, "agents": {"web:search": {"model": "m"}}}
+    with pytest.raises(FlowError, match=r"agents\.web:search: agent names use letters"):
+        validate_flow({**spec, "entry": "web:search"}, source="x.yaml")
