@@ -20,9 +20,7 @@ from pydantic import ValidationError
 from mirograph.graphs.config import FlowConfig
 
 SHIPPED_DIR = Path(__file__).parent
-#: ``${VAR}`` or ``${VAR:-default}``; a default may itself be ``${OTHER:-...}``
-#: (the innermost is expanded first).
-_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^${}]*))?\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class FlowError(ValueError):
@@ -101,14 +99,13 @@ def describe(exc: ValidationError) -> str:
 
 
 def expand_env(value: Any) -> Any:
-    """``${VAR}`` / ``${VAR:-default}`` in every string of a parsed flow."""
+    """``${VAR}`` / ``${VAR:-default}`` in every string of a parsed flow.
+
+    A default may itself hold ``${OTHER:-...}``; it is expanded only when used.
+    Values read from the environment are taken as they are, never expanded again.
+    """
     if isinstance(value, str):
-        for _ in range(8):  # nesting depth
-            expanded = _VAR.sub(_substitute, value)
-            if expanded == value:
-                break
-            value = expanded
-        return value
+        return _expand(value)
     if isinstance(value, dict):
         return {key: expand_env(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -116,14 +113,51 @@ def expand_env(value: Any) -> Any:
     return value
 
 
-def _substitute(match: re.Match[str]) -> str:
-    name, default = match.group("name"), match.group("default")
-    value = os.environ.get(name)
-    if value:
-        return value
-    if default is not None:
-        return default
-    raise FlowError(f"environment variable {name} is not set; set it or write ${{{name}:-default}}")
+def _expand(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while (start := text.find("${", i)) >= 0:
+        out.append(text[i:start])
+        name = _NAME.match(text, start + 2)
+        if name is None:  # not a variable: keep the characters
+            out.append("${")
+            i = start + 2
+            continue
+        var, i = name.group(), name.end()
+        default = None
+        if text.startswith(":-", i):
+            end = _closing_brace(text, i + 2)
+            default, i = text[i + 2 : end], end
+        if not text.startswith("}", i):
+            raise FlowError(f"unclosed ${{{var}...}} in {text!r}; add the closing brace")
+        i += 1
+        value = os.environ.get(var)
+        if value:
+            out.append(value)
+        elif default is not None:
+            out.append(_expand(default))
+        else:
+            raise FlowError(
+                f"environment variable {var} is not set; set it or write ${{{var}:-default}}"
+            )
+    out.append(text[i:])
+    return "".join(out)
+
+
+def _closing_brace(text: str, i: int) -> int:
+    """Index of the ``}`` that closes a default starting at ``i`` (nested ``${}`` skipped)."""
+    depth = 0
+    while i < len(text):
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    return i
 
 
 def apply_overrides(

@@ -205,6 +205,7 @@ class AgentLoop:
             streak += 1
             if streak > self.config.max_rollbacks:
                 return _close(stats, "too_many_rollbacks", rollback_streak=streak)
+        reply = _with_unique_call_ids(reply)
         stats["turns"] += 1
         stats["tool_calls"] += len(reply.tool_calls) + len(reply.invalid_tool_calls)
         update: dict[str, Any] = {"messages": [reply], "stats": stats, "rollback_streak": 0}
@@ -252,12 +253,18 @@ class AgentLoop:
     async def collect(self, state: AgentState) -> Command[Any]:
         """Append one turn's results, sub-agent reports included, in call order."""
         pending = sorted((state.get("results") or {}).values(), key=lambda r: r["order"])
-        messages = [await offload(r["message"], self.blobs) for r in pending]
+        messages = [await offload(self._within_budget(r["message"]), self.blobs) for r in pending]
         invocations = [record for r in pending for record in r.get("invocations", ())]
         update: dict[str, Any] = {"messages": messages, "results": None}
         if invocations:
             update["invocations"] = invocations
         return _route(self._after_results(state, update), "model")
+
+    def _within_budget(self, message: ToolMessage) -> ToolMessage:
+        """A sub-agent's report held to the same result budget as any tool result."""
+        text = message.text
+        cut = self._runner.truncate(text)
+        return message if cut is text else message.model_copy(update={"content": cut})
 
     def _after_results(self, state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
         if _stats(state)["turns"] >= self.config.max_turns:
@@ -453,6 +460,22 @@ def _count_usage(stats: AgentStats, reply: AIMessage) -> None:
     stats["prompt_tokens"] += usage.get("input_tokens", 0)
     stats["completion_tokens"] += usage.get("output_tokens", 0)
     stats["cached_tokens"] += (usage.get("input_token_details") or {}).get("cache_read", 0) or 0
+
+
+def _with_unique_call_ids(reply: AIMessage) -> AIMessage:
+    """Results are matched to calls by id: give a missing or repeated id a fresh one."""
+    ids = [c.get("id") for c in reply.tool_calls]
+    if all(ids) and len(set(ids)) == len(ids):
+        return reply
+    seen: set[str] = set()
+    calls = []
+    for call in reply.tool_calls:
+        call_id = call.get("id")
+        if not call_id or call_id in seen:
+            call = {**call, "id": _id()}
+        seen.add(call["id"])
+        calls.append(call)
+    return reply.model_copy(update={"tool_calls": calls})
 
 
 def _id() -> str:

@@ -115,6 +115,11 @@ class GraphContext:
         ``keep_tool_results``, ``role``, ``objective``, ...). A ``BaseChatModel``
         is used as a native-protocol model.
         """
+        if config.get("sub_agents"):
+            raise ValueError(
+                f"agent {name!r}: sub_agents belong to flow files; in a custom graph,"
+                " wire agents together with graph edges"
+            )
         agent_config = AgentConfig.model_validate({"model": "custom", **config})
         refs = [t for t in tools if isinstance(t, str)]
         resolved = resolve_tools(refs, ToolContext(self.run_id, self.workspace))

@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.messages.tool import InvalidToolCall, ToolCall
 from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
 from pydantic import ValidationError
 
 from mirograph.agents.tools.base import server_of
@@ -49,6 +50,8 @@ class ToolRunner:
         except ValidationError as exc:
             detail = f"invalid arguments: {_validation_summary(exc)}"
             return _error(call["id"], name, _failure(name, server, detail))
+        except GraphBubbleUp:
+            raise  # an interrupt raised inside a tool pauses the graph; it is not a failure
         except Exception as exc:
             detail = f"{type(exc).__name__}: {_first_line(exc)}"
             return _error(call["id"], name, _failure(name, server, detail))
@@ -56,7 +59,7 @@ class ToolRunner:
         if not text.strip():
             text = f"Tool call to {name} on {server} completed, but produced no output."
         return ToolMessage(
-            content=self._truncate(text), tool_call_id=call["id"], name=name, id=_id()
+            content=self.truncate(text), tool_call_id=call["id"], name=name, id=_id()
         )
 
     def _malformed(self, call: InvalidToolCall) -> ToolMessage:
@@ -65,7 +68,8 @@ class ToolRunner:
         error = call.get("error")
         return _error(call.get("id") or _id(), name, f"{detail} ({error})." if error else detail)
 
-    def _truncate(self, text: str) -> str:
+    def truncate(self, text: str) -> str:
+        """``text`` cut to the agent's result budget, ending with the protocol's marker."""
         if len(text) <= self.max_chars:
             return text
         return f"{text[: self.max_chars]}\n{TRUNCATED}"

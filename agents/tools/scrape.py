@@ -11,9 +11,11 @@ import asyncio
 import codecs
 import html
 import io
+import ipaddress
 import json
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import trafilatura
@@ -25,6 +27,8 @@ SERVER = "jina_scrape_llm_summary"
 TRUNCATED = "[Content truncated]"
 USER_AGENT = "Mozilla/5.0 (compatible; mirograph)"
 ACCEPT = "text/html,application/xhtml+xml,text/plain;q=0.9,application/pdf;q=0.8,*/*;q=0.5"
+#: Set to 1 to let scrape fetch local and private addresses (a local corpus server, tests).
+ALLOW_PRIVATE = "MIROGRAPH_ALLOW_PRIVATE_URLS"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 TEXT_TYPES = frozenset({"application/json", "application/xml", "application/javascript"})
@@ -41,6 +45,9 @@ class FetchLimits:
     backoff_s: float = 1.0
     max_bytes: int = 10 * 1024 * 1024
     max_chars: int = 20_000
+    #: Whether loopback, private and link-local addresses may be fetched (a page
+    #: could otherwise steer the model to internal services or cloud metadata).
+    allow_private: bool = field(default_factory=lambda: os.environ.get(ALLOW_PRIVATE) == "1")
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,13 @@ async def fetch(url: str, limits: FetchLimits) -> Page:
     _check_scheme(url)
     timeout = httpx.Timeout(limits.read_s, connect=limits.connect_s)
     headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT}
+    hooks = {"request": [] if limits.allow_private else [_refuse_private]}
     async with httpx.AsyncClient(
-        follow_redirects=True, max_redirects=limits.max_redirects, timeout=timeout, headers=headers
+        follow_redirects=True,
+        max_redirects=limits.max_redirects,
+        timeout=timeout,
+        headers=headers,
+        event_hooks=hooks,
     ) as client:
         for attempt in range(limits.retries + 1):
             last = attempt == limits.retries
@@ -151,6 +163,22 @@ async def _read(response: httpx.Response, max_bytes: int) -> Page:
     body = b"".join(chunks)[:max_bytes]
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     return Page(str(response.url), content_type, response.charset_encoding, body, complete)
+
+
+async def _refuse_private(request: httpx.Request) -> None:
+    """Refuse a request (the first or a redirect) to a non-public address."""
+    host = request.url.host
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, request.url.port or 80)
+    except OSError as exc:
+        raise ToolException(f"GET {request.url} failed: cannot resolve {host!r} ({exc})") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global:
+            raise ToolException(
+                f"GET {request.url} refused: {host} is a local or private address ({address});"
+                f" set {ALLOW_PRIVATE}=1 to allow it"
+            )
 
 
 def _check_scheme(url: str) -> None:

@@ -26,7 +26,7 @@ MAX_RESULTS = 20
 TIMEOUT_S = 60.0
 MISSING_KEY = (
     f"tool set 'search' needs {KEY_ENV} in the environment "
-    f"(a Tavily key; or {BASE_URL_ENV} pointing at a compatible server)"
+    f"(a Tavily key; {BASE_URL_ENV} may point search at a proxy or a compatible server)"
 )
 
 #: Google's ``tbs=qdr:X`` recency filters as Tavily time ranges (an hour is the nearest day).

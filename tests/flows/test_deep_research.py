@@ -61,6 +61,7 @@ def test_deep_research_runs_planner_and_three_sub_agents(
         "MIROGRAPH_BASE_URL": sim_model("deep_policy:deep"),
         "TAVILY_API_KEY": "tvly-test-key",
         "TAVILY_API_BASE_URL": web.root_url,
+        "MIROGRAPH_ALLOW_PRIVATE_URLS": "1",  # the page is served on 127.0.0.1
     }
     result = cli(
         "run", "How many people live in alpha, and what is 6*7?", "--flow", "deep-research",

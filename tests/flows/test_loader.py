@@ -334,3 +334,14 @@ def test_several_errors_on_one_line(tmp_path: Path) -> None:
     message = _error(_write(tmp_path, text))
     assert "agents.main.max_turns:" in message
     assert "agents.main.colour:" in message
+
+
+def test_environment_values_are_not_expanded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MG_LITERAL", "${NOT_A_VAR}")
+    assert expand_env("x=${MG_LITERAL}") == "x=${NOT_A_VAR}"
+    assert expand_env("cost: $5 {a} ${") == "cost: $5 {a} ${"
+
+
+def test_an_unclosed_variable_is_an_error() -> None:
+    with pytest.raises(FlowError, match="unclosed"):
+        expand_env("${MG_X:-abc")

@@ -164,3 +164,21 @@ async def test_request_at_turn_12_keeps_five_results_in_full(server, tmp_path) -
     assert assistants == [call("echo", text=f"result {n}") for n in range(1, 12)]
     assert turn12["messages"][0]["role"] == "system"
     assert "## Server name: lab" in turn12["messages"][0]["content"]
+
+
+def test_missing_or_repeated_call_ids_get_fresh_ones() -> None:
+    from langchain_core.messages import AIMessage
+
+    from mirograph.graphs.agent_loop import _with_unique_call_ids
+
+    calls = [
+        {"name": "a", "args": {}, "id": "x", "type": "tool_call"},
+        {"name": "b", "args": {}, "id": "x", "type": "tool_call"},
+        {"name": "c", "args": {}, "id": None, "type": "tool_call"},
+    ]
+    fixed = _with_unique_call_ids(AIMessage("", tool_calls=calls))
+    ids = [c["id"] for c in fixed.tool_calls]
+    assert ids[0] == "x" and len(set(ids)) == 3 and all(ids)
+    assert [c["name"] for c in fixed.tool_calls] == ["a", "b", "c"]
+    unique = AIMessage("", tool_calls=calls[:1])
+    assert _with_unique_call_ids(unique) is unique

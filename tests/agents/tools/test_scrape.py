@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, server_of
 from mirograph.agents.tools.registry import check_ref, resolve_tools
-from mirograph.agents.tools.scrape import TRUNCATED, FetchLimits, make_tools
+from mirograph.agents.tools.scrape import ALLOW_PRIVATE, TRUNCATED, FetchLimits, make_tools
 
 MAIN = [
     "The lighthouse at Kelvin Point was built in 1874 from granite quarried on the island.",
@@ -143,7 +143,9 @@ def ctx(tmp_path: Path) -> ToolContext:
 
 @pytest.fixture
 def scrape(ctx: ToolContext) -> BaseTool:
-    [tool] = make_tools(ctx, limits=FetchLimits(read_s=0.5, connect_s=0.5, backoff_s=0))
+    # The test site is on 127.0.0.1, which scrape refuses unless allowed.
+    limits = FetchLimits(read_s=0.5, connect_s=0.5, backoff_s=0, allow_private=True)
+    [tool] = make_tools(ctx, limits=limits)
     return tool
 
 
@@ -220,7 +222,7 @@ async def test_a_redirect_loop_stops(site: Site, scrape: BaseTool) -> None:
 
 
 async def test_a_huge_page_is_cut_at_the_byte_cap(site: Site, ctx: ToolContext) -> None:
-    [scrape] = make_tools(ctx)  # the real 10 MB cap
+    [scrape] = make_tools(ctx, limits=FetchLimits(allow_private=True))  # the real 10 MB cap
     answer = await _scrape(scrape, site.server.url("/huge"))
     cap = FetchLimits().max_bytes
     stats = answer["page_stats"]
@@ -231,7 +233,7 @@ async def test_a_huge_page_is_cut_at_the_byte_cap(site: Site, ctx: ToolContext) 
 
 
 async def test_long_text_is_cut_to_the_character_budget(site: Site, ctx: ToolContext) -> None:
-    [scrape] = make_tools(ctx, limits=FetchLimits(max_chars=10))
+    [scrape] = make_tools(ctx, limits=FetchLimits(max_chars=10, allow_private=True))
     answer = await _scrape(scrape, site.server.url("/plain"))
     assert answer["content"] == f"first line\n{TRUNCATED}"
     assert answer["page_stats"] == {"lines": 2, "chars": 22, "all_content_shown": False}
@@ -278,3 +280,14 @@ async def test_only_http_urls(scrape: BaseTool, url: str) -> None:
 async def test_a_closed_port_is_an_error(scrape: BaseTool) -> None:
     message = await _error(scrape, "http://127.0.0.1:1/")
     assert message.startswith("GET http://127.0.0.1:1/ failed: ConnectError")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "10.0.0.7"])
+async def test_local_and_private_addresses_are_refused_by_default(
+    host: str, ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ALLOW_PRIVATE, raising=False)
+    [tool] = make_tools(ctx)
+    message = await _error(tool, f"http://{host}:9/latest/meta-data")
+    assert "refused" in message and "local or private address" in message
+    assert f"set {ALLOW_PRIVATE}=1" in message

@@ -179,7 +179,7 @@ def test_validation_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
         check_environment("search")
     assert str(info.value) == (
         "tool set 'search' needs TAVILY_API_KEY in the environment "
-        "(a Tavily key; or TAVILY_API_BASE_URL pointing at a compatible server)"
+        "(a Tavily key; TAVILY_API_BASE_URL may point search at a proxy or a compatible server)"
     )
     assert str(info.value) == MISSING_KEY
     monkeypatch.setenv("TAVILY_API_KEY", KEY)
