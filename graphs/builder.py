@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from langgraph.graph import StateGraph
 
@@ -50,7 +50,7 @@ def build_agent(
             description=sub_config.tool_description,
         )
         subs.append(SubAgent(sub_name, sub_loop.build().compile(name=sub_name), tool))
-    tools = resolve_tools(agent.tools, ctx)
+    tools = resolve_tools(agent.tools, replace(ctx, models=flow.models))
     clash = {t.name for t in tools} & {s.tool.name for s in subs}
     if clash:
         raise FlowBuildError(
@@ -78,14 +78,17 @@ def build_agent(
 
 @dataclass
 class FlowGraph:
-    """The uncompiled graph of a flow, plus the agents whose connections it owns."""
+    """The uncompiled graph of a flow, plus the agents and tools whose connections it owns."""
 
     graph: StateGraph
     agents: list[AgentLoop]
+    tools: ToolContext | None = None
 
     async def aclose(self) -> None:
         for agent in self.agents:
             await agent.aclose()
+        if self.tools is not None:
+            await self.tools.aclose()
 
 
 def build_flow_graph(
@@ -94,7 +97,9 @@ def build_flow_graph(
     """The flow's graph; ``blobs`` (the run store's) takes long tool results."""
     built: dict[str, AgentLoop] = {}
     entry = build_agent(flow, flow.entry, ctx, blobs, built=built)
-    return FlowGraph(graph=entry.build(), agents=list(built.values()))
+    # Tools open connections and processes on first use, not here, so a build
+    # that fails leaves nothing to close.
+    return FlowGraph(graph=entry.build(), agents=list(built.values()), tools=ctx)
 
 
 def flow_recursion_limit(flow: FlowConfig) -> int:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mirograph.agents.config import ModelConfig
-from mirograph.agents.tools.registry import ToolRefError, check_environment, check_ref
+from mirograph.agents.tools.registry import (
+    ToolRefError,
+    check_environment,
+    check_ref,
+    model_refs,
+    parse_ref,
+)
 from mirograph.graphs.sub_agents import tool_name_of
 
 #: Protocol page: a result longer than this is cut and ends with the marker.
@@ -41,7 +47,9 @@ class AgentConfig(BaseModel):
     max_duplicate_rollbacks: int = Field(2, ge=0)
     #: Resamples in a row (malformed calls, stray tags) before the agent closes.
     max_rollbacks: int = Field(5, ge=0)
-    tools: list[str] = Field(default_factory=list)
+    #: Tool sets by name, ``{name: {option: value}}`` for a set with settings, or
+    #: import paths ``package.module:attribute``.
+    tools: list[str | dict[str, dict[str, Any] | None]] = Field(default_factory=list)
     #: Agents this one may call; each appears to it as a tool on ``agent-<name>``.
     sub_agents: list[str] = Field(default_factory=list)
     #: How a parent sees this agent: tool name and description (defaults by role;
@@ -112,9 +120,17 @@ class FlowConfig(BaseModel):
                 seen[tool] = sub
             for i, ref in enumerate(agent.tools):
                 try:
-                    check_ref(ref)
+                    options = check_ref(ref)
                 except ToolRefError as exc:
                     raise ValueError(f"agents.{name}.tools[{i}]: {exc}") from None
+                for key, model in model_refs(options).items():
+                    if model not in self.models:
+                        raise ValueError(
+                            f"agents.{name}.tools[{i}].{parse_ref(ref).name}.{key}: unknown model"
+                            f" {model!r}; defined models: {_names(self.models)}"
+                        )
+                if options is not None:  # stored resolved (e.g. absolute paths) for resume
+                    agent.tools[i] = {parse_ref(ref).name: options.model_dump(mode="json")}
         cycle = _find_cycle({name: a.sub_agents for name, a in self.agents.items()})
         if cycle:
             raise ValueError(f"sub_agents form a cycle: {' -> '.join(cycle)}; remove one link")

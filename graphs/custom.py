@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from mirograph.agents.config import ModelConfig
 from mirograph.agents.models import build_chat_model
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import ToolContext
-from mirograph.agents.tools.registry import resolve_tools
+from mirograph.agents.tools.registry import ToolRefSpec, resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import AgentConfig, recursion_limit
 from mirograph.state.blobs import BlobStore
@@ -99,14 +99,19 @@ class GraphContext:
     blobs: BlobStore | None = None
     #: Steps of the outer graph; raise it for graphs that loop many times.
     graph_steps: int = DEFAULT_GRAPH_STEPS
+    #: Model endpoints that tool options may name (e.g. ``{reasoning: {model: ...}}``).
+    models: dict[str, ModelConfig] = field(default_factory=dict)
     agents: list[AgentLoop] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._tools = ToolContext(self.run_id, self.workspace)
 
     def agent(
         self,
         name: str,
         *,
         model: ModelConfig | Mapping[str, Any] | BaseChatModel,
-        tools: Sequence[str | BaseTool] = (),
+        tools: Sequence[ToolRefSpec | BaseTool] = (),
         **config: Any,
     ) -> Agent:
         """An agent loop on ``model`` with ``tools`` (tool-set names, import paths or tools).
@@ -121,8 +126,8 @@ class GraphContext:
                 " wire agents together with graph edges"
             )
         agent_config = AgentConfig.model_validate({"model": "custom", **config})
-        refs = [t for t in tools if isinstance(t, str)]
-        resolved = resolve_tools(refs, ToolContext(self.run_id, self.workspace))
+        refs = [t for t in tools if not isinstance(t, BaseTool)]
+        resolved = resolve_tools(refs, replace(self._tools, models=self.models))
         resolved += [t for t in tools if isinstance(t, BaseTool)]
         if isinstance(model, BaseChatModel):
             chat, settings = model, None
@@ -155,3 +160,4 @@ class GraphContext:
     async def aclose(self) -> None:
         for loop in self.agents:
             await loop.aclose()
+        await self._tools.aclose()

@@ -6,9 +6,10 @@ its server in ``metadata["mcp_server"]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -20,12 +21,37 @@ SERVER_KEY = "mcp_server"
 DEDUPE_KEY = "dedupe_args"
 
 
+Closer = Callable[[], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class ToolContext:
-    """The run a tool set is built for: tools that keep files use its workspace."""
+    """The run a tool set is built for.
+
+    Tools that keep files use ``workspace``; a set with settings gets its
+    validated options model in ``options``; ``models`` are the flow's model
+    endpoints (for tools that ask a model, e.g. reasoning or extraction).
+    A tool holding a connection or a process registers its cleanup with
+    ``on_close``; the run calls them when it ends.
+    """
 
     run_id: str
     workspace: Path
+    options: Any = None
+    models: Mapping[str, Any] = field(default_factory=dict)
+    closers: list[Closer] = field(default_factory=list)
+
+    def on_close(self, closer: Closer) -> None:
+        self.closers.append(closer)
+
+    async def aclose(self) -> None:
+        """Run the registered cleanups, newest first; each runs even if one fails."""
+        while self.closers:
+            closer = self.closers.pop()
+            try:
+                await closer()
+            except Exception:  # cleanup must not mask the run's outcome
+                continue
 
 
 def on_server(tool: BaseTool, server: str) -> BaseTool:

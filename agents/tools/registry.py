@@ -1,7 +1,10 @@
-"""Tool references in flow files: a built-in set name or ``package.module:attribute``.
+"""Tool references in flow files: a built-in set or ``package.module:attribute``.
 
-An import path may name a LangChain tool, a list of tools, or a plain
-function (turned into a tool); custom tools need no change to mirograph.
+A reference is a name (``search``) or, for a set with settings, a one-key
+mapping of the name to its options (``{local: {path: ./corpus}}``); each set
+with settings declares them as a pydantic model (its module's ``Options``). An import
+path may name a LangChain tool, a list of tools, or a plain function (turned
+into a tool); custom tools need no change to mirograph.
 """
 
 from __future__ import annotations
@@ -9,62 +12,136 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any
 
 from langchain_core.tools import BaseTool, tool
+from pydantic import BaseModel, ValidationError
 
-from mirograph.agents.tools import files, scrape, search
 from mirograph.agents.tools.base import ToolContext, on_server
 
 ToolSet = Callable[[ToolContext], list[BaseTool]]
-
-BUILTIN_SETS: dict[str, ToolSet] = {
-    "files": files.make_tools,
-    "search": search.make_tools,
-    "scrape": scrape.make_tools,
-}
-
-#: Per built-in set: why it cannot work in an environment, or None (checked at validation).
+#: What a flow file writes in ``tools``: a name, or ``{name: {option: value}}``.
+ToolRefSpec = str | dict[str, dict[str, Any]]
+#: Per set: why it cannot work in an environment, or None.
 EnvCheck = Callable[[Mapping[str, str]], str | None]
-ENV_CHECKS: dict[str, EnvCheck] = {
-    "search": search.check_env,
+
+#: Built-in sets by name: the module that makes them, imported on first use.
+#: A module has ``make_tools(ctx)``; optionally ``Options`` (a pydantic model of
+#: its settings, unknown keys rejected) and ``check_env(environ)``.
+BUILTIN_SETS: dict[str, str] = {
+    name: f"mirograph.agents.tools.{name}"
+    for name in ("files", "local", "mcp", "python", "reasoning", "scrape", "search")
 }
+
+
+def builtin_module(name: str) -> ModuleType:
+    return importlib.import_module(BUILTIN_SETS[name])
+
+
+def _options_model(name: str) -> type[BaseModel] | None:
+    return getattr(builtin_module(name), "Options", None)
 
 
 class ToolRefError(ValueError):
     """A tool reference that names nothing usable."""
 
 
-def check_ref(ref: str) -> None:
-    """Raise ``ToolRefError`` unless ``ref`` resolves; used when a flow is validated."""
-    if ref in BUILTIN_SETS:
-        return
-    _imported(ref)
+@dataclass(frozen=True)
+class ToolRef:
+    name: str
+    options: dict[str, Any]
 
 
-def check_environment(ref: str, env: Mapping[str, str] | None = None) -> None:
+def parse_ref(spec: ToolRefSpec) -> ToolRef:
+    """``"name"`` or ``{"name": {options}}`` as a ``ToolRef``."""
+    if isinstance(spec, str):
+        return ToolRef(spec, {})
+    if isinstance(spec, dict) and len(spec) == 1:
+        [(name, options)] = spec.items()
+        if isinstance(name, str) and isinstance(options, dict | None):
+            return ToolRef(name, dict(options or {}))
+    raise ToolRefError(
+        f"a tool is a name or a one-key mapping like {{local: {{path: ./docs}}}}; got {spec!r}"
+    )
+
+
+def check_options(ref: ToolRef) -> BaseModel | None:
+    """The validated options of a built-in set (None for a set without settings)."""
+    model = _options_model(ref.name)
+    if model is None:
+        if ref.options:
+            raise ToolRefError(f"tool set {ref.name!r} takes no options; write it as a name")
+        return None
+    try:
+        return model.model_validate(ref.options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = f"unknown option; {ref.name} takes: {', '.join(model.model_fields)}"
+        elif first["type"] == "missing":
+            message = "required option is missing"
+        raise ToolRefError(f"{ref.name}.{where}: {message}") from None
+
+
+def model_refs(options: BaseModel | None) -> dict[str, str]:
+    """Option fields that name a flow model (``model``, ``*_model``) and their values."""
+    if options is None:
+        return {}
+    return {
+        key: value
+        for key, value in options.model_dump().items()
+        if (key == "model" or key.endswith("_model")) and isinstance(value, str)
+    }
+
+
+def check_ref(spec: ToolRefSpec) -> BaseModel | None:
+    """Raise ``ToolRefError`` unless ``spec`` resolves; its validated options if any.
+
+    Used when a flow is validated.
+    """
+    ref = parse_ref(spec)
+    if ref.name in BUILTIN_SETS:
+        return check_options(ref)
+    if ref.options:
+        raise ToolRefError(f"{ref.name!r} is not a built-in set; only built-in sets take options")
+    _imported(ref.name)
+    return None
+
+
+def check_environment(spec: ToolRefSpec, env: Mapping[str, str] | None = None) -> None:
     """Raise ``ToolRefError`` when ``ref`` cannot work here (e.g. a missing API key).
 
     Separate from ``check_ref``: a stored run is still shown without the keys,
     but is started or resumed only with them.
     """
-    check = ENV_CHECKS.get(ref)
+    name = parse_ref(spec).name
+    check = getattr(builtin_module(name), "check_env", None) if name in BUILTIN_SETS else None
     problem = check(os.environ if env is None else env) if check else None
     if problem:
         raise ToolRefError(problem)
 
 
-def resolve_tools(refs: Sequence[str], ctx: ToolContext) -> list[BaseTool]:
+def resolve_tools(refs: Sequence[ToolRefSpec], ctx: ToolContext) -> list[BaseTool]:
     """The tools of ``refs`` for one run, in order, with unique names."""
     tools: list[BaseTool] = []
     seen: dict[str, str] = {}
-    for ref in refs:
-        for t in BUILTIN_SETS[ref](ctx) if ref in BUILTIN_SETS else _imported(ref):
+    for spec in refs:
+        ref = parse_ref(spec)
+        if ref.name in BUILTIN_SETS:
+            make: ToolSet = builtin_module(ref.name).make_tools
+            made = make(replace(ctx, options=check_options(ref)))
+        else:
+            made = _imported(ref.name)
+        for t in made:
             if t.name in seen:
                 raise ToolRefError(
-                    f"tool name {t.name!r} is defined twice (by {seen[t.name]!r} and {ref!r})"
+                    f"tool name {t.name!r} is defined twice (by {seen[t.name]!r} and {ref.name!r})"
                 )
-            seen[t.name] = ref
+            seen[t.name] = ref.name
             tools.append(t)
     return tools
 

@@ -151,7 +151,7 @@ def test_top_level_module_server_name(
         ("os:nothing", r"module 'os' has no attribute 'nothing'"),
         (
             "no_colon",
-            r"unknown tool 'no_colon'.*built-in set \(files, scrape, search\)"
+            r"unknown tool 'no_colon'.*built-in set \(files, .*, search\)"
             r".*package\.module:attribute",
         ),
         (":x", r"unknown tool ':x'"),
