@@ -44,6 +44,12 @@ class ToolContext:
     def on_close(self, closer: Closer) -> None:
         self.closers.append(closer)
 
+    def close_later(self, resource: Any) -> None:
+        """Close ``resource`` (anything with an async ``aclose``) when the run ends."""
+        aclose = getattr(resource, "aclose", None)
+        if aclose is not None:
+            self.on_close(aclose)
+
     async def aclose(self) -> None:
         """Run the registered cleanups, newest first; each runs even if one fails."""
         while self.closers:

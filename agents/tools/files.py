@@ -1,4 +1,4 @@
-"""The ``files`` tool set: read, write and list files inside the run's workspace.
+"""The ``files`` tool set: read, write, list and download files inside the run's workspace.
 
 Every path is resolved (symlinks included) and must stay inside the
 workspace; anything else is a clear tool error the model can act on.
@@ -15,6 +15,7 @@ from mirograph.agents.tools.base import ToolContext, on_server
 
 SERVER = "tool-files"
 MAX_READ_CHARS = 100_000
+MAX_DOWNLOAD_BYTES = 50 * 2**20
 
 
 def confine(workspace: Path, path: str) -> Path:
@@ -64,8 +65,24 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         ]
         return "\n".join(lines) if lines else "(no files)"
 
+    async def download_file(url: str, path: str) -> str:
+        """Download the file at an http(s) `url` into the workspace at `path` (bytes as is)."""
+        from mirograph.agents.tools.scrape import FetchLimits, fetch  # httpx only when used
+
+        target = confine(workspace, path)
+        limits = FetchLimits(max_bytes=MAX_DOWNLOAD_BYTES)
+        page = await fetch(url, limits)
+        if not page.complete:
+            mb = MAX_DOWNLOAD_BYTES // 2**20
+            raise ToolException(f"GET {url} is larger than {mb} MB; nothing was saved")
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(target.write_bytes, page.body)
+        kind = page.content_type or "unknown type"
+        where = target.relative_to(workspace.resolve())
+        return f"saved {len(page.body)} bytes ({kind}) from {url} to {where}"
+
     tools = [
         StructuredTool.from_function(coroutine=fn, handle_tool_error=False)
-        for fn in (read_file, write_file, list_files)
+        for fn in (read_file, write_file, list_files, download_file)
     ]
     return [on_server(tool, SERVER) for tool in tools]

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mirograph.agents.errors import classify_model_error
 from mirograph.agents.mirothinker.thinking import split_thinking
 from mirograph.agents.models import build_chat_model
-from mirograph.agents.tools.base import Closer, ToolContext, on_server
+from mirograph.agents.tools.base import ToolContext, on_server
 
 SERVER = "tool-reasoning"
 SYSTEM = (
@@ -47,7 +47,7 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         model = state.get("model")
         if model is None:  # one client per run, opened on first use
             model = state["model"] = build_chat_model(config)
-            ctx.on_close(_closer(model))
+            ctx.close_later(model)
         messages = [SystemMessage(SYSTEM), HumanMessage(question)]
         try:
             reply = await model.ainvoke(messages)  # type: ignore[attr-defined]
@@ -63,12 +63,3 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         coroutine=reasoning, parse_docstring=True, handle_tool_error=False
     )
     return [on_server(tool, SERVER)]
-
-
-def _closer(model: object) -> Closer:
-    async def close() -> None:
-        aclose = getattr(model, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-    return close

@@ -16,10 +16,12 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import trafilatura
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from pydantic import BaseModel, ConfigDict, Field
 
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, on_server
 
@@ -61,12 +63,32 @@ class Page:
     complete: bool
 
 
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: A flow model (a small, fast one) that extracts what was asked from the page;
+    #: without one the cleaned page text itself is returned.
+    extraction_model: str | None = None
+    #: Characters of page text the extraction model reads.
+    extraction_chars: int = Field(100_000, gt=0)
+    #: Characters of page text returned without an extraction model.
+    max_chars: int = Field(20_000, gt=0)
+
+
+EXTRACT_SYSTEM = (
+    "You read one web page and extract the information a researcher asked for. Use only"
+    " what the page says; quote numbers, names and dates exactly. If the page does not"
+    " contain it, say so plainly and give whatever related facts it does contain."
+)
+
+
 def make_tools(ctx: ToolContext, *, limits: FetchLimits | None = None) -> list[BaseTool]:
-    del ctx  # scraping keeps nothing per run
-    chosen = limits or FetchLimits()
+    options: Options = ctx.options or Options()
+    chosen = limits or FetchLimits(max_chars=options.max_chars)
+    extractor = _Extractor(ctx, options) if options.extraction_model else None
 
     async def scrape_and_extract_info(url: str, info_to_extract: str) -> str:
-        """Fetch a web page (HTML, plain text or PDF) and return its main text as JSON.
+        """Fetch a web page (HTML, plain text or PDF) and extract the requested information.
 
         Args:
             url: The http(s) URL of the page.
@@ -75,6 +97,8 @@ def make_tools(ctx: ToolContext, *, limits: FetchLimits | None = None) -> list[B
         page = await fetch(url, chosen)
         text = await asyncio.to_thread(page_text, page)
         answer = report(url, info_to_extract, text, page.complete, chosen.max_chars)
+        if extractor is not None:
+            answer = await extractor.extract(answer, text, page.complete)
         return json.dumps(answer, ensure_ascii=False)
 
     tool = StructuredTool.from_function(
@@ -82,6 +106,46 @@ def make_tools(ctx: ToolContext, *, limits: FetchLimits | None = None) -> list[B
     )
     tool.metadata = {DEDUPE_KEY: ["url"]}
     return [on_server(tool, SERVER)]
+
+
+class _Extractor:
+    """Asks the flow's extraction model; one client per run, opened on first use."""
+
+    def __init__(self, ctx: ToolContext, options: Options) -> None:
+        self.ctx, self.options = ctx, options
+        self.config = ctx.models[options.extraction_model]
+        self.model: Any = None
+
+    async def extract(self, answer: dict[str, Any], text: str, complete: bool) -> dict[str, Any]:
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        from mirograph.agents.mirothinker.thinking import split_thinking
+        from mirograph.agents.models import build_chat_model
+
+        if self.model is None:
+            self.model = build_chat_model(self.config)
+            self.ctx.close_later(self.model)
+        limit = self.options.extraction_chars
+        shown = complete and len(text) <= limit
+        page = text if shown else f"{text[:limit]}\n{TRUNCATED}"
+        request = (
+            f"Information to extract: {answer['info_to_extract']}\n\n"
+            f"Page ({answer['url']}):\n{page}"
+        )
+        stats = {**answer["page_stats"], "all_content_shown": shown}
+        try:
+            reply = await self.model.ainvoke([SystemMessage(EXTRACT_SYSTEM), HumanMessage(request)])
+            extracted = split_thinking(reply.text)[1]
+        except Exception as exc:  # the page text still helps: return it with the reason
+            lines = str(exc).strip().splitlines()
+            answer["extraction_error"] = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+            return answer
+        return {
+            "url": answer["url"],
+            "info_to_extract": answer["info_to_extract"],
+            "extracted_info": extracted,
+            "page_stats": stats,
+        }
 
 
 def report(url: str, info: str, text: str, complete: bool, max_chars: int) -> dict[str, object]:

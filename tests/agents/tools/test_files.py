@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_server import HttpServer
 from langchain_core.tools import BaseTool, ToolException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from mirograph.agents.tools.base import ToolContext
 from mirograph.agents.tools.files import SERVER, make_tools
@@ -25,7 +30,7 @@ def tools(workspace: Path) -> dict[str, BaseTool]:
 
 
 def test_tool_names_and_server(tools: dict[str, BaseTool]) -> None:
-    assert sorted(tools) == ["list_files", "read_file", "write_file"]
+    assert sorted(tools) == ["download_file", "list_files", "read_file", "write_file"]
     for tool in tools.values():
         assert tool.metadata is not None
         assert tool.metadata["mcp_server"] == "tool-files"
@@ -152,3 +157,40 @@ async def test_list_missing_folder(tools: dict[str, BaseTool]) -> None:
 async def test_empty_path_rejected(tools: dict[str, BaseTool], path: str) -> None:
     with pytest.raises(ToolException, match="path is empty"):
         await tools["read_file"].ainvoke({"path": path})
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[HttpServer]:
+    blob = bytes(range(256)) * 64
+
+    async def data(request: Request) -> Response:
+        return Response(blob, media_type="application/octet-stream")
+
+    async def missing(request: Request) -> Response:
+        return Response("gone", status_code=404)
+
+    with HttpServer([Route("/data.bin", data), Route("/missing", missing)]) as server:
+        yield server
+
+
+async def test_download_saves_the_bytes_inside_the_workspace(
+    tools: dict[str, BaseTool], workspace: Path, site: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIROGRAPH_ALLOW_PRIVATE_URLS", "1")  # the site is on 127.0.0.1
+    url = site.url("/data.bin")
+    reply = await tools["download_file"].ainvoke({"url": url, "path": "raw/data.bin"})
+    assert reply == f"saved 16384 bytes (application/octet-stream) from {url} to raw/data.bin"
+    assert (workspace / "raw" / "data.bin").read_bytes() == bytes(range(256)) * 64
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["download_file"].ainvoke({"url": url, "path": "../outside.bin"})
+    with pytest.raises(ToolException, match="returned HTTP 404"):
+        await tools["download_file"].ainvoke({"url": site.url("/missing"), "path": "m"})
+    assert not (workspace / "m").exists()
+
+
+async def test_download_refuses_local_addresses_by_default(
+    tools: dict[str, BaseTool], site: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MIROGRAPH_ALLOW_PRIVATE_URLS", raising=False)
+    with pytest.raises(ToolException, match="local or private address"):
+        await tools["download_file"].ainvoke({"url": site.url("/data.bin"), "path": "d.bin"})

@@ -16,9 +16,18 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from mirograph.agents.config import ModelConfig
+from mirograph.agents.sim.policy import Fault
+from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, server_of
 from mirograph.agents.tools.registry import check_ref, resolve_tools
-from mirograph.agents.tools.scrape import ALLOW_PRIVATE, TRUNCATED, FetchLimits, make_tools
+from mirograph.agents.tools.scrape import (
+    ALLOW_PRIVATE,
+    EXTRACT_SYSTEM,
+    TRUNCATED,
+    FetchLimits,
+    make_tools,
+)
 
 MAIN = [
     "The lighthouse at Kelvin Point was built in 1874 from granite quarried on the island.",
@@ -291,3 +300,42 @@ async def test_local_and_private_addresses_are_refused_by_default(
     message = await _error(tool, f"http://{host}:9/latest/meta-data")
     assert "refused" in message and "local or private address" in message
     assert f"set {ALLOW_PRIVATE}=1" in message
+
+
+async def test_an_extraction_model_answers_what_was_asked(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ALLOW_PRIVATE, "1")
+
+    def extractor(body: dict[str, Any]) -> str:
+        return "Looking for the count.</think>\n\nThe page gives no population figure."
+
+    with SimServer(extractor) as srv:
+        context = ToolContext("r1", tmp_path, models={"small": ModelConfig(base_url=srv.base_url)})
+        [tool] = resolve_tools([{"scrape": {"extraction_model": "small"}}], context)
+        answer = await _scrape(tool, site.server.url("/plain"), info="the population")
+        await context.aclose()
+    assert answer == {
+        "url": site.server.url("/plain"),
+        "info_to_extract": "the population",
+        "extracted_info": "The page gives no population figure.",
+        "page_stats": {"lines": 2, "chars": 22, "all_content_shown": True},
+    }
+    [request] = srv.requests
+    system, user = (m["content"] for m in request["messages"])
+    assert system == EXTRACT_SYSTEM
+    assert user.startswith("Information to extract: the population\n\nPage (")
+    assert "first line" in user  # the page text itself
+
+
+async def test_a_failing_extraction_model_still_returns_the_page_text(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ALLOW_PRIVATE, "1")
+    with SimServer(lambda body: Fault(500, "down")) as srv:
+        context = ToolContext("r1", tmp_path, models={"small": ModelConfig(base_url=srv.base_url)})
+        [tool] = resolve_tools([{"scrape": {"extraction_model": "small"}}], context)
+        answer = await _scrape(tool, site.server.url("/plain"))
+        await context.aclose()
+    assert answer["content"].startswith("first line")
+    assert "InternalServerError" in answer["extraction_error"]
