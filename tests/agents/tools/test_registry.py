@@ -85,7 +85,7 @@ def test_builtin_files(ctx: ToolContext) -> None:
     assert "files" in BUILTIN_SETS
     check_ref("files")
     tools = resolve_tools(["files"], ctx)
-    assert sorted(_names(tools)) == ["list_files", "read_file", "write_file"]
+    assert sorted(_names(tools)) == ["download_file", "list_files", "read_file", "write_file"]
     assert {server_of(t) for t in tools} == {"tool-files"}
 
 
@@ -129,8 +129,8 @@ def test_tool_that_names_its_server_keeps_it(ctx: ToolContext, helper: str) -> N
 
 def test_several_refs_in_order(ctx: ToolContext, helper: str) -> None:
     tools = resolve_tools(["files", f"{helper}:add", f"{helper}:PAIR"], ctx)
-    assert _names(tools)[3:] == ["add", "shout", "whisper"]
-    assert [server_of(t) for t in tools] == ["tool-files"] * 3 + ["texttools"] * 3
+    assert _names(tools)[4:] == ["add", "shout", "whisper"]
+    assert [server_of(t) for t in tools] == ["tool-files"] * 4 + ["texttools"] * 3
 
 
 def test_top_level_module_server_name(
