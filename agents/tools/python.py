@@ -1,0 +1,199 @@
+"""The ``python`` tool set (server ``tool-python``): sandboxed Python and shell.
+
+``create_sandbox()``, ``run_python_code(code_block, sandbox_id)``,
+``run_command(command, sandbox_id)``, and ``python`` (an alias of
+``run_python_code``: the weights sometimes call it that). As the reference
+engine does, ``code`` is accepted for ``code_block``, and a missing, unknown
+or placeholder ``sandbox_id`` means the run's default sandbox, whose working
+directory is the run workspace (shared with the ``files`` tools). Each
+sandbox keeps one long-lived interpreter, so variables and imports persist.
+
+How sandboxes are isolated and limited: ``mirograph.agents.tools.sandbox``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+
+from mirograph.agents.tools.base import ToolContext, on_server
+from mirograph.agents.tools.sandbox import Limits, SandboxError, SandboxManager
+
+SERVER = "tool-python"
+
+#: sandbox_id values models write when they mean "no particular sandbox".
+PLACEHOLDERS = frozenset(
+    {
+        "",
+        "default",
+        "none",
+        "null",
+        "nil",
+        "undefined",
+        "sandbox",
+        "sandbox_id",
+        "sandboxid",
+        "sandbox-id",
+        "id",
+        "your_sandbox_id",
+        "default_sandbox",
+        "current",
+        "main",
+    }
+)
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Let sandboxed code use the network (off: no network at all under bubblewrap).
+    network: bool = False
+    #: Wall time of one call, in seconds; past it the interpreter is restarted.
+    timeout_s: float = Field(60, gt=0)
+    #: CPU seconds one call may use (all threads of the interpreter together).
+    cpu_s: int = Field(60, gt=0)
+    #: Address-space limit of each sandbox process, in MiB.
+    memory_mb: int = Field(1024, ge=64)
+    #: Processes (and threads) a sandbox may run at once.
+    max_processes: int = Field(64, ge=4)
+    #: Largest file a sandbox may write, in MiB.
+    max_file_mb: int = Field(100, gt=0)
+    #: Output kept from one call (head and tail, with a marker in between).
+    max_output_chars: int = Field(20_000, ge=100)
+    #: bubblewrap (namespaces + limits), rlimits (limits only), or auto: bubblewrap if it works.
+    isolation: Literal["auto", "bubblewrap", "rlimits"] = "auto"
+
+
+def sandbox_choice(sandbox_id: str | None) -> str | None:
+    """``sandbox_id`` as given, or None when it is missing or a placeholder."""
+    if sandbox_id is None:
+        return None
+    cleaned = sandbox_id.strip().strip("<>{}[]()'\"`$ ").strip()
+    return None if cleaned.lower() in PLACEHOLDERS else cleaned
+
+
+def _as_text(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+SandboxId = Annotated[
+    str | None,
+    BeforeValidator(_as_text),
+    Field(description="The sandbox to use, from create_sandbox; omit it for the default sandbox."),
+]
+
+
+class CodeArgs(BaseModel):
+    code_block: str = Field(
+        validation_alias=AliasChoices("code_block", "code"),
+        description="The Python code to run.",
+    )
+    sandbox_id: SandboxId = None
+
+
+class CommandArgs(BaseModel):
+    command: str = Field(description="The shell command to run (with /bin/sh -c).")
+    sandbox_id: SandboxId = None
+
+
+class NoArgs(BaseModel):
+    pass
+
+
+def make_tools(ctx: ToolContext) -> list[BaseTool]:
+    options: Options = ctx.options if ctx.options is not None else Options()
+    limits = Limits(
+        timeout_s=options.timeout_s,
+        cpu_s=options.cpu_s,
+        memory_mb=options.memory_mb,
+        max_processes=options.max_processes,
+        max_file_mb=options.max_file_mb,
+        max_output_chars=options.max_output_chars,
+        network=options.network,
+    )
+    manager = SandboxManager(
+        ctx.workspace,
+        limits,
+        options.isolation,
+        on_first_start=lambda: ctx.on_close(manager.aclose),
+    )
+    network = "network on" if options.network else "no network"
+    limits_text = (
+        f"Limits per call: {options.timeout_s:g} s wall time, {options.cpu_s} s CPU,"
+        f" {options.memory_mb} MB memory, {options.max_processes} processes; {network}."
+        " Processes started by a call are stopped when it ends."
+    )
+
+    async def create_sandbox() -> str:
+        try:
+            notes = await manager.notes_for_first_result()
+            sandbox_id = await manager.create()
+        except SandboxError as exc:
+            raise ToolException(str(exc)) from None
+        text = (
+            f"Sandbox created with sandbox_id: {sandbox_id}. Pass this sandbox_id to"
+            " run_python_code and run_command; it has its own Python interpreter and its own"
+            f" working directory, {manager.root / sandbox_id}."
+        )
+        return "\n".join([*notes, text])
+
+    async def run_python_code(code_block: str, sandbox_id: str | None = None) -> str:
+        try:
+            return await manager.run_python(code_block, sandbox_choice(sandbox_id))
+        except SandboxError as exc:
+            raise ToolException(str(exc)) from None
+
+    async def run_command(command: str, sandbox_id: str | None = None) -> str:
+        try:
+            return await manager.run_command(command, sandbox_choice(sandbox_id))
+        except SandboxError as exc:
+            raise ToolException(str(exc)) from None
+
+    code_help = (
+        "Run Python code in a sandbox's persistent interpreter, like a notebook cell:"
+        " variables and imports persist between calls, and the value of a final expression"
+        " is printed. Returns stdout, stderr and any traceback. The working directory is the"
+        " sandbox's folder (the default sandbox's folder is the run workspace, shared with"
+        f" the file tools); use relative paths. {limits_text}"
+    )
+    tools = [
+        StructuredTool.from_function(
+            coroutine=create_sandbox,
+            name="create_sandbox",
+            description=(
+                "Create a new, separate sandbox (its own Python interpreter and working"
+                " folder) and return its sandbox_id. Rarely needed: without a sandbox_id,"
+                " run_python_code and run_command use the run's default sandbox."
+            ),
+            args_schema=NoArgs,
+            handle_tool_error=False,
+        ),
+        StructuredTool.from_function(
+            coroutine=run_python_code,
+            name="run_python_code",
+            description=code_help,
+            args_schema=CodeArgs,
+            handle_tool_error=False,
+        ),
+        StructuredTool.from_function(
+            coroutine=run_command,
+            name="run_command",
+            description=(
+                "Run a shell command (/bin/sh -c) in a sandbox's working folder, in a fresh"
+                " process; returns its output and exit code. Python state is not shared"
+                f" with run_python_code, files are. {limits_text}"
+            ),
+            args_schema=CommandArgs,
+            handle_tool_error=False,
+        ),
+        StructuredTool.from_function(
+            coroutine=run_python_code,
+            name="python",
+            description="Same as run_python_code (an alias).",
+            args_schema=CodeArgs,
+            handle_tool_error=False,
+        ),
+    ]
+    return [on_server(tool, SERVER) for tool in tools]
