@@ -2,7 +2,8 @@
 
 The planner, the three sub-agents and their tools all run for real: the model
 is ``sim-model`` (over HTTP), web search goes through ``tavily-python`` to a
-local Tavily-shaped server, and the browsing agent reads a page from it.
+local Tavily-shaped server, the browsing agent reads a page from it, and the
+coding agent computes in the bubblewrap sandbox.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ from the assistant messages so far.
   first reply, then answers with the facts their reports carry;
 - browsing: ``google_search``, then ``scrape_and_extract_info`` on the first
   link found, then reports the sentence about the population it read;
-- coding: writes ``calc.txt`` and reads it back, then reports its content;
+- coding: computes 6*7 in the Python sandbox, which writes ``calc.txt`` to the
+  workspace; reads it back with the files tools, then reports its content;
 - reasoning: no tools; reports a conclusion.
 """
 
@@ -46,7 +47,8 @@ def deep(body: dict[str, Any]) -> str:
             calc = re.search(r"6\*7=\d+", "\n".join(results))
             return f"Report.</think>\n\nREPORT[coding] {calc.group(0) if calc else 'nothing'}"
         if done == 0:
-            return _call("tool-files", "write_file", {"path": "calc.txt", "content": "6*7=42"})
+            code = "result = 6 * 7\nopen('calc.txt', 'w').write(f'6*7={result}')\nresult"
+            return _call("tool-python", "run_python_code", {"code_block": code})
         if done == 1:
             return _call("tool-files", "read_file", {"path": "calc.txt"})
         return "Computed.</think>\n\nThe file holds the result."
