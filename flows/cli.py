@@ -111,6 +111,8 @@ def run(
             target = str(flow)
         else:
             target = load_flow(flow, overrides or [])
+            for warning in target.environment_warnings():
+                err.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
     except FlowError as exc:
         _fail(str(exc), 2)
     outcome = _call(start_run(question, target, run_id=run_id, store_url=store))
@@ -144,6 +146,8 @@ def show(
     out.print(f"question: {report['question']}", markup=False)
     if report["reason"]:
         out.print(f"reason: {report['reason']}", markup=False)
+    for warning in report["warnings"]:
+        out.print(f"warning: {warning}", style="yellow", markup=False)
     table = Table("agent", "turns", "tool calls", "rollbacks", "prompt tok", "completion tok")
     for name, s in report["agents"].items():
         table.add_row(

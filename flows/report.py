@@ -48,6 +48,7 @@ def build_report(
         "updated_at": record.updated_at,
         "agents": agents,
         "invocations": [_row(invocation) for invocation in invocations],
+        "warnings": [],
     }
 
 

@@ -123,7 +123,10 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
         record = _get(store, run_id)
         async with _compiled(store, record) as run:
             snapshot = await run.graph.aget_state(run.config, subgraphs=True)
-        return build_report(record, run.flow, snapshot)
+        report = build_report(record, run.flow, snapshot)
+        if run.flow is not None:
+            report["warnings"] = await asyncio.to_thread(run.flow.environment_warnings)
+        return report
 
 
 async def list_runs(*, store_url: str | None = None, limit: int = 200) -> list[RunRecord]:

@@ -13,6 +13,7 @@ from mirograph.agents.tools.registry import (
     ToolRefError,
     check_environment,
     check_ref,
+    environment_warnings,
     model_refs,
     parse_ref,
 )
@@ -135,6 +136,14 @@ class FlowConfig(BaseModel):
         if cycle:
             raise ValueError(f"sub_agents form a cycle: {' -> '.join(cycle)}; remove one link")
         return self
+
+    def environment_warnings(self) -> list[str]:
+        """Caveats of this flow's tools here, each once (blocking: may probe the system)."""
+        found: list[str] = []
+        for agent in self.agents.values():
+            for ref in agent.tools:
+                found.extend(w for w in environment_warnings(ref) if w not in found)
+        return found
 
     def check_environment(self) -> None:
         """Raise ``ValueError`` (naming the key path) if a tool set cannot work here."""

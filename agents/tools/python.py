@@ -19,7 +19,12 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from mirograph.agents.tools.base import ToolContext, on_server
-from mirograph.agents.tools.sandbox import Limits, SandboxError, SandboxManager
+from mirograph.agents.tools.sandbox import (
+    Limits,
+    SandboxError,
+    SandboxManager,
+    bubblewrap_problem,
+)
 
 SERVER = "tool-python"
 
@@ -64,6 +69,21 @@ class Options(BaseModel):
     max_output_chars: int = Field(20_000, ge=100)
     #: bubblewrap (namespaces + limits), rlimits (limits only), or auto: bubblewrap if it works.
     isolation: Literal["auto", "bubblewrap", "rlimits"] = "auto"
+
+
+def warnings(options: Options) -> list[str]:
+    """What a user must know before trusting the sandbox here (shown by run and show)."""
+    if options.isolation == "rlimits":
+        return [
+            "python: isolation is 'rlimits': resource limits only, no filesystem or"
+            " network isolation"
+        ]
+    if options.isolation == "auto" and (problem := bubblewrap_problem()):
+        return [
+            f"python: bubblewrap unavailable ({problem}); sandboxed code runs with resource"
+            " limits only, no filesystem or network isolation; install bubblewrap"
+        ]
+    return []
 
 
 def sandbox_choice(sandbox_id: str | None) -> str | None:

@@ -125,6 +125,18 @@ def check_environment(spec: ToolRefSpec, env: Mapping[str, str] | None = None) -
         raise ToolRefError(problem)
 
 
+def environment_warnings(spec: ToolRefSpec) -> list[str]:
+    """Caveats of a built-in set in this environment (e.g. a sandbox without isolation)."""
+    ref = parse_ref(spec)
+    if ref.name not in BUILTIN_SETS:
+        return []
+    warn = getattr(builtin_module(ref.name), "warnings", None)
+    if warn is None:
+        return []
+    options = check_options(ref)
+    return list(warn(options))
+
+
 def resolve_tools(refs: Sequence[ToolRefSpec], ctx: ToolContext) -> list[BaseTool]:
     """The tools of ``refs`` for one run, in order, with unique names."""
     tools: list[BaseTool] = []

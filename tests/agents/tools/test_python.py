@@ -358,3 +358,23 @@ def test_options_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ToolRefError, match=r"python\.isolation"):
         resolve_tools([{"python": {"isolation": "docker"}}], ctx)
     assert len(resolve_tools(["python"], ctx)) == 4
+
+
+def test_a_flow_without_bubblewrap_says_so_before_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mirograph.flows.loader import validate_flow
+
+    flow = validate_flow(
+        {
+            "name": "x",
+            "models": {"m": {}},
+            "agents": {"main": {"model": "m", "tools": ["python"]}},
+            "entry": "main",
+        }
+    )
+    assert flow.environment_warnings() == []  # bubblewrap works here
+    monkeypatch.setattr(sandbox, "bwrap_executable", lambda: None)
+    [warning] = flow.environment_warnings()
+    assert warning.startswith("python: bubblewrap unavailable (bwrap is not installed)")
+    assert "resource limits only" in warning

@@ -29,6 +29,8 @@ from mirograph.agents.tools.scrape import (
     make_tools,
 )
 
+CENSUS_PDF = Path(__file__).parents[3] / "examples" / "data" / "corpus" / "census-returns.pdf"
+
 MAIN = [
     "The lighthouse at Kelvin Point was built in 1874 from granite quarried on the island.",
     "Its lamp was first lit by oil, then by acetylene, and was electrified only in 1952.",
@@ -70,6 +72,7 @@ class Site:
             "/flaky": self.flaky,
             "/broken": self.broken,
             "/paper.pdf": self.pdf,
+            "/census.pdf": self.census,
             "/image.png": self.image,
         }
         routes = [Route(path, self._counted(handler)) for path, handler in pages.items()]
@@ -127,6 +130,9 @@ class Site:
 
     async def pdf(self, _: Request) -> Response:
         return Response(b"%PDF-1.4\n%%EOF\n", media_type="application/pdf")
+
+    async def census(self, _: Request) -> Response:
+        return Response(CENSUS_PDF.read_bytes(), media_type="application/pdf")
 
     async def image(self, _: Request) -> Response:
         return Response(b"\x89PNG\r\n\x1a\n", media_type="image/png")
@@ -265,6 +271,13 @@ async def test_a_lasting_server_error_is_reported(site: Site, scrape: BaseTool) 
     url = site.server.url("/broken")
     assert await _error(scrape, url) == f"GET {url} returned HTTP 500"
     assert site.hits["/broken"] == 3
+
+
+async def test_a_pdf_is_read_as_text(site: Site, scrape: BaseTool) -> None:
+    answer = await _scrape(scrape, site.server.url("/census.pdf"), info="the 1861 population")
+    assert answer["content"].startswith("Marrowford Census Returns, 1841-1901")
+    assert "1861    3,655 persons" in answer["content"]
+    assert answer["page_stats"]["all_content_shown"] is True
 
 
 async def test_a_pdf_needs_pypdf(
