@@ -16,7 +16,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import trafilatura
@@ -66,6 +66,9 @@ class Page:
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: ``direct``: an httpx GET from this machine; ``tavily``: Tavily's extract
+    #: endpoint reads the page (needs ``TAVILY_API_KEY``, like search).
+    fetcher: Literal["direct", "tavily"] = "direct"
     #: A flow model (a small, fast one) that extracts what was asked from the page;
     #: without one the cleaned page text itself is returned.
     extraction_model: str | None = None
@@ -94,11 +97,17 @@ def make_tools(ctx: ToolContext, *, limits: FetchLimits | None = None) -> list[B
             url: The http(s) URL of the page.
             info_to_extract: What to look for on the page.
         """
-        page = await fetch(url, chosen)
-        text = await asyncio.to_thread(page_text, page)
-        answer = report(url, info_to_extract, text, page.complete, chosen.max_chars)
+        if options.fetcher == "tavily":
+            from mirograph.agents.tools.search import extract_page
+
+            _check_scheme(url.strip())
+            text, complete = (await extract_page(url.strip())).strip(), True
+        else:
+            page = await fetch(url, chosen)
+            text, complete = await asyncio.to_thread(page_text, page), page.complete
+        answer = report(url, info_to_extract, text, complete, chosen.max_chars)
         if extractor is not None:
-            answer = await extractor.extract(answer, text, page.complete)
+            answer = await extractor.extract(answer, text, complete)
         return json.dumps(answer, ensure_ascii=False)
 
     tool = StructuredTool.from_function(

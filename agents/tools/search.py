@@ -159,24 +159,43 @@ async def _search(key: str, args: dict[str, Any], timeout_s: float) -> dict[str,
     return response
 
 
-def _explain(exc: Exception) -> str:
+async def extract_page(url: str, timeout_s: float = TIMEOUT_S) -> str:
+    """The text Tavily's extract endpoint reads from ``url`` (scrape's ``fetcher: tavily``)."""
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        raise ToolException(MISSING_KEY)
+    base_url = os.environ.get(BASE_URL_ENV) or None
+    try:
+        async with AsyncTavilyClient(api_key=key, api_base_url=base_url) as client:
+            response = await client.extract(urls=[url], format="text", timeout=timeout_s)
+    except Exception as exc:
+        raise ToolException(_explain(exc, "extract").replace(key, "***")) from None
+    for result in response.get("results") or []:
+        if isinstance(result, dict) and isinstance(result.get("raw_content"), str):
+            return result["raw_content"]
+    failed = [f for f in response.get("failed_results") or [] if isinstance(f, dict)]
+    reason = failed[0].get("error") if failed else "no content"
+    raise ToolException(f"Tavily could not extract {url}: {reason}".replace(key, "***"))
+
+
+def _explain(exc: Exception, action: str = "search") -> str:
     detail = " ".join(str(exc).split())[:300]
     suffix = f": {detail}" if detail else ""
     if isinstance(exc, tavily_errors.InvalidAPIKeyError):
         return f"Tavily rejected the API key (HTTP 401); set {KEY_ENV}"
     if isinstance(exc, tavily_errors.UsageLimitExceededError):
-        return "Tavily rate or usage limit reached (HTTP 429); wait before searching again"
+        return f"Tavily rate or usage limit reached (HTTP 429); wait before the next {action}"
     if isinstance(exc, tavily_errors.ForbiddenError):
-        return f"Tavily refused the search (plan or key limit){suffix}"
+        return f"Tavily refused the {action} (plan or key limit){suffix}"
     if isinstance(exc, tavily_errors.BadRequestError):
-        return f"Tavily rejected the search as invalid (HTTP 400){suffix}"
+        return f"Tavily rejected the {action} as invalid (HTTP 400){suffix}"
     if isinstance(exc, tavily_errors.TimeoutError):
         return f"Tavily did not answer in time{suffix}"
     if isinstance(exc, httpx.HTTPStatusError):
         code = exc.response.status_code
-        return f"Tavily search failed with HTTP {code}; try again later"
+        return f"Tavily {action} failed with HTTP {code}; try again later"
     if isinstance(exc, httpx.HTTPError):
         return f"Tavily could not be reached: {type(exc).__name__}{suffix}"
     if isinstance(exc, ValueError):  # a body that is not JSON
         return f"Tavily answered with something that is not JSON{suffix}"
-    return f"Tavily search failed: {type(exc).__name__}{suffix}"
+    return f"Tavily {action} failed: {type(exc).__name__}{suffix}"

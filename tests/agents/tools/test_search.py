@@ -37,11 +37,29 @@ FAILURES = {"fail-400": 400, "fail-401": 401, "fail-429": 429, "fail-500": 500}
 
 
 class Tavily:
-    """A Tavily-shaped ``POST /search``; records every request it receives."""
+    """Tavily-shaped ``POST /search`` and ``POST /extract``; records every request."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
-        self.server = HttpServer([Route("/search", self.search, methods=["POST"])])
+        self.server = HttpServer(
+            [
+                Route("/search", self.search, methods=["POST"]),
+                Route("/extract", self.extract, methods=["POST"]),
+            ]
+        )
+
+    async def extract(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append((dict(request.headers), body))
+        [url] = body["urls"]
+        if url.endswith("/fail-401"):
+            detail = {"error": f"refused ({request.headers.get('authorization')})"}
+            return JSONResponse({"detail": detail}, status_code=401)
+        if url.endswith("/unreachable"):
+            failed = [{"url": url, "error": "Failed to fetch url"}]
+            return JSONResponse({"results": [], "failed_results": failed})
+        result = {"url": url, "raw_content": f"Extracted text of {url}.\nSecond line."}
+        return JSONResponse({"results": [result], "failed_results": [], "response_time": 0.01})
 
     async def search(self, request: Request) -> Response:
         body = await request.json()
@@ -189,3 +207,24 @@ def test_validation_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_search_is_a_builtin_set(ctx: ToolContext) -> None:
     [tool] = resolve_tools(["search"], ctx)
     assert tool.name == "google_search"
+
+
+async def test_scrape_can_read_pages_through_tavily_extract(
+    tavily: Tavily, ctx: ToolContext
+) -> None:
+    [scrape] = resolve_tools([{"scrape": {"fetcher": "tavily"}}], ctx)
+    url = "https://example.org/page"
+    answer = json.loads(await scrape.ainvoke({"url": url, "info_to_extract": "the text"}))
+    assert answer["content"] == f"Extracted text of {url}.\nSecond line."
+    assert answer["page_stats"] == {
+        "lines": 2,
+        "chars": len(answer["content"]),
+        "all_content_shown": True,
+    }
+    [(headers, body)] = tavily.requests
+    assert body["urls"] == [url] and headers["authorization"] == f"Bearer {KEY}"
+    with pytest.raises(ToolException, match=r"Tavily could not extract .*: Failed to fetch url"):
+        await scrape.ainvoke({"url": "https://example.org/unreachable", "info_to_extract": "x"})
+    with pytest.raises(ToolException) as err:
+        await scrape.ainvoke({"url": "https://example.org/fail-401", "info_to_extract": "x"})
+    assert str(err.value) == "Tavily rejected the API key (HTTP 401); set TAVILY_API_KEY"
