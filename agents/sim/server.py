@@ -403,7 +403,7 @@ def _config(app: Starlette, host: str, port: int, *, log_config: Any) -> uvicorn
         lifespan="off",
         http="h11",
         ws="none",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=1,  # a simulated model has no work worth waiting for
     )
 
 
