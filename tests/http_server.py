@@ -11,11 +11,10 @@ import asyncio
 import threading
 from collections.abc import Sequence
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from mirograph.agents.sim.server import NotifyingServer
+from mirograph.agents.sim.server import NotifyingServer, server_config
 
 
 class HttpServer:
@@ -23,18 +22,7 @@ class HttpServer:
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
         self.app = Starlette(routes=list(routes))
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=2,
-        )
+        config = server_config(self.app, "127.0.0.1", 0, log_config=None)
         self._server = NotifyingServer(config, self._on_started)
         self._started = threading.Event()
         self._port: int | None = None

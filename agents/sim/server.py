@@ -392,7 +392,8 @@ class NotifyingServer(uvicorn.Server):
             self._on_started(self.servers[0].sockets[0].getsockname()[1])
 
 
-def _config(app: Starlette, host: str, port: int, *, log_config: Any) -> uvicorn.Config:
+def server_config(app: Starlette, host: str, port: int, *, log_config: Any) -> uvicorn.Config:
+    """uvicorn settings for a quiet local test server (h11, no lifespan, quick shutdown)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -436,7 +437,7 @@ class SimServer:
         self._started = threading.Event()
         self._port: int | None = None
         self._server = NotifyingServer(
-            _config(self.app, host, port, log_config=None), self._on_started
+            server_config(self.app, host, port, log_config=None), self._on_started
         )
         self._thread: threading.Thread | None = None
 
@@ -513,7 +514,7 @@ def serve_forever(
         print(f"sim-model listening on http://{host}:{real_port}/v1", flush=True)
 
     server = NotifyingServer(
-        _config(app, host, port, log_config=uvicorn.config.LOGGING_CONFIG), announce
+        server_config(app, host, port, log_config=uvicorn.config.LOGGING_CONFIG), announce
     )
     try:
         server.run()
