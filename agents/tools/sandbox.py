@@ -4,9 +4,12 @@ A sandbox is a directory plus, while it is in use, ONE long-lived Python
 interpreter whose state (variables, imports) persists across calls. The
 default sandbox's directory is the run workspace itself, so files written by
 code are the files the ``files`` tools see; ``create_sandbox`` makes more
-under ``<workspace>/sandboxes/<id>``. Sandbox ids are those directories, so
-they survive a resume; the default sandbox leaves a marker,
-``<workspace>/sandboxes/.default``, once it has had an interpreter. A sandbox
+under ``<workspace>.sandboxes/<id>``, beside the workspace and never inside
+any folder a sandbox can write (code in the default sandbox could otherwise
+swap that folder for a link and steer the host's later file operations).
+Sandbox ids are those directories, so they survive a resume; the default
+sandbox leaves a marker, ``<workspace>.sandboxes/.default``, once it has had
+an interpreter. A sandbox
 that existed before this process (a resume) gets a new interpreter whose
 first result says the Python state was reset; files are kept.
 
@@ -754,7 +757,8 @@ class SandboxManager:
 
     @property
     def root(self) -> Path:
-        return self.workspace / SANDBOXES_DIR
+        """Where sandbox folders live: beside the workspace, out of every sandbox's reach."""
+        return self.workspace.parent / f"{self.workspace.name}.{SANDBOXES_DIR}"
 
     def _default(self) -> _Sandbox:
         box = self._sandboxes.get(DEFAULT_ID)
@@ -935,11 +939,10 @@ class SandboxManager:
         box.path.mkdir(parents=True, exist_ok=True)
         if box.id == DEFAULT_ID:
             marker = self.root / DEFAULT_MARKER
-            if not marker.exists():
-                marker.touch()
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+            os.close(os.open(marker, flags, 0o600))
         if os.geteuid() == 0:
-            skip = frozenset({SANDBOXES_DIR}) if box.id == DEFAULT_ID else frozenset()
-            _adopt(box.path, _sandbox_uid(box.path), skip)
+            _adopt(box.path, _sandbox_uid(box.path), frozenset())
 
     async def _interpreter(self, box: _Sandbox, notes: list[str]) -> _Child:
         if box.interpreter is not None and box.interpreter.proc.returncode is None:

@@ -107,10 +107,11 @@ async def test_code_alias_python_name_and_placeholder_sandbox_ids(make_run: Make
 async def test_create_sandbox_gives_its_own_namespace_and_folder(make_run: MakeRun) -> None:
     run = make_run()
     workspace = run.ctx.workspace
+    boxes = workspace.parent / f"{workspace.name}.sandboxes"  # out of every sandbox's reach
     await run.py("v = 'default'\nopen('in_default.txt', 'w').write('d')")
     created = await run.tools["create_sandbox"].ainvoke({})
     sandbox_id = created.split("sandbox_id: ", 1)[1].split(".", 1)[0]
-    assert (workspace / "sandboxes" / sandbox_id).is_dir()
+    assert (boxes / sandbox_id).is_dir()
 
     missing = await run.py("v", sandbox_id=sandbox_id)
     assert missing.rstrip().endswith("NameError: name 'v' is not defined")
@@ -119,10 +120,10 @@ async def test_create_sandbox_gives_its_own_namespace_and_folder(make_run: MakeR
     assert await run.py("v") == "'default'\n"
     # The default sandbox's folder is the workspace, shared with the files tools.
     assert (workspace / "in_default.txt").read_text() == "d"
-    assert (workspace / "sandboxes" / sandbox_id / "in_new.txt").read_text() == "n"
+    assert (boxes / sandbox_id / "in_new.txt").read_text() == "n"
     assert not (workspace / "in_new.txt").exists()
     assert await run.sh("pwd; ls", sandbox_id=sandbox_id) == (
-        f"{(workspace / 'sandboxes' / sandbox_id).resolve()}\nin_new.txt\n"
+        f"{(boxes / sandbox_id).resolve()}\nin_new.txt\n"
     )
 
 
@@ -317,6 +318,23 @@ async def test_bubblewrap_required_but_missing_is_a_tool_error(
     run = make_run(isolation="bubblewrap")
     with pytest.raises(ToolException, match=r"bubblewrap cannot run here: bwrap is not installed"):
         await run.py("1")
+
+
+async def test_the_default_sandbox_cannot_steer_where_other_sandboxes_live(
+    make_run: MakeRun, tmp_path: Path
+) -> None:
+    run = make_run()
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    # Plant links where sandbox folders and the marker would be if they lived inside.
+    link = f"os.symlink({str(victim)!r}, "
+    await run.py(f"import os\n{link}'sandboxes')\n{link}'.default')")
+    created = await run.tools["create_sandbox"].ainvoke({})
+    sandbox_id = created.split("sandbox_id: ", 1)[1].split(".", 1)[0]
+    await run.py("open('x.txt', 'w').write('1')", sandbox_id=sandbox_id)
+    assert list(victim.iterdir()) == [] and victim.stat().st_uid == os.geteuid()
+    workspace = run.ctx.workspace
+    assert (workspace.parent / f"{workspace.name}.sandboxes" / sandbox_id / "x.txt").exists()
 
 
 async def test_a_resume_finds_the_sandboxes_with_their_files_but_fresh_state(
