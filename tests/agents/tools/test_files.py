@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,8 +122,10 @@ async def test_symlink_pointing_outside_rejected(
         await tools["read_file"].ainvoke({"path": "file-link"})
     with pytest.raises(ToolException, match="leaves the workspace"):
         await tools["write_file"].ainvoke({"path": "link/new.txt", "content": "x"})
-    with pytest.raises(ToolException, match="leaves the workspace"):
-        await tools["write_file"].ainvoke({"path": "file-link", "content": "x"})
+    # Writing to a link's name replaces the link itself; the target is untouched.
+    await tools["write_file"].ainvoke({"path": "file-link", "content": "x"})
+    assert not (workspace / "file-link").is_symlink()
+    assert (workspace / "file-link").read_text() == "x"
     with pytest.raises(ToolException, match="leaves the workspace"):
         await tools["list_files"].ainvoke({"path": "link"})
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
@@ -194,3 +197,42 @@ async def test_download_refuses_local_addresses_by_default(
     monkeypatch.delenv("MIROGRAPH_ALLOW_PRIVATE_URLS", raising=False)
     with pytest.raises(ToolException, match="local or private address"):
         await tools["download_file"].ainvoke({"url": site.url("/data.bin"), "path": "d.bin"})
+
+
+async def test_links_swapped_in_while_the_tools_work_never_lead_outside(
+    tools: dict[str, BaseTool], workspace: Path, tmp_path: Path
+) -> None:
+    """Code in the sandbox can swap a folder for a link at any moment: the check is made
+    on what was actually opened, so every read or write stays inside or fails."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (workspace / "d").mkdir()
+    (workspace / "d" / "secret.txt").write_text("inside")
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            try:  # the tools may create "d" in a gap; then just try again
+                os.rename(workspace / "d", workspace / "d-real")
+                os.symlink(outside, workspace / "d")
+                os.unlink(workspace / "d")
+                os.rename(workspace / "d-real", workspace / "d")
+            except OSError:
+                continue
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    read: set[str] = set()
+    try:
+        for i in range(200):
+            try:
+                read.add(await tools["read_file"].ainvoke({"path": "d/secret.txt"}))
+                await tools["write_file"].ainvoke({"path": f"d/w{i}.txt", "content": "w"})
+            except ToolException:
+                continue
+    finally:
+        stop.set()
+        swapper.join()
+    assert read <= {"inside"}
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
