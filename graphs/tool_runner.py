@@ -19,6 +19,7 @@ from langgraph.errors import GraphBubbleUp
 from pydantic import ValidationError
 
 from mirograph.agents.tools.base import server_of
+from mirograph.state.redact import redact
 
 TRUNCATED = "[Result truncated]"
 
@@ -55,7 +56,7 @@ class ToolRunner:
         except Exception as exc:
             detail = f"{type(exc).__name__}: {_first_line(exc)}"
             return _error(call["id"], name, _failure(name, server, detail))
-        text = _as_text(output)
+        text = redact(_as_text(output), shapes=False)  # a tool may echo its environment
         if not text.strip():
             text = f"Tool call to {name} on {server} completed, but produced no output."
         return ToolMessage(
@@ -80,7 +81,7 @@ def _failure(name: str, server: str, detail: str) -> str:
 
 
 def _error(call_id: str, name: str, text: str) -> ToolMessage:
-    one_line = " ".join(text.split())
+    one_line = redact(" ".join(text.split()))
     return ToolMessage(content=one_line, tool_call_id=call_id, name=name, status="error", id=_id())
 
 

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -280,7 +281,8 @@ def cache_root(root: Path) -> Path:
 
 
 def scan(root: Path) -> list[Entry]:
-    """Every indexable file under ``root`` (hidden files and folders left out), sorted."""
+    """Every indexable regular file under ``root`` (hidden files and folders, and links,
+    left out), sorted."""
     entries = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -289,8 +291,10 @@ def scan(root: Path) -> list[Entry]:
                 continue
             path = Path(folder, name)
             try:
-                info = path.stat()
-            except OSError:  # a dangling link, or gone since listed
+                info = path.stat(follow_symlinks=False)
+            except OSError:  # gone since listed
+                continue
+            if not stat.S_ISREG(info.st_mode):  # links are skipped: they may lead outside
                 continue
             entries.append((path.relative_to(root).as_posix(), info.st_size, info.st_mtime_ns))
     return sorted(entries)

@@ -7,13 +7,14 @@ the engine sent is read back from the server's request log.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.tools import BaseTool, tool
-from loop_kit import call, is_closing, make_loop, run_loop, servers
+from loop_kit import call, is_closing, make_loop, run_loop, scripted, servers
 
 from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.sim.server import SimServer
@@ -182,3 +183,23 @@ def test_missing_or_repeated_call_ids_get_fresh_ones() -> None:
     assert [c["name"] for c in fixed.tool_calls] == ["a", "b", "c"]
     unique = AIMessage("", tool_calls=calls[:1])
     assert _with_unique_call_ids(unique) is unique
+
+
+async def test_a_tool_that_echoes_a_secret_never_shows_it(
+    server, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAVILY_API_KEY", "tvly-planted-secret-123")
+
+    @tool
+    def leaky(x: int) -> str:
+        """Echo the environment, as a careless tool might."""
+        if x == 2:
+            raise RuntimeError(f"failed with key {os.environ['TAVILY_API_KEY']}")
+        return f"env: TAVILY_API_KEY={os.environ['TAVILY_API_KEY']}"
+
+    srv = server(scripted([call("leaky", x=1), call("leaky", x=2)], "Done.</think>\n\n\\boxed{ok}"))
+    values = await run_loop(make_loop(srv, [leaky]), tmp_path)
+    results = [m.content for m in values["messages"] if m.type == "tool"]
+    assert results[0] == "env: TAVILY_API_KEY=***"
+    assert results[1].endswith("failed with key ***")
+    assert all("tvly-planted" not in str(r["messages"]) for r in srv.requests)

@@ -6,9 +6,14 @@ from mirograph.state.redact import redact
 
 
 def test_secret_environment_values_are_masked() -> None:
-    env = {"TAVILY_API_KEY": "plain-secret-value", "HOME": "/root", "MY_TOKEN": "abc"}
-    text = "key plain-secret-value rejected; home /root; token abc"
-    assert redact(text, env) == "key *** rejected; home /root; token abc"  # short values stay
+    env = {
+        "TAVILY_API_KEY": "plain-secret-value",
+        "API_KEY_PROD": "another-secret-1",
+        "HOME": "/root",
+        "MY_TOKEN": "abc",
+    }
+    text = "key plain-secret-value rejected; prod another-secret-1; home /root; token abc"
+    assert redact(text, env) == "key *** rejected; prod ***; home /root; token abc"  # short stay
 
 
 def test_key_shaped_strings_are_masked_without_the_environment() -> None:

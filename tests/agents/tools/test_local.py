@@ -342,3 +342,18 @@ def test_the_demo_corpus_has_one_of_each_kind() -> None:
     kinds = {p.suffix for p in DEMO.iterdir()}
     assert {".md", ".txt", ".html", ".pdf"} <= kinds
     assert (DEMO / "README.md").is_file()
+
+
+async def test_links_in_the_corpus_are_not_followed(home: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "linked"
+    corpus.mkdir()
+    (corpus / "real.md").write_text("# Real\n\nThe harbour opened in 1901.\n")
+    outside = tmp_path / "private.txt"
+    outside.write_text("private salary figures\n")
+    (corpus / "leak.txt").symlink_to(outside)
+    ctx = ToolContext("r1", tmp_path / "ws")
+    search, read = resolve_tools([{"local": {"path": str(corpus)}}], ctx)
+    found = json.loads(await search.ainvoke({"query": "salary figures"}))
+    assert found["organic"] == []
+    with pytest.raises(ToolException):
+        await read.ainvoke({"doc_id": "leak.txt"})
