@@ -229,7 +229,7 @@ async def test_links_swapped_in_while_the_tools_work_never_lead_outside(
             try:
                 read.add(await tools["read_file"].ainvoke({"path": "d/secret.txt"}))
                 await tools["write_file"].ainvoke({"path": f"d/w{i}.txt", "content": "w"})
-            except ToolException:
+            except Exception:  # a failed call is fine (the runner reports it); an escape is not
                 continue
     finally:
         stop.set()
