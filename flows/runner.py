@@ -174,7 +174,9 @@ async def _compiled(store: Store, record: RunRecord) -> AsyncIterator[_Run]:
     try:
         compiled = built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
         workspace.mkdir(parents=True, exist_ok=True)
-        yield _Run(compiled, _config(record.id, flow_recursion_limit(flow)), flow)
+        config = _config(record.id, flow_recursion_limit(flow))
+        config["max_concurrency"] = flow.max_parallel
+        yield _Run(compiled, config, flow)
     finally:
         await built.aclose()
 

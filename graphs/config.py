@@ -87,6 +87,9 @@ class FlowConfig(BaseModel):
     models: dict[str, ModelConfig]
     agents: dict[str, AgentConfig]
     entry: str
+    #: Tasks of one step that run at once: sub-agent calls of one reply (and, nested,
+    #: theirs); more wait their turn. Bounds load on the model servers.
+    max_parallel: int = Field(8, gt=0)
 
     @model_validator(mode="after")
     def _check_references(self) -> FlowConfig:

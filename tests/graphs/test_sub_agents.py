@@ -371,3 +371,21 @@ def test_agent_names_that_cannot_name_a_node_are_rejected() -> None:
     spec = {"name": "x", "models": {"m": {}}, "agents": {"web:search": {"model": "m"}}}
     with pytest.raises(FlowError, match=r"agents\.web:search: agent names use letters"):
         validate_flow({**spec, "entry": "web:search"}, source="x.yaml")
+
+
+async def test_max_parallel_bounds_how_many_sub_agents_run_at_once(
+    home: Path, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(lambda body: team(body, browsing=3, coding=3)) as srv:
+        flow = team_flow(srv.base_url, srv.base_url).model_copy(update={"max_parallel": 1})
+        outcome = await start_run(QUESTION, flow, run_id="one-at-a-time", store_url=store)
+        order = [
+            r["messages"][1]["content"].split(":")[0]
+            for r in srv.requests
+            if r["messages"][1]["content"].startswith("Sub-task for")
+        ]
+    assert outcome.status == "completed", outcome.reason
+    # One sub-agent at a time: each one's requests form a single unbroken block.
+    blocks = [name for i, name in enumerate(order) if i == 0 or order[i - 1] != name]
+    assert sorted(blocks) == ["Sub-task for browsing", "Sub-task for coding"]
