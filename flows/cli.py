@@ -8,8 +8,10 @@ resume it once the server is back.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -137,46 +139,42 @@ def show(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Status, answer and per-agent counters of one run."""
-    report = _call(run_report(run_id, store_url=store))
+    """A run's timeline: agents, turns, tool calls with short results, sub-agent calls, answer."""
+    from mirograph.flows.views import render_show
+
     if as_json:
-        out.print_json(data=report)
+        out.print_json(data=_call(run_report(run_id, store_url=store)))
         return
-    out.print(f"[bold]{report['id']}[/]  {report['status']}  flow={report['flow']}")
-    out.print(f"question: {report['question']}", markup=False)
-    if report["reason"]:
-        out.print(f"reason: {report['reason']}", markup=False)
-    for warning in report["warnings"]:
-        out.print(f"warning: {warning}", style="yellow", markup=False)
-    table = Table("agent", "turns", "tool calls", "rollbacks", "prompt tok", "completion tok")
-    for name, s in report["agents"].items():
-        table.add_row(
-            name,
-            *(
-                str(s[k])
-                for k in ("turns", "tool_calls", "rollbacks", "prompt_tokens", "completion_tokens")
-            ),
-        )
-    out.print(table)
-    if report["invocations"]:
-        calls = Table("#", "agent", "from", "status", "turns", "tokens", "sub-task")
-        for i, row in enumerate(report["invocations"], 1):
-            calls.add_row(
-                str(i),
-                row["agent"],
-                row["parent"],
-                row["status"],
-                str(row["turns"]),
-                str(row["prompt_tokens"] + row["completion_tokens"]),
-                _short(row["subtask"] or "", 60),
-            )
-        out.print(calls)
-    out.print(f"answer: {report['answer']}", markup=False)
+    out.print(_call(render_show(run_id, store_url=store)))
 
 
-def _short(text: str, width: int) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="The run to export (see `mirograph ls`).")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="jsonl: one JSON object per message, every agent, full tool results;"
+            " miroflow: the MiroThinker agent's task-log JSON.",
+        ),
+    ] = "jsonl",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """The full transcript of a run, every agent, tool results un-omitted, usage per turn."""
+    from mirograph.flows.export import FORMATS, export_run
+
+    if fmt not in FORMATS:
+        _fail(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}", 2)
+    text = _call(export_run(run_id, fmt, store_url=store))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    err.print(f"wrote {output}", style="dim")
 
 
 @app.command("ls")

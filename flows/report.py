@@ -18,7 +18,15 @@ from mirograph.state.registry import RunRecord
 from mirograph.state.schema import AgentStats, empty_stats
 
 #: Counters copied from an invocation's stats into its row of the report.
-INVOCATION_FIELDS = ("turns", "tool_calls", "prompt_tokens", "completion_tokens", "cached_tokens")
+INVOCATION_FIELDS = (
+    "turns",
+    "tool_calls",
+    "model_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "wall_seconds",
+)
 
 
 def build_report(
@@ -36,6 +44,9 @@ def build_report(
         _add(agents[flow.entry], values.get("stats") or {})
     for invocation in invocations:
         _add(agents.setdefault(invocation["agent"], empty_stats()), invocation["stats"])
+    usage = empty_stats()
+    for stats in agents.values():
+        _add(usage, dict(stats))
     return {
         "id": record.id,
         "question": record.question,
@@ -47,6 +58,8 @@ def build_report(
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "agents": agents,
+        #: The run's totals over all agents (the runner adds the run's own wall time).
+        "usage": dict(usage),
         "invocations": [_row(invocation) for invocation in invocations],
         "warnings": [],
     }
@@ -74,6 +87,7 @@ def in_flight(snapshot: StateSnapshot, parent: str, depth: int) -> list[dict[str
                 "status": "running",
                 "stop_reason": None,
                 "stats": {**empty_stats(), **(values.get("stats") or {})},
+                "checkpoint_ns": (sub.config.get("configurable") or {}).get("checkpoint_ns"),
             }
         )
         nested = [*_records(values.get("invocations")), *_pending(values)]
@@ -128,13 +142,19 @@ def _row(invocation: dict[str, Any]) -> dict[str, Any]:
     row = {k: invocation.get(k) for k in ("agent", "parent", "depth", "subtask", "status")}
     row["stop_reason"] = invocation.get("stop_reason")
     row.update({k: stats.get(k, 0) for k in INVOCATION_FIELDS})
+    row["wall_seconds"] = round(float(row["wall_seconds"] or 0), 3)
     row["call_id"] = invocation.get("call_id")
+    row["checkpoint_ns"] = invocation.get("checkpoint_ns")
     return row
 
 
 def _add(total: AgentStats, stats: dict[str, Any]) -> None:
-    for key in total:
-        total[key] += int(stats.get(key, 0) or 0)  # type: ignore[literal-required]
+    for key, value in total.items():
+        added = stats.get(key, 0) or 0
+        if isinstance(value, float):
+            total[key] = round(value + float(added), 3)  # type: ignore[literal-required]
+        else:
+            total[key] = value + int(added)  # type: ignore[literal-required]
 
 
 def _reachable(flow: FlowConfig) -> Iterable[str]:

@@ -22,12 +22,14 @@ from langgraph.graph.state import CompiledStateGraph
 
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.tools.base import ToolContext
+from mirograph.flows.events import EventLog, events_path, read_events
 from mirograph.flows.graph_ref import canonical, load_builder
 from mirograph.flows.loader import FlowError, apply_overrides, ready_to_run, validate_flow
 from mirograph.flows.report import build_report
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.custom import GraphContext
+from mirograph.graphs.run_control import Budgets, PauseRequested, RunControl, controlling
 from mirograph.state.redact import redact
 from mirograph.state.registry import RunRecord, UnknownRunError
 from mirograph.state.store import Store, mirograph_home, open_store
@@ -64,11 +66,13 @@ async def start_run(
     *,
     run_id: str | None = None,
     store_url: str | None = None,
+    control: RunControl | None = None,
 ) -> RunOutcome:
     """Start a new investigation and run it until it completes or pauses.
 
     ``flow`` is a validated flow, or a custom graph reference
     (``path/to/file.py:build_graph`` or ``package.module:build_graph``).
+    ``control`` receives the run's events and can pause it (``request_pause``).
     """
     if not question.strip():
         raise ValueError("the question is empty; pass the question to investigate")
@@ -89,17 +93,21 @@ async def start_run(
             pid=os.getpid(),
         )
         # Built first: a graph that cannot be built is rejected before the run exists.
-        async with _compiled(store, record) as run:
+        async with compiled_run(store, record) as run:
             store.registry.create(record)
-            return await _execute(store, record, {"question": question}, run)
+            return await _execute(store, record, {"question": question}, run, control)
 
 
 async def resume_run(
-    run_id: str, *, store_url: str | None = None, overrides: Sequence[str] = ()
+    run_id: str,
+    *,
+    store_url: str | None = None,
+    overrides: Sequence[str] = (),
+    control: RunControl | None = None,
 ) -> RunOutcome:
     """Continue a paused, failed or killed run from its last checkpoint."""
     async with open_store(store_url) as store:
-        record = _get(store, run_id)
+        record = get_run(store, run_id)
         if record.effective_status == "completed":
             return RunOutcome(run_id, "completed", record.answer, record.reason)
         if overrides:
@@ -109,29 +117,65 @@ async def resume_run(
             flow = validate_flow(spec, source=f"run {run_id}")
             record.flow_spec = flow.model_dump(mode="json")
             store.registry.update(run_id, flow_spec=record.flow_spec)
-        async with _compiled(store, record) as run:
+        async with compiled_run(store, record) as run:
             if run.flow is not None:
                 ready_to_run(run.flow, source=f"run {run_id}")
             snapshot = await run.graph.aget_state(run.config)
             pending = None if snapshot.values else {"question": record.question}
-            return await _execute(store, record, pending, run)
+            return await _execute(store, record, pending, run, control)
 
 
 async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, Any]:
     """What ``show --json`` prints: the registry row, per-agent totals, sub-agent calls."""
     async with open_store(store_url) as store:
-        record = _get(store, run_id)
-        async with _compiled(store, record) as run:
+        record = get_run(store, run_id)
+        async with compiled_run(store, record) as run:
             snapshot = await run.graph.aget_state(run.config, subgraphs=True)
         report = build_report(record, run.flow, snapshot)
+        report["wall_seconds"] = round(run_wall_seconds(record), 3)
+        report["usage"]["wall_seconds"] = report["wall_seconds"]
+        report["events"] = str(events_path(run_id))
         if run.flow is not None:
             report["warnings"] = await asyncio.to_thread(run.flow.environment_warnings)
         return report
 
 
-async def list_runs(*, store_url: str | None = None, limit: int = 200) -> list[RunRecord]:
+async def request_pause(
+    run_id: str, *, store_url: str | None = None, reason: str = "paused by `mirograph pause`"
+) -> RunRecord:
+    """Ask the process running ``run_id`` (any process on this store) to pause at
+    its next step boundary; returns the run's row as it was."""
     async with open_store(store_url) as store:
-        return store.registry.list(limit)
+        record = get_run(store, run_id)
+        if record.effective_status == "running":
+            store.registry.request_pause(run_id, reason)
+        return record
+
+
+def run_wall_seconds(record: RunRecord) -> float:
+    """Seconds the run has been running, over all its sessions.
+
+    A session in progress counts up to now; one whose process was killed,
+    up to its last event.
+    """
+    total = record.wall_seconds
+    started = record.session_started_at
+    if record.status != "running" or started is None:
+        return total
+    if record.effective_status == "running":
+        return total + max(0.0, time.time() - started)
+    last = None
+    for event in read_events(events_path(record.id)):
+        last = event.get("ts", last)
+    return total + max(0.0, (last or started) - started)
+
+
+async def list_runs(
+    *, store_url: str | None = None, limit: int = 200, statuses: Sequence[str] = ()
+) -> list[RunRecord]:
+    """Runs newest first, optionally only those with one of ``statuses``."""
+    async with open_store(store_url) as store:
+        return store.registry.list(limit, statuses)
 
 
 # -- internals ------------------------------------------------------------------
@@ -141,14 +185,17 @@ GRAPH_KEY = "graph"
 
 
 @dataclass
-class _Run:
+class CompiledRun:
+    """A run's graph compiled on the store's checkpointer, and how to invoke it."""
+
     graph: CompiledStateGraph
     config: dict[str, Any]
     #: The flow, or None for a custom graph.
     flow: FlowConfig | None
 
 
-def _get(store: Store, run_id: str) -> RunRecord:
+def get_run(store: Store, run_id: str) -> RunRecord:
+    """The run's registry row, or ``RunNotFoundError``."""
     try:
         return store.registry.get(run_id)
     except UnknownRunError:
@@ -156,7 +203,7 @@ def _get(store: Store, run_id: str) -> RunRecord:
 
 
 @asynccontextmanager
-async def _compiled(store: Store, record: RunRecord) -> AsyncIterator[_Run]:
+async def compiled_run(store: Store, record: RunRecord) -> AsyncIterator[CompiledRun]:
     """The run's graph on the store's checkpointer; model connections closed after."""
     workspace = run_dir(record.id) / "workspace"
     if GRAPH_KEY in record.flow_spec:
@@ -165,7 +212,7 @@ async def _compiled(store: Store, record: RunRecord) -> AsyncIterator[_Run]:
             graph = load_builder(record.flow_spec[GRAPH_KEY])(ctx)
             compiled = graph.compile(checkpointer=store.checkpointer, name=record.flow)
             workspace.mkdir(parents=True, exist_ok=True)
-            yield _Run(compiled, _config(record.id, ctx.recursion_limit), None)
+            yield CompiledRun(compiled, _config(record.id, ctx.recursion_limit), None)
         finally:
             await ctx.aclose()
         return
@@ -176,7 +223,7 @@ async def _compiled(store: Store, record: RunRecord) -> AsyncIterator[_Run]:
         workspace.mkdir(parents=True, exist_ok=True)
         config = _config(record.id, flow_recursion_limit(flow))
         config["max_concurrency"] = flow.max_parallel
-        yield _Run(compiled, config, flow)
+        yield CompiledRun(compiled, config, flow)
     finally:
         await built.aclose()
 
@@ -186,16 +233,68 @@ def _config(run_id: str, limit: int) -> dict[str, Any]:
 
 
 async def _execute(
-    store: Store, record: RunRecord, graph_input: dict[str, Any] | None, run: _Run
+    store: Store,
+    record: RunRecord,
+    graph_input: dict[str, Any] | None,
+    run: CompiledRun,
+    control: RunControl | None,
 ) -> RunOutcome:
     run_id, graph, config = record.id, run.graph, run.config
-    store.registry.update(run_id, status="running", reason=None, pid=os.getpid())
+    control = control or RunControl()
+    wall_before = run_wall_seconds(record)
+    tokens_before = 0
+    if graph_input is None:  # a resumed run: its budgets count what it spent before
+        totals = build_report(record, run.flow, await graph.aget_state(config, subgraphs=True))
+        tokens_before = totals["usage"]["prompt_tokens"] + totals["usage"]["completion_tokens"]
+    budgets = Budgets(run.flow.max_tokens_total, run.flow.max_wall_seconds) if run.flow else None
+    control.begin(
+        run_id,
+        budgets=budgets,
+        tokens_before=tokens_before,
+        wall_before=wall_before,
+        pause_check=lambda: store.registry.pause_request(run_id),
+    )
+    store.registry.update(
+        run_id,
+        status="running",
+        reason=None,
+        pid=os.getpid(),
+        pause_requested=None,
+        wall_seconds=wall_before,
+        session_started_at=time.time(),
+    )
+    log = EventLog(events_path(run_id))
+    control.add_sink(log)
+    control.emit(
+        "run_resumed" if graph_input is None else "run_started",
+        question=record.question,
+        flow=record.flow,
+    )
     try:
-        await graph.ainvoke(graph_input, config, durability="sync")
-    except ModelUnavailableError as exc:
+        return await _invoke(store, record, graph_input, run, control)
+    finally:
+        control.remove_sink(log)
+        log.close()
+
+
+async def _invoke(
+    store: Store,
+    record: RunRecord,
+    graph_input: dict[str, Any] | None,
+    run: CompiledRun,
+    control: RunControl,
+) -> RunOutcome:
+    run_id, graph, config = record.id, run.graph, run.config
+    try:
+        with controlling(control):
+            await graph.ainvoke(graph_input, config, durability="sync")
+    except (ModelUnavailableError, PauseRequested) as exc:
         store.discard_uncommitted()
-        reason = redact(str(exc))
-        store.registry.update(run_id, status="paused", reason=reason)
+        if isinstance(exc, PauseRequested):
+            reason = control.pause_reason or "pause requested"
+        else:
+            reason = redact(str(exc))
+        await _end_session(store, record, run, control, status="paused", reason=reason)
         return RunOutcome(run_id, "paused", None, reason)
     except BaseException as exc:
         # An interrupted step may hold an open write (its blobs) that would
@@ -205,16 +304,49 @@ async def _execute(
         reason = redact(f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}")
         interrupted = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
         status = "paused" if isinstance(exc, interrupted) else "failed"
-        store.registry.update(run_id, status=status, reason=reason)
+        if status == "paused":
+            reason = control.pause_reason or "stopped at once (interrupted)"
+        await _end_session(store, record, run, control, status=status, reason=reason)
         if status == "failed":
             raise RunFailedError(
                 f"run {run_id} stopped: {reason}; fix the cause, then `mirograph resume {run_id}`"
             ) from exc
         raise
     snapshot = await graph.aget_state(config)
-    values = snapshot.values
-    report = build_report(record, run.flow, snapshot)
-    store.registry.update(
-        run_id, status="completed", answer=values.get("answer"), usage=report["agents"]
+    answer = snapshot.values.get("answer")
+    await _end_session(store, record, run, control, status="completed", answer=answer)
+    return RunOutcome(run_id, "completed", answer, None)
+
+
+async def _end_session(
+    store: Store,
+    record: RunRecord,
+    run: CompiledRun,
+    control: RunControl,
+    *,
+    status: str,
+    reason: str | None = None,
+    answer: str | None = None,
+) -> None:
+    """Record how the session ended: status, running time, usage so far, one event."""
+    fields: dict[str, Any] = {
+        "status": status,
+        "reason": reason,
+        "wall_seconds": control.wall_seconds,
+        "pause_requested": None,
+    }
+    if status == "completed":
+        fields["answer"] = answer
+    try:
+        snapshot = await run.graph.aget_state(run.config, subgraphs=True)
+        fields["usage"] = build_report(record, run.flow, snapshot)["agents"]
+    except Exception:  # a store too broken to read keeps the usage it had
+        pass
+    store.registry.update(record.id, **fields)
+    control.emit(
+        f"run_{status}",
+        reason=reason,
+        answer=answer,
+        wall_seconds=round(control.wall_seconds, 3),
+        tokens=control.tokens,
     )
-    return RunOutcome(run_id, "completed", values.get("answer"), None)

@@ -90,6 +90,10 @@ class FlowConfig(BaseModel):
     #: Tasks of one step that run at once: sub-agent calls of one reply (and, nested,
     #: theirs); more wait their turn. Bounds load on the model servers.
     max_parallel: int = Field(8, gt=0)
+    #: Budgets of the whole run (all agents, all sessions). Past one, every agent
+    #: makes its closing request, so the run still ends with an answer.
+    max_tokens_total: int | None = Field(None, gt=0)
+    max_wall_seconds: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _check_references(self) -> FlowConfig:

@@ -83,6 +83,7 @@ class Agent:
                 status="completed",
                 stop_reason=result.stop_reason,
                 stats=stats,
+                checkpoint_ns=(config.get("configurable") or {}).get("checkpoint_ns") or "",
             )
             nested = [{**r, "depth": r["depth"] + 1} for r in out.get("invocations") or ()]
             return {**into(state, result), "invocations": [record, *nested]}

@@ -139,6 +139,7 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
             status="completed",
             stop_reason=None,
             stats=empty_stats(),
+            checkpoint_ns=_namespace(config),
         )
         nested: list[dict[str, Any]] = []
         try:
@@ -170,6 +171,11 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
         return {"results": {call_id: result}}
 
     return delegate
+
+
+def _namespace(config: RunnableConfig) -> str:
+    """This node's checkpoint namespace: the one the sub-agent's graph runs in."""
+    return (config.get("configurable") or {}).get("checkpoint_ns") or ""
 
 
 async def _last_stats(config: RunnableConfig) -> AgentStats:

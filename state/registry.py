@@ -11,7 +11,9 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +35,20 @@ CREATE TABLE IF NOT EXISTS mirograph_runs (
 )
 """
 
+#: Columns added after the first release, with their definitions (added to old files).
+_LATER_COLUMNS = {
+    # Why a pause was asked for by another process (``mirograph pause``); NULL: none.
+    "pause_requested": "TEXT",
+    # Running seconds of the sessions that ended; the one in progress is not included.
+    "wall_seconds": "REAL NOT NULL DEFAULT 0",
+    # When the session in progress (or the last one) started.
+    "session_started_at": "REAL",
+}
+_COLUMNS = (
+    "id, question, flow, flow_spec, status, reason, answer, usage, pid, created_at, updated_at,"
+    " pause_requested, wall_seconds, session_started_at"
+)
+
 
 class UnknownRunError(LookupError):
     """No run with that id in the store."""
@@ -51,6 +67,9 @@ class RunRecord:
     pid: int | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    pause_requested: str | None = None
+    wall_seconds: float = 0.0
+    session_started_at: float | None = None
 
     @property
     def effective_status(self) -> RunStatus:
@@ -93,6 +112,10 @@ class SqliteRunRegistry:
         self._conn.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.execute(_SCHEMA)
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(mirograph_runs)")}
+        for name, definition in _LATER_COLUMNS.items():
+            if name not in present:
+                self._conn.execute(f"ALTER TABLE mirograph_runs ADD COLUMN {name} {definition}")
 
     def close(self) -> None:
         self._conn.close()
@@ -137,21 +160,35 @@ class SqliteRunRegistry:
 
     def get(self, run_id: str) -> RunRecord:
         row = self._conn.execute(
-            "SELECT id, question, flow, flow_spec, status, reason, answer, usage, pid,"
-            " created_at, updated_at FROM mirograph_runs WHERE id = ?",
-            (run_id,),
+            f"SELECT {_COLUMNS} FROM mirograph_runs WHERE id = ?", (run_id,)
         ).fetchone()
         if row is None:
             raise UnknownRunError(run_id)
         return _record(row)
 
-    def list(self, limit: int = 200) -> list[RunRecord]:
+    def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:
+        """Newest first; ``statuses`` filters by effective status (a dead runner's
+        ``running`` row counts as ``paused``)."""
         rows = self._conn.execute(
-            "SELECT id, question, flow, flow_spec, status, reason, answer, usage, pid,"
-            " created_at, updated_at FROM mirograph_runs ORDER BY created_at DESC LIMIT ?",
-            (limit,),
+            f"SELECT {_COLUMNS} FROM mirograph_runs ORDER BY created_at DESC"
         ).fetchall()
-        return [_record(row) for row in rows]
+        records = (_record(row) for row in rows)
+        if statuses:
+            records = (r for r in records if r.effective_status in statuses)
+        return list(islice(records, limit))
+
+    def request_pause(self, run_id: str, reason: str) -> None:
+        """Ask the process running ``run_id`` to pause at its next step boundary."""
+        self._conn.execute(
+            "UPDATE mirograph_runs SET pause_requested = ? WHERE id = ?", (reason, run_id)
+        )
+
+    def pause_request(self, run_id: str) -> str | None:
+        """Why another process asked this run to pause, if it did (a read: never waits)."""
+        row = self._conn.execute(
+            "SELECT pause_requested FROM mirograph_runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return row[0] if row else None
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:
@@ -167,4 +204,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         pid=row[8],
         created_at=row[9],
         updated_at=row[10],
+        pause_requested=row[11],
+        wall_seconds=row[12] or 0.0,
+        session_started_at=row[13],
     )

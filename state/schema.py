@@ -28,6 +28,8 @@ class AgentStats(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    #: Seconds spent in this agent's own model calls and tool calls.
+    wall_seconds: float
 
 
 def empty_stats() -> AgentStats:
@@ -41,6 +43,7 @@ def empty_stats() -> AgentStats:
         prompt_tokens=0,
         completion_tokens=0,
         cached_tokens=0,
+        wall_seconds=0.0,
     )
 
 
@@ -60,6 +63,8 @@ class Invocation(TypedDict):
     status: str
     stop_reason: str | None
     stats: AgentStats
+    #: Where the call's own history is checkpointed (``mirograph export`` reads it).
+    checkpoint_ns: NotRequired[str]
 
 
 class AgentInput(TypedDict):

@@ -1,0 +1,82 @@
+"""A run's event log: one JSON line per model call, tool call and agent call.
+
+Written with structlog to ``$MIROGRAPH_HOME/runs/<id>/events.jsonl`` as the run
+goes (appended across sessions), so a run killed mid-way still has its trace.
+Every string passes through ``redact`` first: an API key that a tool echoed
+never reaches the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from mirograph.state.redact import redact
+from mirograph.state.store import mirograph_home
+
+EVENTS_FILE = "events.jsonl"
+
+
+def events_path(run_id: str) -> Path:
+    return mirograph_home() / "runs" / run_id / EVENTS_FILE
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every string in it redacted (dicts and lists walked)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
+def _scrub_processor(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    return scrub(event)
+
+
+class EventLog:
+    """Appends events to one run's ``events.jsonl`` (line-buffered: a crash loses none)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
+        self._log = structlog.wrap_logger(
+            structlog.WriteLogger(self._file),
+            processors=[_scrub_processor, structlog.processors.JSONRenderer(default=str)],
+            wrapper_class=structlog.BoundLogger,
+        )
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        fields = dict(event)
+        self._log.msg(fields.pop("event"), **fields)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """The events of a log, oldest first; a line cut by a crash is skipped."""
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def console_line(event: Mapping[str, Any]) -> str:
+    """One event as a human line (structlog's console rendering, with colours)."""
+    fields = {k: v for k, v in event.items() if k not in ("run_id", "ts") and v is not None}
+    return _CONSOLE(None, "info", fields)
+
+
+_CONSOLE = structlog.dev.ConsoleRenderer(colors=True, pad_event_to=12)
