@@ -200,6 +200,22 @@ def list_command(store: StoreOpt = None) -> None:
     out.print(table)
 
 
+@app.command()
+def demo(store: StoreOpt = None) -> None:
+    """See the whole engine work offline: a simulated model, a bundled corpus, pause, resume."""
+    from mirograph.flows.demo import DEMO_NOTICE, run_demo
+    from mirograph.flows.views import render_show
+    from mirograph.graphs.run_control import RunControl
+
+    err.print(DEMO_NOTICE, markup=False, soft_wrap=True)
+    control = RunControl()
+    result = _call(run_demo(control, store_url=store))
+    out.print(_call(render_show(result.run_id, store_url=store)))
+    if result.status != "completed":
+        _fail(f"demo run {result.run_id} {result.status}: {result.reason}", 1)
+    print(f"answer: {result.answer}")
+
+
 @app.command("sim-model")
 def sim_model(
     policy: Annotated[str, typer.Option("--policy", help="module:function returning the reply.")],

@@ -84,6 +84,8 @@ class RunControl:
         self.wall_before = wall_before
         self.pause_check = pause_check
         self._started = time.monotonic()
+        with self._lock:
+            self._pause = None  # a pause ends the session that was asked to pause
 
     def add_sink(self, sink: EventSink) -> None:
         self._sinks.append(sink)
