@@ -8,9 +8,12 @@ resume it once the server is back.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -21,17 +24,21 @@ from rich.table import Table
 from mirograph.agents.tools.registry import ToolRefError
 from mirograph.flows.graph_ref import is_graph_ref
 from mirograph.flows.loader import FlowError, load_flow
+from mirograph.flows.progress import JsonEvents, RunProgress
 from mirograph.flows.runner import (
     RunFailedError,
     RunNotFoundError,
     RunOutcome,
     list_runs,
+    request_pause,
     resume_run,
     run_report,
     start_run,
 )
 from mirograph.graphs.builder import FlowBuildError
 from mirograph.graphs.config import FlowConfig
+from mirograph.graphs.run_control import RunControl
+from mirograph.state.registry import RunRecord
 from mirograph.state.store import StoreURLError
 
 app = typer.Typer(
@@ -76,11 +83,70 @@ def _call(coro: Coroutine[Any, Any, T]) -> T:
         _fail("interrupted; the run is paused and resumable with `mirograph resume RUN_ID`", 130)
 
 
+def _resume_command(run_id: str, store: str | None) -> str:
+    return f"mirograph resume {run_id}" + (f" --store {store}" if store else "")
+
+
+def _drive(
+    start: Callable[[RunControl], Coroutine[Any, Any, RunOutcome]],
+    store: str | None,
+    as_json: bool,
+) -> RunOutcome:
+    """Run a session with live progress (on a terminal) or JSON events (``--json``).
+
+    Ctrl-C once asks the run to pause after the step in progress; twice stops
+    it at once. Either way the run stays resumable.
+    """
+    control = RunControl()
+    if as_json:
+        control.add_sink(JsonEvents(sys.stderr))
+    presses = 0
+
+    async def main() -> RunOutcome:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses == 1:
+                control.request_pause("paused by Ctrl-C")
+                err.print("pausing after the current step… (Ctrl-C again stops at once)")
+            elif task is not None:
+                task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        try:
+            return await start(control)
+        except asyncio.CancelledError:
+            if presses < 2:
+                raise
+            # The runner has marked the run paused and closed the store. Leave now:
+            # a tool still running in a worker thread must not hold the exit.
+            run_id = control.run_id or "RUN_ID"
+            err.print(
+                f"error: stopped at once; run {run_id} is resumable:"
+                f" {_resume_command(run_id, store)}",
+                markup=False,
+                soft_wrap=True,
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    progress = RunProgress(control, err) if err.is_terminal and not as_json else nullcontext()
+    with progress:
+        return _call(main())
+
+
 def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:
     if as_json:
         out.print_json(data=_call(run_report(outcome.id, store_url=store)))
     if outcome.status == "paused":
-        _fail(f"run {outcome.id} paused: {outcome.reason}; then `mirograph resume {outcome.id}`", 3)
+        resume = _resume_command(outcome.id, store)
+        _fail(f"run {outcome.id} paused ({outcome.reason}); continue with: {resume}", 3)
     if not as_json:
         err.print(f"run {outcome.id} completed", style="dim")
         print(outcome.answer if outcome.answer is not None else "(no boxed answer found)")
@@ -117,7 +183,13 @@ def run(
                 err.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
     except FlowError as exc:
         _fail(str(exc), 2)
-    outcome = _call(start_run(question, target, run_id=run_id, store_url=store))
+    outcome = _drive(
+        lambda control: start_run(
+            question, target, run_id=run_id, store_url=store, control=control
+        ),
+        store,
+        as_json,
+    )
     _finish(outcome, store, as_json)
 
 
@@ -129,7 +201,13 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a paused, failed or killed run from its last checkpoint."""
-    outcome = _call(resume_run(run_id, store_url=store, overrides=overrides or []))
+    outcome = _drive(
+        lambda control: resume_run(
+            run_id, store_url=store, overrides=overrides or [], control=control
+        ),
+        store,
+        as_json,
+    )
     _finish(outcome, store, as_json)
 
 
@@ -140,11 +218,11 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's timeline: agents, turns, tool calls with short results, sub-agent calls, answer."""
-    from mirograph.flows.views import render_show
-
     if as_json:
         out.print_json(data=_call(run_report(run_id, store_url=store)))
         return
+    from mirograph.flows.views import render_show
+
     out.print(_call(render_show(run_id, store_url=store)))
 
 
@@ -178,26 +256,88 @@ def export(
 
 
 @app.command("ls")
-def list_command(store: StoreOpt = None) -> None:
-    """List runs, newest first."""
-    records = _call(list_runs(store_url=store))
-    if not records:
-        err.print('no runs yet; start one with `mirograph run "question"`')
+def list_command(
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", "-s", help="Only runs with this status (repeatable): " + ", ".join(STATUSES)
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many runs.")] = 50,
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of runs.")] = False,
+) -> None:
+    """List runs, newest first: id, status, question, flow, turns, tokens, age."""
+    unknown = sorted(set(status or ()) - set(STATUSES))
+    if unknown:
+        _fail(f"unknown status {unknown[0]!r}; use one of: {', '.join(STATUSES)}", 2)
+    records = _call(list_runs(store_url=store, limit=limit, statuses=status or ()))
+    rows = [_ls_row(r) for r in records]
+    if as_json:
+        out.print_json(data=rows)
         return
-    table = Table("id", "status", "flow", "turns", "age", "question")
+    if not records:
+        hint = "" if status else '; start one with `mirograph run "question"`'
+        err.print(f"no runs{' with that status' if status else ' yet'}{hint}")
+        return
+    table = Table("id", "status", "question", "flow", "turns", "tokens", "age")
     table.columns[0].no_wrap = True
-    now = time.time()
-    for r in records:
-        turns = sum(a.get("turns", 0) for a in r.usage.values()) if r.usage else "-"
+    for row in rows:
         table.add_row(
-            r.id,
-            r.effective_status,
-            r.flow,
-            str(turns),
-            _age(now - r.created_at),
-            r.question[:60],
+            row["id"],
+            row["status"],
+            _short(row["question"], 50),
+            row["flow"],
+            "-" if row["turns"] is None else str(row["turns"]),
+            "-" if row["tokens"] is None else f"{row['tokens']:,}",
+            _age(row["age_seconds"]),
         )
     out.print(table)
+
+
+STATUSES = ("running", "paused", "completed", "failed")
+
+
+def _ls_row(record: RunRecord) -> dict[str, Any]:
+    """What ``ls`` shows of a run; counts as of the end of its last session."""
+    usage = record.usage or {}
+    turns = sum(a.get("turns", 0) for a in usage.values()) if usage else None
+    tokens = (
+        sum(a.get("prompt_tokens", 0) + a.get("completion_tokens", 0) for a in usage.values())
+        if usage
+        else None
+    )
+    return {
+        "id": record.id,
+        "status": record.effective_status,
+        "question": record.question,
+        "flow": record.flow,
+        "turns": turns,
+        "tokens": tokens,
+        "age_seconds": round(time.time() - record.created_at, 1),
+        "created_at": record.created_at,
+    }
+
+
+def _short(text: str, width: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+@app.command()
+def pause(
+    run_id: Annotated[str, typer.Argument(help="The running run to pause (see `mirograph ls`).")],
+    store: StoreOpt = None,
+) -> None:
+    """Pause a run that another process is running, at its next step boundary."""
+    record = _call(request_pause(run_id, store_url=store))
+    status = record.effective_status
+    if status != "running":
+        _fail(f"run {run_id} is {status}, not running; nothing to pause", 2)
+    err.print(
+        f"asked run {run_id} to pause after its current step; its process marks it paused"
+        f" (`mirograph show {run_id}`), then: {_resume_command(run_id, store)}"
+    )
 
 
 @app.command()

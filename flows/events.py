@@ -37,7 +37,9 @@ def scrub(value: Any) -> Any:
 
 
 def _scrub_processor(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    return scrub(event)
+    """Secrets out; the event's name, time and run first, for people reading the file."""
+    head = {k: event.pop(k) for k in ("event", "ts", "run_id") if k in event}
+    return scrub({**head, **event})
 
 
 class EventLog:
@@ -71,12 +73,3 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError:
                 continue
-
-
-def console_line(event: Mapping[str, Any]) -> str:
-    """One event as a human line (structlog's console rendering, with colours)."""
-    fields = {k: v for k, v in event.items() if k not in ("run_id", "ts") and v is not None}
-    return _CONSOLE(None, "info", fields)
-
-
-_CONSOLE = structlog.dev.ConsoleRenderer(colors=True, pad_event_to=12)

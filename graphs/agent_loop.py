@@ -21,6 +21,8 @@ more tools.
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.messages.tool import InvalidToolCall, ToolCall
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.context import _tracing_v2_is_enabled as tracing_v2_is_enabled
@@ -50,8 +53,9 @@ from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import DEDUPE_KEY, server_of, tool_specs
 from mirograph.graphs.config import AgentConfig
 from mirograph.graphs.reply_checks import query_keys, rollback_reason
+from mirograph.graphs.run_control import agent_namespace, current_control
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
-from mirograph.graphs.tool_runner import ToolRunner
+from mirograph.graphs.tool_runner import ToolReport, ToolRunner
 from mirograph.state.blobs import BlobStore, hydrate, offload
 from mirograph.state.retention import RetentionWindow
 from mirograph.state.schema import AgentInput, AgentOutput, AgentState, AgentStats, empty_stats
@@ -161,6 +165,12 @@ class AgentLoop:
 
     async def call_model(self, state: AgentState, config: RunnableConfig) -> Command[Any]:
         stats = _stats(state)
+        control = current_control()
+        if control is not None:
+            control.check_pause()  # the step before this one is checkpointed
+            if budget := control.over_budget():
+                self._emit(config, "budget_reached", budget=budget, turn=stats["turns"])
+                return _close(stats, budget)
         view = await self._view(state["messages"])
         # Room is kept for the closing request, which must still fit after this turn.
         closing = prompts.closing_request(state["question"], role=self.role)
@@ -174,6 +184,7 @@ class AgentLoop:
         length_retries = 0
         cut: AIMessage | None = None  # the last reply cut by max_tokens
         while True:
+            started = time.perf_counter()
             try:
                 reply = await self._invoke(view, config, stats, tools=True, max_tokens=max_tokens)
             except ContextOverflowError:
@@ -181,6 +192,7 @@ class AgentLoop:
                     return _close(stats, "context_overflow")
                 # Only the larger reply budget did not fit: keep the reply that was cut.
                 reply, length_retries = cut, self.config.max_length_retries
+                started = None
             else:
                 _count_usage(stats, reply)
             if (
@@ -190,6 +202,7 @@ class AgentLoop:
             ):
                 length_retries += 1
                 stats["length_retries"] += 1
+                self._model_event(config, stats, started, reply, "cut", "reply cut by max_tokens")
                 cut, max_tokens = reply, larger
                 continue
             repeated = [k for k in query_keys(reply, self._dedupe) if k in seen]
@@ -197,6 +210,7 @@ class AgentLoop:
                 k for k in repeated if duplicates.get(k, 0) >= self.config.max_duplicate_rollbacks
             ]
             reason = rollback_reason(reply, [k for k in repeated if k not in insisting])
+            self._model_event(config, stats, started, reply, "rollback" if reason else "ok", reason)
             if reason is None:
                 break
             for key in repeated:
@@ -232,9 +246,14 @@ class AgentLoop:
             goto.append("tools")
         return goto
 
-    async def run_tools(self, state: AgentState) -> Command[Any]:
+    async def run_tools(self, state: AgentState, config: RunnableConfig) -> Command[Any]:
+        control = current_control()
+        if control is not None:
+            control.check_pause()
         reply = state["messages"][-1]
         assert isinstance(reply, AIMessage)
+        stats = _stats(state)
+        report = self._tool_reporter(config, stats["turns"]) if control is not None else None
         if delegations := delegated(reply, self._agents_by_tool):
             # Sub-agents run beside this node; ``collect`` merges all results in order.
             sent = {call["id"] for call, _ in delegations}
@@ -243,15 +262,22 @@ class AgentLoop:
             )
             order = {call["id"]: i for i, call in enumerate(reply.tool_calls)}
             pending = {}
-            for i, result in enumerate(await self._runner.run(rest)):
+            for i, result in enumerate(await self._runner.run(rest, report)):
                 position = order.get(result.tool_call_id, len(reply.tool_calls) + i)
                 pending[result.tool_call_id] = {"message": result, "order": position}
             return Command(update={"results": pending}, goto="collect")
-        results = [await offload(r, self.blobs) for r in await self._runner.run(reply)]
-        return _route(self._after_results(state, {"messages": results}), "model")
+        started = time.perf_counter()
+        results = await self._runner.run(reply, report)
+        stats["wall_seconds"] = round(stats["wall_seconds"] + time.perf_counter() - started, 3)
+        results = [await offload(r, self.blobs) for r in results]
+        update = {"messages": results, "stats": stats}
+        return _route(self._after_results(state, update), "model")
 
     async def collect(self, state: AgentState) -> Command[Any]:
         """Append one turn's results, sub-agent reports included, in call order."""
+        control = current_control()
+        if control is not None:
+            control.check_pause()
         pending = sorted((state.get("results") or {}).values(), key=lambda r: r["order"])
         messages = [await offload(self._within_budget(r["message"]), self.blobs) for r in pending]
         invocations = [record for r in pending for record in r.get("invocations", ())]
@@ -279,12 +305,14 @@ class AgentLoop:
         history = list(state["messages"])
         if state.get("stop_reason") == "context_overflow":
             history = _without_last_turn(history)  # the turn whose result overflowed
+        started = time.perf_counter()
         reply = await self._closing_reply([*history, request], config, stats)
         answer: str | None
         if reply is None:
             answer, new = state.get("boxed"), [request]
         else:
             _count_usage(stats, reply)
+            self._model_event(config, stats, started, reply, "ok", phase="close")
             visible = split_thinking(reply.text)[1]
             if self.role == "main":
                 answer = extract_boxed(visible) or state.get("boxed")
@@ -298,6 +326,70 @@ class AgentLoop:
             "phase": "done",
             "stop_reason": state.get("stop_reason") or "answered",
         }
+
+    # -- events ---------------------------------------------------------------
+
+    def _emit(self, config: RunnableConfig, event: str, **fields: Any) -> None:
+        control = current_control()
+        if control is not None:
+            control.emit(event, agent=self.name, ns=agent_namespace(config), **fields)
+
+    def _model_event(
+        self,
+        config: RunnableConfig,
+        stats: AgentStats,
+        started: float | None,
+        reply: AIMessage,
+        outcome: str,
+        detail: str | None = None,
+        *,
+        phase: str = "work",
+    ) -> None:
+        """One model call: counted into the agent's time, reported as an event.
+
+        ``started`` None: a reply already reported (a cut reply kept after the
+        larger budget overflowed), not reported twice.
+        """
+        if started is None:
+            return
+        latency = time.perf_counter() - started
+        stats["wall_seconds"] = round(stats["wall_seconds"] + latency, 3)
+        if current_control() is None:
+            return
+        usage = reply.usage_metadata or {}
+        self._emit(
+            config,
+            "model_call",
+            turn=stats["turns"] + (1 if phase == "work" else 0),
+            max_turns=self.config.max_turns,
+            phase=phase,
+            latency_ms=round(latency * 1000, 1),
+            prompt_tokens=usage.get("input_tokens", 0),
+            completion_tokens=usage.get("output_tokens", 0),
+            cached_tokens=(usage.get("input_token_details") or {}).get("cache_read", 0) or 0,
+            outcome=outcome,
+            detail=detail,
+            tool_calls=[c["name"] for c in reply.tool_calls],
+            finish_reason=reply.response_metadata.get("finish_reason"),
+        )
+
+    def _tool_reporter(self, config: RunnableConfig, turn: int) -> ToolReport:
+        def report(call: ToolCall | InvalidToolCall, result: ToolMessage, seconds: float) -> None:
+            name = call.get("name") or "unknown"
+            self._emit(
+                config,
+                "tool_call",
+                turn=turn,
+                tool=name,
+                server=self._servers.get(name, "unknown"),
+                latency_ms=round(seconds * 1000, 1),
+                outcome="error" if result.status == "error" else "ok",
+                args=_preview(call.get("args"), 160),
+                result=_preview(result.text, 200),
+                chars=len(result.text),
+            )
+
+        return report
 
     # -- helpers --------------------------------------------------------------
 
@@ -351,7 +443,20 @@ class AgentLoop:
         def count_retry() -> None:
             stats["retries"] += 1
 
-        reply = await self.retry.call(once, count_retry)
+        try:
+            reply = await self.retry.call(once, count_retry)
+        except Exception as exc:
+            lines = str(exc).strip().splitlines()
+            self._emit(
+                config,
+                "model_call",
+                turn=stats["turns"] + (1 if tools else 0),
+                max_turns=self.config.max_turns,
+                phase="work" if tools else "close",
+                outcome="error",
+                detail=f"{type(exc).__name__}: {lines[0][:300] if lines else ''}",
+            )
+            raise
         if not reply.id:
             reply.id = _id()
         return reply
@@ -394,6 +499,14 @@ class AgentLoop:
             except ContextOverflowError:
                 continue
         return None
+
+
+def _preview(value: Any, width: int) -> str:
+    """A one-line, bounded rendering of tool arguments or a result, for events."""
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False, default=str)
+    line = " ".join(value.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _estimate_tokens(messages: Sequence[BaseMessage]) -> int:

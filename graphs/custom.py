@@ -15,6 +15,7 @@ killed run resumes inside the agent at the turn it reached.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ from mirograph.agents.tools.base import ToolContext
 from mirograph.agents.tools.registry import ToolRefSpec, resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import AgentConfig, recursion_limit
+from mirograph.graphs.run_control import current_control
 from mirograph.state.blobs import BlobStore
 from mirograph.state.schema import AgentStats, Invocation, empty_stats
 
@@ -71,19 +73,44 @@ class Agent:
 
         async def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
             question = ask(state)
+            ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
+            call_id = uuid.uuid4().hex
+            control = current_control()
+            started = time.perf_counter()
+            if control is not None:
+                control.emit(
+                    "agent_started",
+                    agent=name,
+                    parent="graph",
+                    ns=ns,
+                    call_id=call_id,
+                    subtask=question,
+                )
             out = await graph.ainvoke({"question": question}, config)
             stats = out.get("stats") or empty_stats()
             result = AgentResult(out.get("answer"), out.get("stop_reason"), stats)
+            if control is not None:
+                control.emit(
+                    "agent_finished",
+                    agent=name,
+                    parent="graph",
+                    ns=ns,
+                    call_id=call_id,
+                    status="completed",
+                    stop_reason=result.stop_reason,
+                    turns=stats["turns"],
+                    latency_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
             record = Invocation(
                 agent=name,
                 parent="graph",
                 depth=1,
-                call_id=uuid.uuid4().hex,
+                call_id=call_id,
                 subtask=question,
                 status="completed",
                 stop_reason=result.stop_reason,
                 stats=stats,
-                checkpoint_ns=(config.get("configurable") or {}).get("checkpoint_ns") or "",
+                checkpoint_ns=ns,
             )
             nested = [{**r, "depth": r["depth"] + 1} for r in out.get("invocations") or ()]
             return {**into(state, result), "invocations": [record, *nested]}

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -23,6 +24,9 @@ from mirograph.state.redact import redact
 
 TRUNCATED = "[Result truncated]"
 
+#: Told of each call once it has its result: the call, the result, seconds taken.
+ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float], None]
+
 
 class ToolRunner:
     def __init__(self, tools: Sequence[BaseTool], *, timeout_s: float, max_chars: int) -> None:
@@ -30,11 +34,22 @@ class ToolRunner:
         self.timeout_s = timeout_s
         self.max_chars = max_chars
 
-    async def run(self, reply: AIMessage) -> list[ToolMessage]:
+    async def run(self, reply: AIMessage, report: ToolReport | None = None) -> list[ToolMessage]:
         """Results in call order; malformed calls answered with their parse error."""
-        results = await asyncio.gather(*(self._call(call) for call in reply.tool_calls))
-        results.extend(self._malformed(call) for call in reply.invalid_tool_calls)
+        results = await asyncio.gather(*(self._timed(call, report) for call in reply.tool_calls))
+        for call in reply.invalid_tool_calls:
+            results.append(self._malformed(call))
+            if report is not None:
+                report(call, results[-1], 0.0)
         return results
+
+    async def _timed(self, call: ToolCall, report: ToolReport | None) -> ToolMessage:
+        if report is None:
+            return await self._call(call)
+        started = time.perf_counter()
+        result = await self._call(call)
+        report(call, result, time.perf_counter() - started)
+        return result
 
     async def _call(self, call: ToolCall) -> ToolMessage:
         name = call["name"]

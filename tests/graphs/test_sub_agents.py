@@ -309,10 +309,10 @@ async def test_a_sub_agent_that_breaks_becomes_a_tool_error_and_keeps_its_counts
 ) -> None:
     run_tools = ToolRunner.run
 
-    async def breaking(self: ToolRunner, reply: Any) -> Any:
+    async def breaking(self: ToolRunner, reply: Any, report: Any = None) -> Any:
         if any(c["name"] == "compute" and c["args"].get("step") == 2 for c in reply.tool_calls):
             raise RuntimeError("engine bug near sk-live-abcdefgh12345")
-        return await run_tools(self, reply)
+        return await run_tools(self, reply, report)
 
     monkeypatch.setattr(ToolRunner, "run", breaking)
     store = f"sqlite:///{tmp_path / 'runs.db'}"
