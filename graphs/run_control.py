@@ -51,6 +51,7 @@ class RunControl:
         *,
         on_event: EventSink | None = None,
         budgets: Budgets | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_id = ""
         self._sinks: list[EventSink] = [on_event] if on_event is not None else []
@@ -60,7 +61,8 @@ class RunControl:
         self.pause_check: Callable[[], str | None] | None = None
         self.tokens = 0
         self.wall_before = 0.0
-        self._started = time.monotonic()
+        self._clock = clock
+        self._started = clock()
         self._pause: str | None = None
         self._lock = threading.Lock()
 
@@ -83,7 +85,7 @@ class RunControl:
         self.tokens = tokens_before
         self.wall_before = wall_before
         self.pause_check = pause_check
-        self._started = time.monotonic()
+        self._started = self._clock()
         with self._lock:
             self._pause = None  # a pause ends the session that was asked to pause
 
@@ -118,7 +120,7 @@ class RunControl:
     @property
     def wall_seconds(self) -> float:
         """Active seconds of the run: earlier sessions plus this one."""
-        return self.wall_before + time.monotonic() - self._started
+        return self.wall_before + self._clock() - self._started
 
     def over_budget(self) -> str | None:
         """The budget key that is spent, or None."""

@@ -129,7 +129,7 @@ def coding_finished(cli: Cli) -> None:
 
 
 def test_ctrl_c_twice_stops_at_once_and_leaves_a_resumable_run(cli: Cli, held) -> None:
-    runner, go, log = held
+    runner, _, log = held
     coding_finished(cli)
     runner.send_signal(signal.SIGINT)
     stderr_line(runner, "pausing after the current step")

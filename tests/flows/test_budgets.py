@@ -1,0 +1,114 @@
+"""Flow budgets end a run gracefully: every agent makes its closing request, and
+the run completes with an answer built from what was found so far."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from team_policy import team
+
+from mirograph.agents.sim.server import SimServer
+from mirograph.flows.events import events_path, read_events
+from mirograph.flows.loader import FlowError, validate_flow
+from mirograph.flows.runner import run_report, start_run
+from mirograph.graphs.run_control import Budgets, RunControl
+
+QUESTION = "How do alpha and beta compare?"
+
+
+def team_flow(base_url: str, **top: Any) -> Any:
+    return validate_flow(
+        {
+            "name": "team",
+            "models": {"m": {"base_url": base_url, "max_tokens": 512}},
+            "agents": {
+                "planner": {"model": "m", "role": "main", "sub_agents": ["browsing"]},
+                "browsing": {"model": "m", "max_turns": 30, "tools": ["team_tools:lookup"]},
+            },
+            "entry": "planner",
+            **top,
+        }
+    )
+
+
+def policy(body: dict[str, Any]) -> str:
+    return team(body, browsing=25)
+
+
+async def test_token_budget_closes_every_agent_and_the_run_answers(
+    home: Path, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(policy) as srv:
+        flow = team_flow(srv.base_url, max_tokens_total=6000)
+        outcome = await start_run(QUESTION, flow, run_id="tokens", store_url=store)
+        report = await run_report("tokens", store_url=store)
+    assert outcome.status == "completed", outcome.reason
+    browsing = report["invocations"][0]
+    # Browsing was cut short of its 25 turns, closed with a report; the planner answered.
+    assert browsing["stop_reason"] == "max_tokens_total"
+    assert 0 < browsing["turns"] < 25
+    # The planner's closing request boxed the report browsing's closing request gave.
+    assert re.fullmatch(r"REPORT\[browsing:\d+\]", outcome.answer or "")
+    assert report["stop_reason"] == "max_tokens_total"
+    spent = report["usage"]["prompt_tokens"] + report["usage"]["completion_tokens"]
+    calls = [e for e in read_events(events_path("tokens")) if e["event"] == "model_call"]
+    last_call = max(e["prompt_tokens"] + e["completion_tokens"] for e in calls)
+    # Soft limit: past it, only the step in flight and the closing requests (2 agents).
+    assert 6000 <= spent <= 6000 + 3 * last_call
+    reached = [e for e in read_events(events_path("tokens")) if e["event"] == "budget_reached"]
+    assert [(e["agent"], e["budget"]) for e in reached] == [
+        ("browsing", "max_tokens_total"),
+        ("planner", "max_tokens_total"),
+    ]
+
+
+async def test_wall_budget_counts_running_time_and_closes_the_run(
+    home: Path, tmp_path: Path
+) -> None:
+    ticks = itertools.count()
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    # A clock that advances one second per reading: the budget is spent after a few steps.
+    control = RunControl(clock=lambda: float(next(ticks)))
+    with SimServer(policy) as srv:
+        flow = team_flow(srv.base_url, max_wall_seconds=12)
+        outcome = await start_run(QUESTION, flow, run_id="wall", store_url=store, control=control)
+        report = await run_report("wall", store_url=store)
+    assert outcome.status == "completed", outcome.reason
+    browsing = report["invocations"][0]
+    assert browsing["stop_reason"] == "max_wall_seconds"
+    assert 0 < browsing["turns"] < 25
+    # The planner's closing request boxed the report browsing's closing request gave.
+    assert re.fullmatch(r"REPORT\[browsing:\d+\]", outcome.answer or "")
+    assert report["stop_reason"] == "max_wall_seconds"
+
+
+async def test_explicit_budgets_win_over_the_flow(home: Path, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    control = RunControl(budgets=Budgets(max_tokens_total=1))
+    with SimServer(policy) as srv:
+        flow = team_flow(srv.base_url, max_tokens_total=10**9)
+        outcome = await start_run(QUESTION, flow, run_id="one", store_url=store, control=control)
+        report = await run_report("one", store_url=store)
+    # The planner's first turn already spends the budget: it closes without delegating.
+    assert outcome.status == "completed"
+    assert report["agents"]["planner"]["turns"] == 1
+    assert report["invocations"][0]["stop_reason"] == "max_tokens_total"
+    assert report["invocations"][0]["turns"] == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("max_tokens_total", 0, "max_tokens_total"),
+        ("max_wall_seconds", -5, "max_wall_seconds"),
+        ("max_tokens_total", "lots", "max_tokens_total"),
+    ],
+)
+def test_bad_budgets_are_rejected_naming_the_key(key: str, value: Any, expected: str) -> None:
+    with pytest.raises(FlowError, match=expected):
+        team_flow("http://127.0.0.1:9/v1", **{key: value})

@@ -1,0 +1,125 @@
+"""Live progress: a panel on a terminal, nothing extra when not a terminal,
+JSON events with ``--json``."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from testkit import Cli
+
+from mirograph.flows.progress import RunProgress
+from mirograph.graphs.run_control import RunControl
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def events() -> list[dict]:
+    b, c = "agent_browsing:1", "agent_coding:2"
+    return [
+        {"event": "model_call", "agent": "planner", "ns": "", "turn": 1, "max_turns": 600,
+         "outcome": "ok", "prompt_tokens": 700, "completion_tokens": 100, "cached_tokens": 0},
+        {"event": "agent_started", "agent": "browsing", "ns": b, "subtask": "find alpha"},
+        {"event": "agent_started", "agent": "coding", "ns": c, "subtask": "compute beta"},
+        {"event": "model_call", "agent": "browsing", "ns": b, "turn": 1, "max_turns": 50,
+         "outcome": "ok", "prompt_tokens": 500, "completion_tokens": 40, "cached_tokens": 320},
+        {"event": "tool_call", "agent": "browsing", "ns": b, "turn": 1, "tool": "google_search",
+         "args": '{"q": "alpha"}', "outcome": "ok", "latency_ms": 412.0, "result": "3 hits"},
+        {"event": "model_call", "agent": "browsing", "ns": b, "turn": 2, "max_turns": 50,
+         "outcome": "rollback", "detail": "repeated query", "prompt_tokens": 10,
+         "completion_tokens": 1, "cached_tokens": 0},
+        {"event": "agent_started", "agent": "helper", "ns": f"{b}|agent_helper:3", "subtask": "x"},
+        {"event": "agent_finished", "agent": "coding", "ns": c, "status": "completed",
+         "stop_reason": "answered", "turns": 2, "latency_ms": 1500.0},
+    ]  # fmt: skip
+
+
+def test_the_panel_shows_each_agent_at_work_with_its_path_turn_and_last_tool() -> None:
+    console = Console(record=True, width=160, force_terminal=False)
+    control = RunControl()
+    control.begin("r1")
+    progress = RunProgress(control, console)
+    for event in events():
+        progress(event)
+    lines = console.export_text()
+    # Agent calls, tool calls and unusual model calls scroll by as lines.
+    assert "▶ planner › browsing#1  find alpha" in lines
+    assert 'planner › browsing#1  t1  google_search({"q": "alpha"}) ✓ 0.4s → 3 hits' in lines
+    assert "↺ planner › browsing#1  t2 rollback: repeated query" in lines
+    assert "▶ planner › browsing#1 › helper#1  x" in lines
+    assert "■ planner › coding#1  completed (answered), 2 turns, 1s" in lines
+    console.print(progress)
+    panel = console.export_text()
+    assert "r1" in panel and "3 model calls · 1 tool calls" in panel
+    assert re.search(r"planner\s+turn 1/600", panel)
+    assert re.search(r'planner › browsing#1\s+turn 2/50\s+google_search\(\{"q": "alpha"\}\)', panel)
+    assert re.search(r"planner › browsing#1 › helper#1\s+starting", panel)
+    assert "coding#1" not in panel  # finished calls leave the panel
+    assert "Ctrl-C pauses after the current step" in panel
+    control.request_pause("paused by Ctrl-C")
+    console.print(progress)
+    assert "pausing after the current step (paused by Ctrl-C)" in console.export_text()
+
+
+def team_flow(tmp_path: Path, base_url: str) -> Path:
+    flow = {
+        "name": "team",
+        "models": {"m": {"base_url": base_url, "max_tokens": 512}},
+        "agents": {
+            "planner": {"model": "m", "role": "main", "sub_agents": ["browsing"]},
+            "browsing": {"model": "m", "max_turns": 20, "tools": ["team_tools:lookup"]},
+        },
+        "entry": "planner",
+    }
+    path = tmp_path / "team.yaml"
+    path.write_text(yaml.safe_dump(flow), encoding="utf-8")
+    return path
+
+
+def test_on_a_terminal_run_draws_progress_and_off_it_stays_quiet(
+    cli: Cli, sim_model, tmp_path: Path
+) -> None:
+    flow = team_flow(tmp_path, sim_model("team_policy:team?browsing=3", "--latency-ms", "50"))
+    quiet = cli("run", "Compare.", "--flow", str(flow), "--id", "quiet", "--store", cli.store)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "run quiet completed\n"
+    assert quiet.stdout == "REPORT[browsing:3]\n"
+
+    master, slave = pty.openpty()  # stderr is a terminal: the live panel is drawn there
+    proc = subprocess.Popen(
+        cli.argv("run", "Compare.", "--flow", str(flow), "--id", "tty", "--store", cli.store),
+        env=cli.environ({"COLUMNS": "140"}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        text=True,
+    )
+    os.close(slave)
+    drawn = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready, "the runner stopped writing to its terminal"
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the runner closed its terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert stdout == "REPORT[browsing:3]\n"
+    screen = ANSI.sub("", drawn.decode())
+    assert "▶ planner › browsing#1  Sub-task for browsing: Compare." in screen
+    assert 'planner › browsing#1  t3  lookup({"topic": "browsing", "step": 3}) ✓' in screen
+    assert re.search(r"planner › browsing#1\s+turn [1-3]/20", screen)
+    assert "Ctrl-C pauses after the current step · twice stops at once" in screen
+    assert "tokens" in screen and "model calls" in screen
+    assert "run tty completed" in screen
