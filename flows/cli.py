@@ -88,21 +88,22 @@ def _resume_command(run_id: str, store: str | None) -> str:
 
 
 def _drive(
-    start: Callable[[RunControl], Coroutine[Any, Any, RunOutcome]],
+    start: Callable[[RunControl], Coroutine[Any, Any, T]],
     store: str | None,
     as_json: bool,
-) -> RunOutcome:
+    control: RunControl | None = None,
+) -> T:
     """Run a session with live progress (on a terminal) or JSON events (``--json``).
 
     Ctrl-C once asks the run to pause after the step in progress; twice stops
     it at once. Either way the run stays resumable.
     """
-    control = RunControl()
+    control = control or RunControl()
     if as_json:
         control.add_sink(JsonEvents(sys.stderr))
     presses = 0
 
-    async def main() -> RunOutcome:
+    async def main() -> T:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
 
@@ -345,15 +346,27 @@ def demo(store: StoreOpt = None) -> None:
     """See the whole engine work offline: a simulated model, a bundled corpus, pause, resume."""
     from mirograph.flows.demo import DEMO_NOTICE, run_demo
     from mirograph.flows.views import render_show
-    from mirograph.graphs.run_control import RunControl
 
     err.print(DEMO_NOTICE, markup=False, soft_wrap=True)
-    control = RunControl()
-    result = _call(run_demo(control, store_url=store))
+    control = RunControl(on_event=_say_pause_and_resume)
+    result = _drive(lambda control: run_demo(control, store_url=store), store, False, control)
     out.print(_call(render_show(result.run_id, store_url=store)))
     if result.status != "completed":
         _fail(f"demo run {result.run_id} {result.status}: {result.reason}", 1)
-    print(f"answer: {result.answer}")
+    out.print(f"answer: {result.answer}", markup=False)
+    out.print(
+        f"full transcript: mirograph export {result.run_id} --format jsonl (or miroflow)",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _say_pause_and_resume(event: dict[str, Any]) -> None:
+    """The demo's own lines: its pause and its resume are what it is there to show."""
+    if event["event"] == "run_paused":
+        err.print(f"⏸  run {event['run_id']} paused: {event['reason']}", markup=False)
+    elif event["event"] == "run_resumed":
+        err.print(f"▶  run {event['run_id']} resumed from its checkpoint", markup=False)
 
 
 @app.command("sim-model")

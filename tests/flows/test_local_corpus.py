@@ -1,7 +1,8 @@
 """Offline research: an agent searches and reads the bundled demo corpus, end to end.
 
-The model is sim-model over real HTTP; the corpus is ``examples/data/corpus``
-indexed with bm25s by the ``local`` tool set, as a flow file names it.
+The model is sim-model over real HTTP; the corpus is ``flows/demo_corpus`` (the
+demo's, shipped as package data) indexed with bm25s by the ``local`` tool set, as a
+flow file names it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import run_report, start_run
 
-CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "corpus"
+CORPUS = Path(__file__).resolve().parents[2] / "flows" / "demo_corpus"
 
 
 async def test_an_agent_answers_from_the_local_corpus(home: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, server_of
 from mirograph.agents.tools.registry import ToolRefError, check_ref, resolve_tools
 from mirograph.flows.loader import FlowError, validate_flow
 
-DEMO = Path(__file__).resolve().parents[3] / "examples" / "data" / "corpus"
+DEMO = Path(__file__).resolve().parents[3] / "flows" / "demo_corpus"
 CENSUS_PDF = DEMO / "census-returns.pdf"
 
 FILES = {

@@ -29,7 +29,7 @@ from mirograph.agents.tools.scrape import (
     make_tools,
 )
 
-CENSUS_PDF = Path(__file__).parents[3] / "examples" / "data" / "corpus" / "census-returns.pdf"
+CENSUS_PDF = Path(__file__).parents[3] / "flows" / "demo_corpus" / "census-returns.pdf"
 
 MAIN = [
     "The lighthouse at Kelvin Point was built in 1874 from granite quarried on the island.",
