@@ -57,6 +57,7 @@ from mirograph.graphs.run_control import agent_namespace, current_control
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
 from mirograph.graphs.tool_runner import ToolReport, ToolRunner
 from mirograph.state.blobs import BlobStore, hydrate, offload
+from mirograph.state.redact import redact
 from mirograph.state.retention import RetentionWindow
 from mirograph.state.schema import AgentInput, AgentOutput, AgentState, AgentStats, empty_stats
 
@@ -219,7 +220,7 @@ class AgentLoop:
             streak += 1
             if streak > self.config.max_rollbacks:
                 return _close(stats, "too_many_rollbacks", rollback_streak=streak)
-        reply = _with_unique_call_ids(reply)
+        reply = _redacted(_with_unique_call_ids(reply))
         stats["turns"] += 1
         stats["tool_calls"] += len(reply.tool_calls) + len(reply.invalid_tool_calls)
         update: dict[str, Any] = {"messages": [reply], "stats": stats, "rollback_streak": 0}
@@ -312,6 +313,7 @@ class AgentLoop:
             answer, new = state.get("boxed"), [request]
         else:
             _count_usage(stats, reply)
+            reply = _redacted(reply)
             self._model_event(config, stats, started, reply, "ok", phase="close")
             visible = split_thinking(reply.text)[1]
             if self.role == "main":
@@ -573,6 +575,30 @@ def _count_usage(stats: AgentStats, reply: AIMessage) -> None:
     stats["prompt_tokens"] += usage.get("input_tokens", 0)
     stats["completion_tokens"] += usage.get("output_tokens", 0)
     stats["cached_tokens"] += (usage.get("input_token_details") or {}).get("cache_read", 0) or 0
+
+
+def _redacted(reply: AIMessage) -> AIMessage:
+    """The reply as it is stored: a secret the model repeated (one a tool showed it
+    before redaction existed, or one pasted in a question) is masked."""
+    reasoning = reply.additional_kwargs.get("reasoning_content")
+    args = [call["args"] for call in reply.tool_calls]
+    parts = [reply.text, json.dumps(args, ensure_ascii=False), reasoning or ""]
+    if all(redact(part) == part for part in parts):
+        return reply
+    update: dict[str, Any] = {
+        "tool_calls": [
+            {**call, "args": json.loads(redact(json.dumps(call["args"], ensure_ascii=False)))}
+            for call in reply.tool_calls
+        ]
+    }
+    if isinstance(reply.content, str):
+        update["content"] = redact(reply.content)
+    if isinstance(reasoning, str):
+        update["additional_kwargs"] = {
+            **reply.additional_kwargs,
+            "reasoning_content": redact(reasoning),
+        }
+    return reply.model_copy(update=update)
 
 
 def _with_unique_call_ids(reply: AIMessage) -> AIMessage:
