@@ -28,7 +28,7 @@ def events_path(run_id: str) -> Path:
 def scrub(value: Any) -> Any:
     """``value`` with every string in it redacted (dicts and lists walked)."""
     if isinstance(value, str):
-        return redact(value)
+        return redact(value) if len(value) >= 8 else value  # no secret is shorter
     if isinstance(value, Mapping):
         return {k: scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -109,6 +109,8 @@ class AgentLoop:
         )
         block = self.config.retention_block if self.config.retention == "blocks" else 1
         self._window = RetentionWindow(self.config.keep_tool_results, block)
+        #: Seconds of tool calls not yet added to the counters, per agent call.
+        self._tool_seconds: dict[tuple[str, str], float] = {}
 
     def build(self) -> StateGraph:
         graph = StateGraph(AgentState, input_schema=AgentInput, output_schema=AgentOutput)
@@ -166,6 +168,7 @@ class AgentLoop:
 
     async def call_model(self, state: AgentState, config: RunnableConfig) -> Command[Any]:
         stats = _stats(state)
+        self._take_tool_time(config, stats)
         control = current_control()
         if control is not None:
             control.check_pause()  # the step before this one is checkpointed
@@ -253,8 +256,9 @@ class AgentLoop:
             control.check_pause()
         reply = state["messages"][-1]
         assert isinstance(reply, AIMessage)
-        stats = _stats(state)
-        report = self._tool_reporter(config, stats["turns"]) if control is not None else None
+        turn = _stats(state)["turns"]
+        report = self._tool_reporter(config, turn) if control is not None else None
+        started = time.perf_counter()
         if delegations := delegated(reply, self._agents_by_tool):
             # Sub-agents run beside this node; ``collect`` merges all results in order.
             sent = {call["id"] for call, _ in delegations}
@@ -266,13 +270,23 @@ class AgentLoop:
             for i, result in enumerate(await self._runner.run(rest, report)):
                 position = order.get(result.tool_call_id, len(reply.tool_calls) + i)
                 pending[result.tool_call_id] = {"message": result, "order": position}
+            self._add_tool_time(config, time.perf_counter() - started)
             return Command(update={"results": pending}, goto="collect")
-        started = time.perf_counter()
         results = await self._runner.run(reply, report)
-        stats["wall_seconds"] = round(stats["wall_seconds"] + time.perf_counter() - started, 3)
+        self._add_tool_time(config, time.perf_counter() - started)
         results = [await offload(r, self.blobs) for r in results]
-        update = {"messages": results, "stats": stats}
-        return _route(self._after_results(state, update), "model")
+        return _route(self._after_results(state, {"messages": results}), "model")
+
+    def _add_tool_time(self, config: RunnableConfig, seconds: float) -> None:
+        """Tool time waits in memory for the agent's next model or closing step,
+        which writes the counters anyway: one more channel write per tool step
+        costs ~1 ms a turn. A crash in between loses that one step's seconds."""
+        key = _call_key(config)
+        self._tool_seconds[key] = self._tool_seconds.get(key, 0.0) + seconds
+
+    def _take_tool_time(self, config: RunnableConfig, stats: AgentStats) -> None:
+        if seconds := self._tool_seconds.pop(_call_key(config), 0.0):
+            stats["wall_seconds"] = round(stats["wall_seconds"] + seconds, 3)
 
     async def collect(self, state: AgentState) -> Command[Any]:
         """Append one turn's results, sub-agent reports included, in call order."""
@@ -302,6 +316,7 @@ class AgentLoop:
     async def close(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """The closing request: summary and final answer (or report), no tools."""
         stats = _stats(state)
+        self._take_tool_time(config, stats)
         request = HumanMessage(prompts.closing_request(state["question"], role=self.role), id=_id())
         history = list(state["messages"])
         if state.get("stop_reason") == "context_overflow":
@@ -507,7 +522,7 @@ def _preview(value: Any, width: int) -> str:
     """A one-line, bounded rendering of tool arguments or a result, for events."""
     if not isinstance(value, str):
         value = json.dumps(value, ensure_ascii=False, default=str)
-    line = " ".join(value.split())
+    line = " ".join(value[: width * 2].split())  # a long result is cut before it is split
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -553,6 +568,12 @@ def _without_last_turn(history: list[BaseMessage]) -> list[BaseMessage]:
     if end == len(history) or end == 0 or not isinstance(history[end - 1], AIMessage):
         return history
     return history[: end - 1]
+
+
+def _call_key(config: RunnableConfig) -> tuple[str, str]:
+    """One agent call in one run: the thread and the agent's checkpoint namespace."""
+    configurable = config.get("configurable") or {}
+    return str(configurable.get("thread_id", "")), agent_namespace(config)
 
 
 def _observed(config: RunnableConfig) -> bool:

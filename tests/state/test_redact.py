@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mirograph.state.redact import redact
 
 
@@ -20,3 +22,16 @@ def test_key_shaped_strings_are_masked_without_the_environment() -> None:
     text = "Error code: 401 - Incorrect API key provided: sk-secret-1234567. Check it."
     assert redact(text, {}) == "Error code: 401 - Incorrect API key provided: ***. Check it."
     assert redact("tvly-dev-abcdefgh1234 and sk-ab", {}) == "*** and sk-ab"
+
+
+def test_a_secret_set_or_removed_while_running_is_seen_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = "token sup3r-s3cret-value in use"
+    assert redact(text, shapes=False) == text
+    monkeypatch.setenv("SERVICE_TOKEN", "sup3r-s3cret-value")
+    assert redact(text, shapes=False) == "token *** in use"
+    monkeypatch.setenv("SERVICE_TOKEN", "another-s3cret-value")
+    assert redact(text, shapes=False) == text
+    monkeypatch.delenv("SERVICE_TOKEN")
+    assert redact("another-s3cret-value", shapes=False) == "another-s3cret-value"
