@@ -62,7 +62,9 @@ class RunProgress:
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         ns = event.get("ns")
-        if kind == "model_call":
+        if kind in ("run_started", "run_resumed"):
+            self._begin(event)
+        elif kind == "model_call":
             agent = self._agent(ns, event["agent"])
             agent.turn = max(agent.turn, event.get("turn") or 0)
             agent.max_turns = event.get("max_turns") or agent.max_turns
@@ -78,10 +80,8 @@ class RunProgress:
             self.tool_calls += 1
             self._print(event, agent.label)
         elif kind == "agent_started":
-            parent = self._parent(ns)
-            self.counts[event["agent"]] = self.counts.get(event["agent"], 0) + 1
-            label = f"{event['agent']}#{self.counts[event['agent']]}"
-            self.agents[ns] = _Agent(label=f"{parent}{SEP}{label}" if parent else label)
+            if ns not in self.agents:  # a call resumed mid-way keeps its label
+                self._new_call(ns or "", event["agent"])
             self._print(event, self.agents[ns].label)
         elif kind == "agent_finished":
             agent = self._agent(ns, event["agent"])
@@ -89,6 +89,26 @@ class RunProgress:
             self._print(event, agent.label)
         elif kind in ("budget_reached", "run_paused", "run_failed"):
             self._print(event, self._agent(ns, event.get("agent") or "run").label)
+
+    def _begin(self, event: dict[str, Any]) -> None:
+        """A session starts: a resumed run brings its counts and its calls in flight."""
+        if event.get("entry"):
+            self.agents.setdefault("", _Agent(label=event["entry"]))
+        usage = event.get("usage") or {}
+        self.model_calls = usage.get("model_calls", 0)
+        self.tool_calls = usage.get("tool_calls", 0)
+        self.cached = usage.get("cached_tokens", 0)
+        for call in event.get("calls") or ():
+            agent = self._new_call(call.get("checkpoint_ns") or "", call["agent"])
+            agent.turn = call.get("turns") or 0
+            agent.done = call.get("status") != "running"
+
+    def _new_call(self, ns: str, name: str) -> _Agent:
+        parent = self._parent(ns)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        label = f"{name}#{self.counts[name]}"
+        self.agents[ns] = _Agent(label=f"{parent}{SEP}{label}" if parent else label)
+        return self.agents[ns]
 
     def _agent(self, ns: str | None, name: str) -> _Agent:
         ns = ns or ""

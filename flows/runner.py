@@ -243,9 +243,19 @@ async def _execute(
     control = control or RunControl()
     wall_before = run_wall_seconds(record)
     tokens_before = 0
-    if graph_input is None:  # a resumed run: its budgets count what it spent before
+    # Where a resumed run stands: what it spent (budgets count it) and its calls.
+    so_far: dict[str, Any] = {}
+    if graph_input is None:
         totals = build_report(record, run.flow, await graph.aget_state(config, subgraphs=True))
         tokens_before = totals["usage"]["prompt_tokens"] + totals["usage"]["completion_tokens"]
+        counted = ("model_calls", "tool_calls", "cached_tokens")
+        so_far = {
+            "usage": {k: totals["usage"][k] for k in counted},
+            "calls": [
+                {k: row[k] for k in ("agent", "status", "turns", "checkpoint_ns")}
+                for row in totals["invocations"]
+            ],
+        }
     budgets = Budgets(run.flow.max_tokens_total, run.flow.max_wall_seconds) if run.flow else None
     control.begin(
         run_id,
@@ -269,6 +279,8 @@ async def _execute(
         "run_resumed" if graph_input is None else "run_started",
         question=record.question,
         flow=record.flow,
+        entry=run.flow.entry if run.flow else None,
+        **so_far,
     )
     try:
         return await _invoke(store, record, graph_input, run, control)
