@@ -123,3 +123,22 @@ def test_on_a_terminal_run_draws_progress_and_off_it_stays_quiet(
     assert "Ctrl-C pauses after the current step · twice stops at once" in screen
     assert "tokens" in screen and "model calls" in screen
     assert "run tty completed" in screen
+
+
+def test_a_resumed_run_keeps_its_counts_and_the_labels_of_calls_in_flight() -> None:
+    console = Console(record=True, width=160, force_terminal=False)
+    control = RunControl()
+    control.begin("r2", tokens_before=9000)
+    progress = RunProgress(control, console)
+    done = {"agent": "browsing", "status": "completed", "turns": 2, "checkpoint_ns": "b:1"}
+    going = {"agent": "browsing", "status": "running", "turns": 3, "checkpoint_ns": "b:2"}
+    usage = {"model_calls": 7, "tool_calls": 5, "cached_tokens": 4000}
+    progress({"event": "run_resumed", "entry": "planner", "usage": usage, "calls": [done, going]})
+    progress({"event": "agent_started", "agent": "browsing", "ns": "b:2"})
+    progress({"event": "agent_started", "agent": "browsing", "ns": "b:3"})
+    console.print(progress)
+    text = console.export_text()
+    assert "▶ planner › browsing#2" in text and "▶ planner › browsing#3" in text
+    assert "9,000 tokens (4,000 cached) · 7 model calls · 5 tool calls" in text
+    assert re.search(r"planner › browsing#2\s+turn 3\b", text)
+    assert "browsing#1" not in text  # finished before the pause
