@@ -1,8 +1,9 @@
-"""The ``mirograph`` command line: run, resume, show, ls, sim-model.
+"""The ``mirograph`` command line: demo, run, resume, pause, ls, show, export, sim-model.
 
 Exit codes: 0 completed; 1 the run failed (still resumable); 2 bad input
-(flow file, run id, store URL); 3 the run paused (model server unavailable),
-resume it once the server is back.
+(flow file, run id, store URL, option); 3 the run paused (asked for, or the
+model server unavailable): resume it; 130 stopped at once by Ctrl-C twice
+(still resumable).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def _drive(
     control = control or RunControl()
     if as_json:
         control.add_sink(JsonEvents(sys.stderr))
+    live = err.is_terminal and not as_json
+    progress = RunProgress(control, err) if live else None
     presses = 0
 
     async def main() -> T:
@@ -124,6 +127,8 @@ def _drive(
                 raise
             # The runner has marked the run paused and closed the store. Leave now:
             # a tool still running in a worker thread must not hold the exit.
+            if progress is not None:
+                progress.stop()  # the terminal gets its cursor back
             run_id = control.run_id or "RUN_ID"
             err.print(
                 f"error: stopped at once; run {run_id} is resumable:"
@@ -137,8 +142,7 @@ def _drive(
         finally:
             loop.remove_signal_handler(signal.SIGINT)
 
-    progress = RunProgress(control, err) if err.is_terminal and not as_json else nullcontext()
-    with progress:
+    with progress or nullcontext():
         return _call(main())
 
 
@@ -351,6 +355,8 @@ def demo(store: StoreOpt = None) -> None:
     control = RunControl(on_event=_say_pause_and_resume)
     result = _drive(lambda control: run_demo(control, store_url=store), store, False, control)
     out.print(_call(render_show(result.run_id, store_url=store)))
+    if result.status == "paused":
+        _fail(f"demo run {result.run_id} paused ({result.reason})", 3)
     if result.status != "completed":
         _fail(f"demo run {result.run_id} {result.status}: {result.reason}", 1)
     out.print(f"answer: {result.answer}", markup=False)

@@ -2,20 +2,19 @@
 
 Written with structlog to ``$MIROGRAPH_HOME/runs/<id>/events.jsonl`` as the run
 goes (appended across sessions), so a run killed mid-way still has its trace.
-Every string passes through ``redact`` first: an API key that a tool echoed
-never reaches the file.
+Every string has passed through ``redact`` (``RunControl.emit``): an API key
+that a tool echoed never reaches the file.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 
-from mirograph.state.redact import redact
 from mirograph.state.store import mirograph_home
 
 EVENTS_FILE = "events.jsonl"
@@ -25,21 +24,11 @@ def events_path(run_id: str) -> Path:
     return mirograph_home() / "runs" / run_id / EVENTS_FILE
 
 
-def scrub(value: Any) -> Any:
-    """``value`` with every string in it redacted (dicts and lists walked)."""
-    if isinstance(value, str):
-        return redact(value) if len(value) >= 8 else value  # no secret is shorter
-    if isinstance(value, Mapping):
-        return {k: scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
-    return value
-
-
-def _scrub_processor(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Secrets out; the event's name, time and run first, for people reading the file."""
+def _ordered(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The event's name, time and run first, for people reading the file. (Events
+    come scrubbed of secrets: ``RunControl.emit`` scrubs them once for every sink.)"""
     head = {k: event.pop(k) for k in ("event", "ts", "run_id") if k in event}
-    return scrub({**head, **event})
+    return {**head, **event}
 
 
 class EventLog:
@@ -51,7 +40,7 @@ class EventLog:
         self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
         self._log = structlog.wrap_logger(
             structlog.WriteLogger(self._file),
-            processors=[_scrub_processor, structlog.processors.JSONRenderer(default=str)],
+            processors=[_ordered, structlog.processors.JSONRenderer(default=str)],
             wrapper_class=structlog.BoundLogger,
         )
 

@@ -38,7 +38,7 @@ from langchain_core.messages import (
 )
 
 from mirograph.agents.mirothinker.chat_model import to_openai_messages
-from mirograph.flows.events import events_path, read_events, scrub
+from mirograph.flows.events import events_path, read_events
 from mirograph.flows.runner import run_dir
 from mirograph.flows.transcript import (
     AgentCall,
@@ -49,6 +49,7 @@ from mirograph.flows.transcript import (
     turns_of,
 )
 from mirograph.graphs.sub_agents import tool_name_of
+from mirograph.state.redact import scrub
 
 FORMATS = ("jsonl", "miroflow")
 #: MiroFlow's time format.
@@ -324,7 +325,16 @@ def step_logs(transcript: RunTranscript, events: Sequence[dict[str, Any]]) -> li
     from its messages (timestamps then unknown: the run's start is used)."""
     if any(str(event.get("event")) in _AGENT_EVENTS for event in events):
         names = _names_by_ns(transcript)
-        return [step for event in events if (step := _event_step(event, names)) is not None]
+        steps, started = [], set()
+        for event in events:
+            if (step := _event_step(event, names)) is None:
+                continue
+            if event.get("event") == "agent_started":
+                if event.get("ns") in started:  # a call in flight goes on after a resume
+                    step["step_name"] = step["step_name"].replace("Session Start", "Session Resume")
+                started.add(event.get("ns"))
+            steps.append(step)
+        return steps
     return _message_steps(transcript)
 
 

@@ -18,7 +18,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from mirograph.flows.events import scrub
 from mirograph.graphs.run_control import RunControl
 
 SEP = " › "
@@ -54,6 +53,10 @@ class RunProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Clear the panel and give the terminal its cursor back (safe to call twice)."""
         self._live.stop()
         self.control.remove_sink(self)
 
@@ -82,6 +85,7 @@ class RunProgress:
         elif kind == "agent_started":
             if ns not in self.agents:  # a call resumed mid-way keeps its label
                 self._new_call(ns or "", event["agent"])
+                self.tool_calls += 1  # a sub-agent call is a tool call of its parent
             self._print(event, self.agents[ns].label)
         elif kind == "agent_finished":
             agent = self._agent(ns, event["agent"])
@@ -196,7 +200,7 @@ class JsonEvents:
         self.stream = stream or sys.stderr
 
     def __call__(self, event: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(scrub(event), ensure_ascii=False, default=str) + "\n")
+        self.stream.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
         self.stream.flush()
 
 

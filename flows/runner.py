@@ -317,7 +317,8 @@ async def _invoke(
         interrupted = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
         status = "paused" if isinstance(exc, interrupted) else "failed"
         if status == "paused":
-            reason = control.pause_reason or "stopped at once (interrupted)"
+            asked = " after Ctrl-C twice" if control.pause_reason == "paused by Ctrl-C" else ""
+            reason = f"stopped at once{asked}; the step in flight runs again on resume"
         await _end_session(store, record, run, control, status=status, reason=reason)
         if status == "failed":
             raise RunFailedError(
@@ -355,6 +356,7 @@ async def _end_session(
     except Exception:  # a store too broken to read keeps the usage it had
         pass
     store.registry.update(record.id, **fields)
+    control.end_session()
     control.emit(
         f"run_{status}",
         reason=reason,

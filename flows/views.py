@@ -23,8 +23,8 @@ from rich.text import Text
 
 from mirograph.agents.mirothinker.parsing import parse_reply
 from mirograph.agents.mirothinker.thinking import split_thinking
-from mirograph.flows.events import scrub
 from mirograph.flows.transcript import AgentCall, RunTranscript, Turn, load_transcripts, turns_of
+from mirograph.state.redact import scrub
 
 #: An agent with more turns than this shows its first and last ``EDGE_TURNS``.
 MAX_TURNS = 40

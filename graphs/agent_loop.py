@@ -57,7 +57,7 @@ from mirograph.graphs.run_control import agent_namespace, current_control
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
 from mirograph.graphs.tool_runner import ToolReport, ToolRunner
 from mirograph.state.blobs import BlobStore, hydrate, offload
-from mirograph.state.redact import redact
+from mirograph.state.redact import scrub, secret_values
 from mirograph.state.retention import RetentionWindow
 from mirograph.state.schema import AgentInput, AgentOutput, AgentState, AgentStats, empty_stats
 
@@ -168,13 +168,13 @@ class AgentLoop:
 
     async def call_model(self, state: AgentState, config: RunnableConfig) -> Command[Any]:
         stats = _stats(state)
-        self._take_tool_time(config, stats)
         control = current_control()
         if control is not None:
             control.check_pause()  # the step before this one is checkpointed
-            if budget := control.over_budget():
-                self._emit(config, "budget_reached", budget=budget, turn=stats["turns"])
-                return _close(stats, budget)
+        self._take_tool_time(config, stats)
+        if control is not None and (budget := control.over_budget()):
+            self._emit(config, "budget_reached", budget=budget, turn=stats["turns"])
+            return _close(stats, budget)
         view = await self._view(state["messages"])
         # Room is kept for the closing request, which must still fit after this turn.
         closing = prompts.closing_request(state["question"], role=self.role)
@@ -599,27 +599,22 @@ def _count_usage(stats: AgentStats, reply: AIMessage) -> None:
 
 
 def _redacted(reply: AIMessage) -> AIMessage:
-    """The reply as it is stored: a secret the model repeated (one a tool showed it
-    before redaction existed, or one pasted in a question) is masked."""
-    reasoning = reply.additional_kwargs.get("reasoning_content")
-    args = [call["args"] for call in reply.tool_calls]
-    parts = [reply.text, json.dumps(args, ensure_ascii=False), reasoning or ""]
-    if all(redact(part) == part for part in parts):
-        return reply
-    update: dict[str, Any] = {
-        "tool_calls": [
-            {**call, "args": json.loads(redact(json.dumps(call["args"], ensure_ascii=False)))}
-            for call in reply.tool_calls
-        ]
+    """The reply as it is stored: a secret of this environment that the model
+    repeated (one pasted in a question, say) is masked. Only exact values are
+    masked, never key-shaped words: the stored reply is what tools run and what
+    the answer is read from."""
+    secrets = secret_values()
+    fields = {
+        "content": reply.content,
+        "tool_calls": reply.tool_calls,
+        "invalid_tool_calls": reply.invalid_tool_calls,
+        "additional_kwargs": reply.additional_kwargs,
     }
-    if isinstance(reply.content, str):
-        update["content"] = redact(reply.content)
-    if isinstance(reasoning, str):
-        update["additional_kwargs"] = {
-            **reply.additional_kwargs,
-            "reasoning_content": redact(reasoning),
-        }
-    return reply.model_copy(update=update)
+    if not secrets or not any(
+        secret in json.dumps(fields, ensure_ascii=False, default=str) for secret in secrets
+    ):
+        return reply
+    return reply.model_copy(update=scrub(fields, shapes=False))
 
 
 def _with_unique_call_ids(reply: AIMessage) -> AIMessage:

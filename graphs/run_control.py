@@ -10,6 +10,7 @@ nothing is reported and nothing pauses.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.errors import GraphBubbleUp
+
+from mirograph.state.redact import scrub
+
+log = logging.getLogger(__name__)
 
 #: Receives each event as a dict (``event`` names it; ``ts`` and ``run_id`` are added).
 EventSink = Callable[[dict[str, Any]], None]
@@ -55,7 +60,7 @@ class RunControl:
     ) -> None:
         self.run_id = ""
         self._sinks: list[EventSink] = [on_event] if on_event is not None else []
-        #: Budgets given here win over the flow's.
+        #: Budgets given here win over the flow's, key by key.
         self._explicit_budgets = budgets
         self.budgets = budgets or Budgets()
         self.pause_check: Callable[[], str | None] | None = None
@@ -81,19 +86,24 @@ class RunControl:
         flag, set by another process); a reason it returns pauses the run.
         """
         self.run_id = run_id
-        self.budgets = self._explicit_budgets or budgets or Budgets()
+        self.budgets = _merged(self._explicit_budgets, budgets)
         self.tokens = tokens_before
         self.wall_before = wall_before
         self.pause_check = pause_check
         self._started = self._clock()
+
+    def end_session(self) -> None:
+        """The session is over: a pause it was asked for is spent (the next session
+        of the same control, e.g. a resume, runs until asked again)."""
         with self._lock:
-            self._pause = None  # a pause ends the session that was asked to pause
+            self._pause = None
 
     def add_sink(self, sink: EventSink) -> None:
         self._sinks.append(sink)
 
     def remove_sink(self, sink: EventSink) -> None:
-        self._sinks.remove(sink)
+        if sink in self._sinks:
+            self._sinks.remove(sink)
 
     # -- pause ------------------------------------------------------------------
 
@@ -138,10 +148,25 @@ class RunControl:
         if event == "model_call":
             self.tokens += int(fields.get("prompt_tokens") or 0)
             self.tokens += int(fields.get("completion_tokens") or 0)
-        if self._sinks:
-            record = {"event": event, "ts": time.time(), "run_id": self.run_id, **fields}
-            for sink in self._sinks:
+        if not self._sinks:
+            return
+        # Scrubbed once, for every sink: the log, the terminal, a user's callback.
+        record = scrub({"event": event, "ts": time.time(), "run_id": self.run_id, **fields})
+        for sink in list(self._sinks):
+            try:
                 sink(record)
+            except Exception as exc:  # a closed pipe or a full disk must not fail the run
+                self._sinks.remove(sink)
+                log.warning("event sink %r dropped after it failed: %s", sink, exc)
+
+
+def _merged(explicit: Budgets | None, flow: Budgets | None) -> Budgets:
+    """Each budget given to the control wins over the flow's, key by key."""
+    explicit, flow = explicit or Budgets(), flow or Budgets()
+    return Budgets(
+        max_tokens_total=explicit.max_tokens_total or flow.max_tokens_total,
+        max_wall_seconds=explicit.max_wall_seconds or flow.max_wall_seconds,
+    )
 
 
 _CONTROL: ContextVar[RunControl | None] = ContextVar("mirograph_run_control", default=None)

@@ -10,11 +10,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 #: Environment variables whose values are secrets.
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|_PAT$|^PAT_", re.IGNORECASE)
-#: Shapes of well-known API keys, redacted even when not in this environment.
-KEY_SHAPE = re.compile(r"\b(?:sk|tvly|hf|ghp|gho|xox[abp]|AKIA)[-_]?[A-Za-z0-9_\-]{8,}")
+#: Shapes of well-known API keys, redacted even when not in this environment: a
+#: provider prefix, a separator, then 12+ key characters with a digit among them
+#: (so words like "skyscrapers" or "hf_transfer-enabled" are left alone).
+KEY_SHAPE = re.compile(
+    r"\b(?:sk|tvly|hf|ghp|gho|xox[abp])[-_](?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{12,}"
+    r"|\bAKIA[0-9A-Z]{16}\b"
+)
 MASK = "***"
 
 
@@ -56,3 +62,14 @@ _cache: tuple[tuple[object, ...], list[str]] | None = None
 def _remember(key: tuple[object, ...], values: list[str]) -> None:
     global _cache
     _cache = (key, values)
+
+
+def scrub(value: Any, *, shapes: bool = True) -> Any:
+    """``value`` with every string in it redacted (dicts, lists and tuples walked)."""
+    if isinstance(value, str):
+        return redact(value, shapes=shapes) if len(value) >= 8 else value  # none is shorter
+    if isinstance(value, Mapping):
+        return {k: scrub(v, shapes=shapes) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, shapes=shapes) for v in value]
+    return value

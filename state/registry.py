@@ -108,14 +108,30 @@ class SqliteRunRegistry:
 
     def __init__(self, path: Path) -> None:
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout=10000")  # first: the others may wait
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes
-        self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.execute(_SCHEMA)
-        present = {row[1] for row in self._conn.execute("PRAGMA table_info(mirograph_runs)")}
-        for name, definition in _LATER_COLUMNS.items():
-            if name not in present:
-                self._conn.execute(f"ALTER TABLE mirograph_runs ADD COLUMN {name} {definition}")
+        self._add_later_columns()
+
+    def _add_later_columns(self) -> None:
+        """Bring a store made by an older version up to date, once, even when
+        several processes open it at the same moment (the write lock orders them)."""
+        if set(_LATER_COLUMNS) <= self._columns():
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            present = self._columns()
+            for name, definition in _LATER_COLUMNS.items():
+                if name not in present:
+                    self._conn.execute(f"ALTER TABLE mirograph_runs ADD COLUMN {name} {definition}")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self._conn.execute("PRAGMA table_info(mirograph_runs)")}
 
     def close(self) -> None:
         self._conn.close()
@@ -169,13 +185,13 @@ class SqliteRunRegistry:
     def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:
         """Newest first; ``statuses`` filters by effective status (a dead runner's
         ``running`` row counts as ``paused``)."""
-        rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM mirograph_runs ORDER BY created_at DESC"
-        ).fetchall()
-        records = (_record(row) for row in rows)
-        if statuses:
-            records = (r for r in records if r.effective_status in statuses)
-        return list(islice(records, limit))
+        query = f"SELECT {_COLUMNS} FROM mirograph_runs ORDER BY created_at DESC"
+        if not statuses:
+            rows = self._conn.execute(f"{query} LIMIT ?", (limit,)).fetchall()
+            return [_record(row) for row in rows]
+        # A dead runner's row says running: effective status needs a look at each row.
+        records = (_record(row) for row in self._conn.execute(query))
+        return list(islice((r for r in records if r.effective_status in statuses), limit))
 
     def request_pause(self, run_id: str, reason: str) -> None:
         """Ask the process running ``run_id`` to pause at its next step boundary."""

@@ -139,7 +139,9 @@ def test_ctrl_c_twice_stops_at_once_and_leaves_a_resumable_run(cli: Cli, held) -
     assert "stopped at once; run held is resumable: mirograph resume held --store" in stderr
     report = show(cli, "held")
     assert report["status"] == "paused"
-    assert report["reason"] == "paused by Ctrl-C"
+    assert report["reason"] == (
+        "stopped at once after Ctrl-C twice; the step in flight runs again on resume"
+    )
     browsing = next(r for r in report["invocations"] if r["agent"] == "browsing")
     assert (browsing["status"], browsing["turns"]) == ("running", 3)
     # The interrupted step (browsing's held turn-3 call, never finished) runs again

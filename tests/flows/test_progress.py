@@ -56,7 +56,8 @@ def test_the_panel_shows_each_agent_at_work_with_its_path_turn_and_last_tool() -
     assert "■ planner › coding#1  completed (answered), 2 turns, 1s" in lines
     console.print(progress)
     panel = console.export_text()
-    assert "r1" in panel and "3 model calls · 1 tool calls" in panel
+    # 1 tool call and 3 sub-agent calls, counted as their parents' tool calls (as stats do)
+    assert "r1" in panel and "3 model calls · 4 tool calls" in panel
     assert re.search(r"planner\s+turn 1/600", panel)
     assert re.search(r'planner › browsing#1\s+turn 2/50\s+google_search\(\{"q": "alpha"\}\)', panel)
     assert re.search(r"planner › browsing#1 › helper#1\s+starting", panel)
@@ -139,6 +140,7 @@ def test_a_resumed_run_keeps_its_counts_and_the_labels_of_calls_in_flight() -> N
     console.print(progress)
     text = console.export_text()
     assert "▶ planner › browsing#2" in text and "▶ planner › browsing#3" in text
-    assert "9,000 tokens (4,000 cached) · 7 model calls · 5 tool calls" in text
+    # 5 before the pause, and the new call to browsing#3
+    assert "9,000 tokens (4,000 cached) · 7 model calls · 6 tool calls" in text
     assert re.search(r"planner › browsing#2\s+turn 3\b", text)
     assert "browsing#1" not in text  # finished before the pause

@@ -27,9 +27,18 @@ def test_a_pause_asked_here_or_through_the_check_raises_at_the_next_boundary() -
     control.request_pause("paused by Ctrl-C")  # the first reason stays
     assert control.pause_reason == "paused by `mirograph pause`"
     asked[0] = None
-    control.begin("r")  # a new session starts unpaused
+    control.end_session()  # a pause is spent with the session it stopped
+    control.begin("r")
     control.check_pause()
     assert control.pause_reason is None
+
+
+def test_a_pause_asked_while_the_run_starts_is_kept() -> None:
+    control = RunControl()
+    control.request_pause("paused by Ctrl-C")  # Ctrl-C while the graph is being built
+    control.begin("r")
+    with pytest.raises(PauseRequested):
+        control.check_pause()
 
 
 def test_budgets_count_tokens_and_running_time_over_sessions() -> None:
@@ -47,8 +56,8 @@ def test_budgets_count_tokens_and_running_time_over_sessions() -> None:
     assert control.over_budget() is None
     assert control.over_budget() == "max_wall_seconds"  # a tick later: 10 s
     explicit = RunControl(budgets=Budgets(max_tokens_total=5))
-    explicit.begin("r", budgets=Budgets(max_tokens_total=10**6))
-    assert explicit.budgets.max_tokens_total == 5
+    explicit.begin("r", budgets=Budgets(max_tokens_total=10**6, max_wall_seconds=60))
+    assert explicit.budgets == Budgets(max_tokens_total=5, max_wall_seconds=60)  # key by key
 
 
 def test_events_go_to_every_sink_with_time_and_run() -> None:
@@ -83,3 +92,30 @@ def test_the_control_is_seen_only_inside_its_block() -> None:
 )
 def test_an_agents_namespace_is_its_nodes_without_the_node(ns: str, agent: str) -> None:
     assert agent_namespace({"configurable": {"checkpoint_ns": ns}}) == agent
+
+
+def test_a_failing_sink_is_dropped_and_the_run_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[dict] = []
+
+    def broken(_event: dict) -> None:
+        raise BrokenPipeError("stderr closed")
+
+    control = RunControl(on_event=broken)
+    control.add_sink(seen.append)
+    control.emit("tool_call", tool="a")
+    control.emit("tool_call", tool="b")
+    assert [e["tool"] for e in seen] == ["a", "b"]
+    assert "dropped after it failed: stderr closed" in caplog.text
+
+
+def test_events_are_scrubbed_once_for_every_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAVILY_API_KEY", "tvly-planted-0123456789")
+    seen: list[dict] = []
+    control = RunControl(on_event=seen.append)
+    control.emit(
+        "model_call",
+        detail="401: key tvly-planted-0123456789 rejected; also sk-live-abc123456789xyz",
+        args={"q": "tallest skyscrapers"},
+    )
+    assert seen[0]["detail"] == "401: key *** rejected; also ***"
+    assert seen[0]["args"] == {"q": "tallest skyscrapers"}

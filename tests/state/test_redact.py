@@ -35,3 +35,31 @@ def test_a_secret_set_or_removed_while_running_is_seen_at_once(
     assert redact(text, shapes=False) == text
     monkeypatch.delenv("SERVICE_TOKEN")
     assert redact("another-s3cret-value", shapes=False) == "another-s3cret-value"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tallest skyscrapers 2024",
+        "https://en.wikipedia.org/wiki/skyscraper-index",
+        "a skillfully made plan",
+        "hf_transfer-enabled downloads",
+        "pip install sk-learn-extra",
+    ],
+)
+def test_ordinary_words_are_not_taken_for_keys(text: str) -> None:
+    assert redact(text, {}) == text
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk-proj-Ab3dEfGh1jKlMnOp",
+        "tvly-dev-abcdefgh1234",
+        "hf_AbCdEfGh1JkLmNoPqRsT",
+        "ghp_0123456789abcdefABCDEF",
+        "AKIAIOSFODNN7EXAMPLE",
+    ],
+)
+def test_key_shapes_are_masked(key: str) -> None:
+    assert redact(f"used {key} here", {}) == "used *** here"

@@ -152,3 +152,51 @@ def test_effective_status_read_back_from_the_store(registry: SqliteRunRegistry) 
     assert registry.get("alive").effective_status == "running"
     assert registry.get("killed").effective_status == "paused"
     assert registry.get("killed").status == "running"
+
+
+OLD_SCHEMA = """
+CREATE TABLE mirograph_runs (
+    id TEXT PRIMARY KEY, question TEXT NOT NULL, flow TEXT NOT NULL, flow_spec TEXT NOT NULL,
+    status TEXT NOT NULL, reason TEXT, answer TEXT, usage TEXT NOT NULL DEFAULT '{}',
+    pid INTEGER, created_at REAL NOT NULL, updated_at REAL NOT NULL
+)
+"""
+
+OPEN_AT_ONCE = """
+import sys, time
+from mirograph.state.registry import SqliteRunRegistry
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+SqliteRunRegistry(sys.argv[1]).close()
+"""
+
+
+def test_a_store_from_an_older_version_is_upgraded_by_processes_opening_it_at_once(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+    import time
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")  # as every version has made its stores
+        conn.execute(OLD_SCHEMA)
+        conn.execute(
+            "INSERT INTO mirograph_runs VALUES ('old', 'q', 'f', '{}', 'completed', NULL,"
+            " '42', '{}', NULL, 1.0, 1.0)"
+        )
+    start = str(time.time() + 1.5)  # every process reaches the upgrade at the same instant
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(path), start],
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]  # fmt: skip
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    registry = SqliteRunRegistry(path)
+    old = registry.get("old")
+    assert (old.answer, old.pause_requested, old.wall_seconds) == ("42", None, 0.0)
+    registry.request_pause("old", "asked")
+    assert registry.pause_request("old") == "asked"
+    registry.close()
