@@ -15,7 +15,6 @@ killed run resumes inside the agent at the turn it reached.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +33,7 @@ from mirograph.agents.tools.base import ToolContext
 from mirograph.agents.tools.registry import ToolRefSpec, resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import AgentConfig, recursion_limit
-from mirograph.graphs.run_control import current_control
+from mirograph.graphs.run_control import announce_call
 from mirograph.state.blobs import BlobStore
 from mirograph.state.schema import AgentStats, Invocation, empty_stats
 
@@ -75,32 +74,11 @@ class Agent:
             question = ask(state)
             ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
             call_id = uuid.uuid4().hex
-            control = current_control()
-            started = time.perf_counter()
-            if control is not None:
-                control.emit(
-                    "agent_started",
-                    agent=name,
-                    parent="graph",
-                    ns=ns,
-                    call_id=call_id,
-                    subtask=question,
-                )
+            finished = announce_call(name, "graph", ns, call_id, question)
             out = await graph.ainvoke({"question": question}, config)
             stats = out.get("stats") or empty_stats()
             result = AgentResult(out.get("answer"), out.get("stop_reason"), stats)
-            if control is not None:
-                control.emit(
-                    "agent_finished",
-                    agent=name,
-                    parent="graph",
-                    ns=ns,
-                    call_id=call_id,
-                    status="completed",
-                    stop_reason=result.stop_reason,
-                    turns=stats["turns"],
-                    latency_ms=round((time.perf_counter() - started) * 1000, 1),
-                )
+            finished("completed", result.stop_reason, stats["turns"])
             record = Invocation(
                 agent=name,
                 parent="graph",

@@ -187,6 +187,32 @@ def controlling(control: RunControl | None) -> Iterator[RunControl | None]:
         _CONTROL.reset(token)
 
 
+def announce_call(
+    agent: str, parent: str, ns: str, call_id: str, subtask: str
+) -> Callable[[str, str | None, int], None]:
+    """Report an agent call starting (``agent_started``); the function returned
+    reports it finishing (``agent_finished``) with its status, stop reason and turns."""
+    control = current_control()
+    started = time.perf_counter()
+    call = {"agent": agent, "parent": parent, "ns": ns, "call_id": call_id}
+    if control is not None:
+        control.emit("agent_started", **call, subtask=subtask)
+
+    def finished(status: str, stop_reason: str | None, turns: int) -> None:
+        if control is not None:
+            seconds = time.perf_counter() - started
+            control.emit(
+                "agent_finished",
+                **call,
+                status=status,
+                stop_reason=stop_reason,
+                turns=turns,
+                latency_ms=round(seconds * 1000, 1),
+            )
+
+    return finished
+
+
 def agent_namespace(config: Any) -> str:
     """The checkpoint namespace of the agent whose node runs with ``config``.
 

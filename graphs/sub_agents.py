@@ -10,7 +10,6 @@ checkpoint namespace, and a killed run resumes each where it stopped.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from mirograph.agents.errors import is_model_failure
 from mirograph.agents.tools.base import DEDUPE_KEY, SERVER_KEY
-from mirograph.graphs.run_control import current_control
+from mirograph.graphs.run_control import announce_call
 from mirograph.state.redact import redact
 from mirograph.state.schema import AgentStats, Invocation, empty_stats
 
@@ -144,17 +143,7 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
             checkpoint_ns=_namespace(config),
         )
         nested: list[dict[str, Any]] = []
-        control = current_control()
-        started = time.perf_counter()
-        if control is not None:
-            control.emit(
-                "agent_started",
-                agent=sub.name,
-                parent=parent,
-                ns=record["checkpoint_ns"],
-                call_id=call_id,
-                subtask=subtask,
-            )
+        finished = announce_call(sub.name, parent, record["checkpoint_ns"], call_id, subtask)
         try:
             out = await graph.ainvoke({"question": subtask}, config)
         except GraphBubbleUp:
@@ -180,18 +169,7 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
             record["stop_reason"] = out.get("stop_reason")
             record["stats"] = out.get("stats") or empty_stats()
             nested = [{**r, "depth": r["depth"] + 1} for r in out.get("invocations") or ()]
-        if control is not None:
-            control.emit(
-                "agent_finished",
-                agent=sub.name,
-                parent=parent,
-                ns=record["checkpoint_ns"],
-                call_id=call_id,
-                status=record["status"],
-                stop_reason=record["stop_reason"],
-                turns=record["stats"]["turns"],
-                latency_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+        finished(record["status"], record["stop_reason"], record["stats"]["turns"])
         result = {"message": message, "order": task["order"], "invocations": [record, *nested]}
         return {"results": {call_id: result}}
 

@@ -12,8 +12,37 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 SUPPORT = Path(__file__).parent / "flows" / "support"
 LISTENING = re.compile(r"sim-model listening on (http://127\.0\.0\.1:(\d+)/v1)")
+
+
+def write_team_flow(
+    path: Path,
+    base_url: str,
+    *,
+    browsing: str = "team_tools:lookup",
+    coding: str | None = "team_tools:compute",
+    name: str = "team",
+    **model: object,
+) -> Path:
+    """A planner with a browsing sub-agent (and a coding one unless ``coding`` is
+    None), each with one tool given by import path, on one model at ``base_url``."""
+    agents: dict[str, dict[str, object]] = {
+        "browsing": {"model": "m", "max_turns": 20, "tools": [browsing]}
+    }
+    if coding is not None:
+        agents["coding"] = {"model": "m", "max_turns": 20, "tools": [coding]}
+    agents["planner"] = {"model": "m", "role": "main", "sub_agents": list(agents)}
+    flow = {
+        "name": name,
+        "models": {"m": {"base_url": base_url, "max_tokens": 512, **model}},
+        "agents": agents,
+        "entry": "planner",
+    }
+    path.write_text(yaml.safe_dump(flow), encoding="utf-8")
+    return path
 
 
 def free_port() -> int:

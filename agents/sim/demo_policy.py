@@ -23,6 +23,7 @@ from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.sim.policies import content_text
 
 __all__ = ["demo"]
 
@@ -49,11 +50,11 @@ _SHARE = re.compile(r"share = (\d+(?:\.\d+)?)%")
 
 def demo(body: Mapping[str, Any]) -> str:
     messages = [m for m in body.get("messages") or [] if isinstance(m, Mapping)]
-    system = _text(messages[0].get("content")) if messages else ""
-    task = _text(messages[1].get("content")) if len(messages) > 1 else ""
+    system = content_text(messages[0].get("content")) if messages else ""
+    task = content_text(messages[1].get("content")) if len(messages) > 1 else ""
     done = sum(m.get("role") == "assistant" for m in messages)
-    closing = bool(messages) and CLOSING_HEADER in _text(messages[-1].get("content"))
-    results = [_text(m.get("content")) for m in messages[2:] if m.get("role") == "user"]
+    closing = bool(messages) and CLOSING_HEADER in content_text(messages[-1].get("content"))
+    results = [content_text(m.get("content")) for m in messages[2:] if m.get("role") == "user"]
     if closing:
         results = results[:-1]  # the closing request is not a tool result
     if "## Server name: agent-browsing" in system:
@@ -231,16 +232,3 @@ def _reply(thinking: str, visible: str, call: str = "") -> str:
 
 def _number(text: str) -> str:
     return text.replace(",", "")
-
-
-def _text(content: Any) -> str:
-    """Text of a message content given as a string or a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"]
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return "" if content is None else str(content)

@@ -49,7 +49,8 @@ def echo_last(body: Mapping[str, Any]) -> str:
     """Box the last user message's text, to show exactly what the engine sent."""
     for message in reversed(body.get("messages") or []):
         if isinstance(message, Mapping) and message.get("role") == "user":
-            return _boxed("Repeating the last user message.", _text(message.get("content")))
+            text = content_text(message.get("content"))
+            return _boxed("Repeating the last user message.", text)
     return _boxed("There is no user message to repeat.", "")
 
 
@@ -88,7 +89,7 @@ def _boxed(thinking: str, value: str) -> str:
     return f"{thinking}\n</think>\n\nFinal answer: \\boxed{{{value}}}"
 
 
-def _text(content: Any) -> str:
+def content_text(content: Any) -> str:
     """Text of a message content given as a string or a list of parts."""
     if isinstance(content, str):
         return content

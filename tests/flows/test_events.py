@@ -8,26 +8,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import yaml
-from testkit import Cli, show
+from testkit import Cli, show, write_team_flow
 
 TAVILY_KEY = "tvly-planted-secret-abcdef123456"
 MODEL_KEY = "sk-planted-model-key-0123456789"
-
-
-def write_flow(path: Path, base_url: str) -> Path:
-    flow = {
-        "name": "leaky",
-        "models": {"m": {"base_url": base_url, "max_tokens": 512}},
-        "agents": {
-            "planner": {"model": "m", "role": "main", "sub_agents": ["browsing", "coding"]},
-            "browsing": {"model": "m", "max_turns": 10, "tools": ["leaky_tools:lookup"]},
-            "coding": {"model": "m", "max_turns": 10, "tools": ["leaky_tools:compute"]},
-        },
-        "entry": "planner",
-    }
-    path.write_text(yaml.safe_dump(flow), encoding="utf-8")
-    return path
 
 
 def test_events_match_the_run_and_hold_no_secret(cli: Cli, sim_model, tmp_path: Path) -> None:
@@ -35,7 +19,13 @@ def test_events_match_the_run_and_hold_no_secret(cli: Cli, sim_model, tmp_path: 
     cli.env.update(
         {"TEAM_LOG": str(log), "TAVILY_API_KEY": TAVILY_KEY, "MIROGRAPH_API_KEY": MODEL_KEY}
     )
-    flow = write_flow(tmp_path / "leaky.yaml", sim_model("team_policy:team?browsing=3&coding=2"))
+    flow = write_team_flow(
+        tmp_path / "leaky.yaml",
+        sim_model("team_policy:team?browsing=3&coding=2"),
+        browsing="leaky_tools:lookup",
+        coding="leaky_tools:compute",
+        name="leaky",
+    )
     run = cli("run", "Compare.", "--flow", str(flow), "--id", "leaky", "--store", cli.store,
               "--json")  # fmt: skip
     assert run.returncode == 0, run.stderr

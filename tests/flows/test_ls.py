@@ -6,27 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-from testkit import Cli, free_port
-
-
-def write_flow(path: Path, base_url: str) -> Path:
-    flow = {
-        "name": "team",
-        "models": {"m": {"base_url": base_url, "max_tokens": 512, "max_retries": 0}},
-        "agents": {
-            "planner": {"model": "m", "role": "main", "sub_agents": ["browsing"]},
-            "browsing": {"model": "m", "max_turns": 20, "tools": ["team_tools:lookup"]},
-        },
-        "entry": "planner",
-    }
-    path.write_text(yaml.safe_dump(flow), encoding="utf-8")
-    return path
+from testkit import Cli, free_port, write_team_flow
 
 
 def test_ls_lists_filters_and_counts(cli: Cli, sim_model, tmp_path: Path) -> None:
-    up = write_flow(tmp_path / "up.yaml", sim_model("team_policy:team?browsing=2"))
-    down = write_flow(tmp_path / "down.yaml", f"http://127.0.0.1:{free_port()}/v1")
+    policy = sim_model("team_policy:team?browsing=2")
+    up = write_team_flow(tmp_path / "up.yaml", policy, coding=None)
+    down = write_team_flow(
+        tmp_path / "down.yaml", f"http://127.0.0.1:{free_port()}/v1", coding=None, max_retries=0
+    )
     done = cli("run", "Compare alpha and beta.", "--flow", str(up), "--id", "done",
                "--store", cli.store)  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -17,26 +17,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
-from testkit import Cli, show, wait_for_fifo
+from testkit import Cli, show, wait_for_fifo, write_team_flow
 
 POLICY = "team_policy:team?browsing=6&coding=2"
 ANSWER = "REPORT[browsing:6], REPORT[coding:2]"
-
-
-def write_flow(path: Path, base_url: str) -> Path:
-    flow = {
-        "name": "team",
-        "models": {"m": {"base_url": base_url, "max_tokens": 512}},
-        "agents": {
-            "planner": {"model": "m", "role": "main", "sub_agents": ["browsing", "coding"]},
-            "browsing": {"model": "m", "max_turns": 20, "tools": ["pause_tools:lookup"]},
-            "coding": {"model": "m", "max_turns": 20, "tools": ["pause_tools:compute"]},
-        },
-        "entry": "planner",
-    }
-    path.write_text(yaml.safe_dump(flow), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -46,7 +30,12 @@ def held(cli: Cli, sim_model, tmp_path: Path):
     os.mkfifo(fifo)
     os.mkfifo(go)
     cli.env.update({"TEAM_LOG": str(log), "PAUSE_FIFO": str(fifo), "PAUSE_GO": str(go)})
-    flow = write_flow(tmp_path / "team.yaml", sim_model(POLICY))
+    flow = write_team_flow(
+        tmp_path / "team.yaml",
+        sim_model(POLICY),
+        browsing="pause_tools:lookup",
+        coding="pause_tools:compute",
+    )
     runner = cli.popen(
         "run", "Compare alpha and beta.", "--flow", str(flow), "--id", "held",
         "--store", cli.store, env={"PAUSE_BLOCK_AT": "browsing:3"},
@@ -151,7 +140,7 @@ def test_ctrl_c_twice_stops_at_once_and_leaves_a_resumable_run(cli: Cli, held) -
 
 
 def test_pause_of_a_run_that_is_not_running_says_so(cli: Cli, sim_model, tmp_path: Path) -> None:
-    flow = write_flow(tmp_path / "team.yaml", sim_model(POLICY))
+    flow = write_team_flow(tmp_path / "team.yaml", sim_model(POLICY))
     done = cli("run", "Compare.", "--flow", str(flow), "--id", "done", "--store", cli.store)
     assert done.returncode == 0, done.stderr
     asked = cli("pause", "done", "--store", cli.store)

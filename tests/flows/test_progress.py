@@ -10,9 +10,8 @@ import select
 import subprocess
 from pathlib import Path
 
-import yaml
 from rich.console import Console
-from testkit import Cli
+from testkit import Cli, write_team_flow
 
 from mirograph.flows.progress import RunProgress
 from mirograph.graphs.run_control import RunControl
@@ -68,25 +67,14 @@ def test_the_panel_shows_each_agent_at_work_with_its_path_turn_and_last_tool() -
     assert "pausing after the current step (paused by Ctrl-C)" in console.export_text()
 
 
-def team_flow(tmp_path: Path, base_url: str) -> Path:
-    flow = {
-        "name": "team",
-        "models": {"m": {"base_url": base_url, "max_tokens": 512}},
-        "agents": {
-            "planner": {"model": "m", "role": "main", "sub_agents": ["browsing"]},
-            "browsing": {"model": "m", "max_turns": 20, "tools": ["team_tools:lookup"]},
-        },
-        "entry": "planner",
-    }
-    path = tmp_path / "team.yaml"
-    path.write_text(yaml.safe_dump(flow), encoding="utf-8")
-    return path
-
-
 def test_on_a_terminal_run_draws_progress_and_off_it_stays_quiet(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
-    flow = team_flow(tmp_path, sim_model("team_policy:team?browsing=3", "--latency-ms", "50"))
+    flow = write_team_flow(
+        tmp_path / "team.yaml",
+        sim_model("team_policy:team?browsing=3", "--latency-ms", "50"),
+        coding=None,
+    )
     quiet = cli("run", "Compare.", "--flow", str(flow), "--id", "quiet", "--store", cli.store)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == "run quiet completed\n"

@@ -14,25 +14,9 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import yaml
-from testkit import Cli, show, wait_for_fifo
+from testkit import Cli, show, wait_for_fifo, write_team_flow
 
 POLICY = "team_policy:team?browsing=9&coding=3"
-
-
-def write_flow(path: Path, base_url: str) -> Path:
-    flow = {
-        "name": "team",
-        "models": {"m": {"base_url": base_url, "max_tokens": 512}},
-        "agents": {
-            "planner": {"model": "m", "role": "main", "sub_agents": ["browsing", "coding"]},
-            "browsing": {"model": "m", "max_turns": 20, "tools": ["team_tools:lookup"]},
-            "coding": {"model": "m", "max_turns": 20, "tools": ["team_tools:compute"]},
-        },
-        "entry": "planner",
-    }
-    path.write_text(yaml.safe_dump(flow), encoding="utf-8")
-    return path
 
 
 def coding_finished(cli: Cli, run_id: str) -> dict:
@@ -52,7 +36,7 @@ def test_sigkill_inside_a_sub_agent_resumes_it_at_the_next_turn(
     log, fifo = tmp_path / "team.log", tmp_path / "blocked.fifo"
     os.mkfifo(fifo)
     cli.env.update({"TEAM_LOG": str(log), "TEAM_FIFO": str(fifo)})
-    flow = write_flow(tmp_path / "team.yaml", sim_model(POLICY))
+    flow = write_team_flow(tmp_path / "team.yaml", sim_model(POLICY))
 
     runner = cli.popen(
         "run", "Compare alpha and beta.", "--flow", str(flow), "--id", "team-kill",
