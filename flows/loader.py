@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mirograph.graphs.config import FlowConfig
+from mirograph.graphs.config import IMPORT_TOOLS, FlowConfig
 
 SHIPPED_DIR = Path(__file__).parent
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -75,9 +75,13 @@ def ready_to_run(flow: FlowConfig, *, source: Path | str = "<flow>") -> None:
         raise FlowError(f"{source}: {exc}") from None
 
 
-def validate_flow(data: dict[str, Any], *, source: Path | str = "<flow>") -> FlowConfig:
+def validate_flow(
+    data: dict[str, Any], *, source: Path | str = "<flow>", import_tools: bool = True
+) -> FlowConfig:
+    """The flow, checked; ``import_tools=False`` to read a stored run, whose custom
+    tools need not be importable here."""
     try:
-        return FlowConfig.model_validate(data)
+        return FlowConfig.model_validate(data, context={IMPORT_TOOLS: import_tools})
     except ValidationError as exc:
         raise FlowError(f"{source}: {describe(exc)}") from None
 

@@ -129,7 +129,7 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
     """What ``show --json`` prints: the registry row, per-agent totals, sub-agent calls."""
     async with open_store(store_url) as store:
         record = get_run(store, run_id)
-        async with compiled_run(store, record) as run:
+        async with compiled_run(store, record, reading=True) as run:
             snapshot = await run.graph.aget_state(run.config, subgraphs=True)
         report = build_report(record, run.flow, snapshot)
         report["wall_seconds"] = round(run_wall_seconds(record), 3)
@@ -203,8 +203,14 @@ def get_run(store: Store, run_id: str) -> RunRecord:
 
 
 @asynccontextmanager
-async def compiled_run(store: Store, record: RunRecord) -> AsyncIterator[CompiledRun]:
-    """The run's graph on the store's checkpointer; model connections closed after."""
+async def compiled_run(
+    store: Store, record: RunRecord, *, reading: bool = False
+) -> AsyncIterator[CompiledRun]:
+    """The run's graph on the store's checkpointer; model connections closed after.
+
+    ``reading``: only to read the run's state; tools that cannot be imported here
+    are left out (``show`` and ``export`` work where the run's tools do not).
+    """
     workspace = run_dir(record.id) / "workspace"
     if GRAPH_KEY in record.flow_spec:
         ctx = GraphContext(record.id, workspace, store.blobs)
@@ -216,8 +222,9 @@ async def compiled_run(store: Store, record: RunRecord) -> AsyncIterator[Compile
         finally:
             await ctx.aclose()
         return
-    flow = validate_flow(record.flow_spec, source=f"run {record.id}")
-    built = build_flow_graph(flow, ToolContext(run_id=record.id, workspace=workspace), store.blobs)
+    flow = validate_flow(record.flow_spec, source=f"run {record.id}", import_tools=not reading)
+    tools = ToolContext(run_id=record.id, workspace=workspace)
+    built = build_flow_graph(flow, tools, store.blobs, reading=reading)
     try:
         compiled = built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
         workspace.mkdir(parents=True, exist_ok=True)

@@ -135,7 +135,7 @@ async def load_transcripts(run_id: str, *, store_url: str | None = None) -> RunT
     report = await run_report(run_id, store_url=store_url)
     async with open_store(store_url) as store:
         record = get_run(store, run_id)
-        async with compiled_run(store, record) as run:
+        async with compiled_run(store, record, reading=True) as run:
             top = (await run.graph.aget_state(run.config)).values or {}
             calls: list[AgentCall] = []
             if run.flow is not None:

@@ -9,7 +9,7 @@ from langgraph.graph import StateGraph
 from mirograph.agents.models import build_chat_model
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import ToolContext
-from mirograph.agents.tools.registry import resolve_tools
+from mirograph.agents.tools.registry import ToolRefError, resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import FlowConfig, recursion_limit
 from mirograph.graphs.sub_agents import SubAgent, sub_agent_tool
@@ -28,19 +28,23 @@ def build_agent(
     *,
     is_sub_agent: bool = False,
     built: dict[str, AgentLoop] | None = None,
+    reading: bool = False,
 ) -> AgentLoop:
     """The agent loop of ``name``, with its own model, tools, window and sub-agents.
 
     Sub-agents are built first (depth first) and compiled without a
     checkpointer of their own: they inherit the run's, each call in its own
     namespace. ``built`` collects every loop made, for closing connections.
+    ``reading``: the graph only reads a run's state (``show``, ``export``), so a
+    tool that cannot be imported here (another machine, another environment)
+    is left out instead of failing.
     """
     built = {} if built is None else built
     agent = flow.agents[name]
     subs = []
     for sub_name in agent.sub_agents:
         sub_loop = built.get(sub_name) or build_agent(
-            flow, sub_name, ctx, blobs, is_sub_agent=True, built=built
+            flow, sub_name, ctx, blobs, is_sub_agent=True, built=built, reading=reading
         )
         sub_config = flow.agents[sub_name]
         tool = sub_agent_tool(
@@ -50,7 +54,12 @@ def build_agent(
             description=sub_config.tool_description,
         )
         subs.append(SubAgent(sub_name, sub_loop.build().compile(name=sub_name), tool))
-    tools = resolve_tools(agent.tools, replace(ctx, models=flow.models))
+    try:
+        tools = resolve_tools(agent.tools, replace(ctx, models=flow.models))
+    except ToolRefError:
+        if not reading:
+            raise
+        tools = []
     clash = {t.name for t in tools} & {s.tool.name for s in subs}
     if clash:
         raise FlowBuildError(
@@ -92,11 +101,11 @@ class FlowGraph:
 
 
 def build_flow_graph(
-    flow: FlowConfig, ctx: ToolContext, blobs: BlobStore | None = None
+    flow: FlowConfig, ctx: ToolContext, blobs: BlobStore | None = None, *, reading: bool = False
 ) -> FlowGraph:
     """The flow's graph; ``blobs`` (the run store's) takes long tool results."""
     built: dict[str, AgentLoop] = {}
-    entry = build_agent(flow, flow.entry, ctx, blobs, built=built)
+    entry = build_agent(flow, flow.entry, ctx, blobs, built=built, reading=reading)
     # Tools open connections and processes on first use, not here, so a build
     # that fails leaves nothing to close.
     return FlowGraph(graph=entry.build(), agents=list(built.values()), tools=ctx)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from mirograph.agents.config import ModelConfig
 from mirograph.agents.tools.registry import (
@@ -18,6 +18,9 @@ from mirograph.agents.tools.registry import (
     parse_ref,
 )
 from mirograph.graphs.sub_agents import tool_name_of
+
+#: Validation context key: False checks tool references without importing them.
+IMPORT_TOOLS = "import_tools"
 
 #: Protocol page: a result longer than this is cut and ends with the marker.
 MAX_RESULT_CHARS = 100_000
@@ -96,7 +99,9 @@ class FlowConfig(BaseModel):
     max_wall_seconds: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _check_references(self) -> FlowConfig:
+    def _check_references(self, info: ValidationInfo) -> FlowConfig:
+        # Reading a stored run (show, export) must not need its custom tools importable.
+        imports = (info.context or {}).get(IMPORT_TOOLS, True)
         if self.entry not in self.agents:
             raise ValueError(
                 f"entry {self.entry!r} is not an agent; defined agents: {_names(self.agents)}"
@@ -128,7 +133,7 @@ class FlowConfig(BaseModel):
                 seen[tool] = sub
             for i, ref in enumerate(agent.tools):
                 try:
-                    options = check_ref(ref)
+                    options = check_ref(ref, imports=imports)
                 except ToolRefError as exc:
                     raise ValueError(f"agents.{name}.tools[{i}]: {exc}") from None
                 for key, model in model_refs(options).items():

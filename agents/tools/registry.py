@@ -98,17 +98,19 @@ def model_refs(options: BaseModel | None) -> dict[str, str]:
     }
 
 
-def check_ref(spec: ToolRefSpec) -> BaseModel | None:
+def check_ref(spec: ToolRefSpec, *, imports: bool = True) -> BaseModel | None:
     """Raise ``ToolRefError`` unless ``spec`` resolves; its validated options if any.
 
-    Used when a flow is validated.
+    Used when a flow is validated; ``imports=False`` leaves import paths unimported
+    (a stored run is read where its custom tools may not be installed).
     """
     ref = parse_ref(spec)
     if ref.name in BUILTIN_SETS:
         return check_options(ref)
     if ref.options:
         raise ToolRefError(f"{ref.name!r} is not a built-in set; only built-in sets take options")
-    _imported(ref.name)
+    if imports:
+        _imported(ref.name)
     return None
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from rich.console import Console
-from testkit import Cli
+from testkit import Cli, write_team_flow
 from transcript_kit import QUESTION, SECRET, TeamRun, killed_team_run, team_run
 
 from mirograph.flows.transcript import AgentCall, RunTranscript
@@ -157,3 +157,34 @@ def test_failed_and_malformed_calls_are_marked_as_errors() -> None:
     assert lines[lines.index("[2] probe(n=2)") + 1] == "→ r2"
     third = lines.index("[3] probe({n: 3)")
     assert lines[third + 1] == "✗ error: Tool call to probe was malformed: bad JSON"
+
+
+def test_show_and_export_work_where_the_runs_tools_cannot_be_imported(
+    cli: Cli, sim_model, tmp_path: Path
+) -> None:
+    """A run moved to another machine (or read from another venv) is still readable."""
+    tools = tmp_path / "elsewhere"
+    tools.mkdir()
+    (tools / "moved_tools.py").write_text(
+        "def lookup(topic: str, step: int) -> str:\n"
+        '    """Look up one fact."""\n'
+        '    return f"fact {topic} {step}"\n',
+        encoding="utf-8",
+    )
+    flow = write_team_flow(
+        tmp_path / "moved.yaml",
+        sim_model("team_policy:team?browsing=2"),
+        browsing="moved_tools:lookup",
+        coding=None,
+    )
+    done = cli("run", "Compare.", "--flow", str(flow), "--id", "moved", "--store", cli.store,
+               env={"PYTHONPATH": str(tools)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = cli("show", "moved", "--store", cli.store, env={"COLUMNS": "120"})
+    assert shown.returncode == 0, shown.stderr
+    assert 'lookup(topic="browsing", step=2)' in shown.stdout and "fact browsing 2" in shown.stdout
+    exported = cli("export", "moved", "--store", cli.store)
+    assert exported.returncode == 0, exported.stderr
+    assert "fact browsing 1" in exported.stdout
+    resumed = cli("resume", "moved", "--store", cli.store)  # completed: nothing to import
+    assert resumed.returncode == 0
