@@ -39,22 +39,33 @@ def policy(body: dict[str, Any]) -> str:
     return team(body, browsing=25)
 
 
-async def test_token_budget_closes_every_agent_and_the_run_answers(
-    home: Path, tmp_path: Path
-) -> None:
+async def run_team(
+    tmp_path: Path, run_id: str, control: RunControl | None = None, **budgets: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Run the planner + browsing flow with ``budgets``; its outcome and report."""
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     with SimServer(policy) as srv:
-        flow = team_flow(srv.base_url, max_tokens_total=6000)
-        outcome = await start_run(QUESTION, flow, run_id="tokens", store_url=store)
-        report = await run_report("tokens", store_url=store)
+        flow = team_flow(srv.base_url, **budgets)
+        outcome = await start_run(QUESTION, flow, run_id=run_id, store_url=store, control=control)
+        return outcome, await run_report(run_id, store_url=store)
+
+
+def assert_closed_by(budget: str, outcome: Any, report: dict[str, Any]) -> None:
     assert outcome.status == "completed", outcome.reason
     browsing = report["invocations"][0]
     # Browsing was cut short of its 25 turns, closed with a report; the planner answered.
-    assert browsing["stop_reason"] == "max_tokens_total"
+    assert browsing["stop_reason"] == budget
     assert 0 < browsing["turns"] < 25
     # The planner's closing request boxed the report browsing's closing request gave.
     assert re.fullmatch(r"REPORT\[browsing:\d+\]", outcome.answer or "")
-    assert report["stop_reason"] == "max_tokens_total"
+    assert report["stop_reason"] == budget
+
+
+async def test_token_budget_closes_every_agent_and_the_run_answers(
+    home: Path, tmp_path: Path
+) -> None:
+    outcome, report = await run_team(tmp_path, "tokens", max_tokens_total=6000)
+    assert_closed_by("max_tokens_total", outcome, report)
     spent = report["usage"]["prompt_tokens"] + report["usage"]["completion_tokens"]
     calls = [e for e in read_events(events_path("tokens")) if e["event"] == "model_call"]
     last_call = max(e["prompt_tokens"] + e["completion_tokens"] for e in calls)
@@ -71,29 +82,15 @@ async def test_wall_budget_counts_running_time_and_closes_the_run(
     home: Path, tmp_path: Path
 ) -> None:
     ticks = itertools.count()
-    store = f"sqlite:///{tmp_path / 'runs.db'}"
     # A clock that advances one second per reading: the budget is spent after a few steps.
     control = RunControl(clock=lambda: float(next(ticks)))
-    with SimServer(policy) as srv:
-        flow = team_flow(srv.base_url, max_wall_seconds=12)
-        outcome = await start_run(QUESTION, flow, run_id="wall", store_url=store, control=control)
-        report = await run_report("wall", store_url=store)
-    assert outcome.status == "completed", outcome.reason
-    browsing = report["invocations"][0]
-    assert browsing["stop_reason"] == "max_wall_seconds"
-    assert 0 < browsing["turns"] < 25
-    # The planner's closing request boxed the report browsing's closing request gave.
-    assert re.fullmatch(r"REPORT\[browsing:\d+\]", outcome.answer or "")
-    assert report["stop_reason"] == "max_wall_seconds"
+    outcome, report = await run_team(tmp_path, "wall", control, max_wall_seconds=12)
+    assert_closed_by("max_wall_seconds", outcome, report)
 
 
 async def test_explicit_budgets_win_over_the_flow(home: Path, tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'runs.db'}"
     control = RunControl(budgets=Budgets(max_tokens_total=1))
-    with SimServer(policy) as srv:
-        flow = team_flow(srv.base_url, max_tokens_total=10**9)
-        outcome = await start_run(QUESTION, flow, run_id="one", store_url=store, control=control)
-        report = await run_report("one", store_url=store)
+    outcome, report = await run_team(tmp_path, "one", control, max_tokens_total=10**9)
     # The planner's first turn already spends the budget: it closes without delegating.
     assert outcome.status == "completed"
     assert report["agents"]["planner"]["turns"] == 1
