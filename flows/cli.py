@@ -1,9 +1,10 @@
 """The ``mirograph`` command line: demo, run, resume, pause, ls, show, export, sim-model.
 
 Exit codes: 0 completed; 1 the run failed (still resumable); 2 bad input
-(flow file, run id, store URL, option); 3 the run paused (asked for, or the
-model server unavailable): resume it; 130 stopped at once by Ctrl-C twice
-(still resumable).
+(flow file, run id, store URL, option) or the run is held by another live
+process; 3 the run paused (asked for, or the model server unavailable):
+resume it; 4 the run ended without an answer (the reason says why); 130
+stopped at once by Ctrl-C twice (still resumable).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from mirograph.flows.runner import (
 from mirograph.graphs.builder import FlowBuildError
 from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.run_control import RunControl
-from mirograph.state.registry import RunRecord
+from mirograph.state.registry import RUN_STATUSES, RunBusyError, RunRecord
 from mirograph.state.store import StoreURLError
 
 app = typer.Typer(
@@ -74,7 +75,14 @@ def _call(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine, turning known failures into one line and an exit code."""
     try:
         return asyncio.run(coro)
-    except (FlowError, FlowBuildError, ToolRefError, StoreURLError, RunNotFoundError) as exc:
+    except (
+        FlowError,
+        FlowBuildError,
+        ToolRefError,
+        StoreURLError,
+        RunNotFoundError,
+        RunBusyError,
+    ) as exc:
         _fail(str(exc), 2)
     except ValueError as exc:
         _fail(str(exc), 2)
@@ -152,6 +160,8 @@ def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:
     if outcome.status == "paused":
         resume = _resume_command(outcome.id, store)
         _fail(f"run {outcome.id} paused ({outcome.reason}); continue with: {resume}", 3)
+    if outcome.status == "no_answer":
+        _fail(f"run {outcome.id} ended without an answer: {outcome.reason}", 4)
     if not as_json:
         err.print(f"run {outcome.id} completed", style="dim")
         print(outcome.answer if outcome.answer is not None else "(no boxed answer found)")
@@ -300,7 +310,7 @@ def list_command(
     out.print(table)
 
 
-STATUSES = ("running", "paused", "completed", "failed")
+STATUSES = RUN_STATUSES
 
 
 def _ls_row(record: RunRecord) -> dict[str, Any]:

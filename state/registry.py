@@ -17,7 +17,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
-RunStatus = Literal["running", "paused", "completed", "failed"]
+#: ``no_answer``: the run ended, but its entry agent gave no answer (every reply
+#: malformed, cut or empty); the reason says why.
+RunStatus = Literal["running", "paused", "completed", "no_answer", "failed"]
+RUN_STATUSES: tuple[str, ...] = ("running", "paused", "completed", "no_answer", "failed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mirograph_runs (
@@ -52,6 +55,10 @@ _COLUMNS = (
 
 class UnknownRunError(LookupError):
     """No run with that id in the store."""
+
+
+class RunBusyError(RuntimeError):
+    """Another live process holds the run: a run has exactly one runner."""
 
 
 @dataclass
