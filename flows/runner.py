@@ -9,29 +9,39 @@ from its last completed step and never repeats a completed turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
+import dataclasses
+import functools
 import os
 import secrets
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot
 
+from mirograph.agents import prompts
 from mirograph.agents.errors import ModelUnavailableError
-from mirograph.agents.tools.base import ToolContext
+from mirograph.agents.tools.base import ToolContext, tool_specs
 from mirograph.flows.events import EventLog, events_path, read_events
 from mirograph.flows.graph_ref import canonical, load_builder
 from mirograph.flows.loader import FlowError, apply_overrides, ready_to_run, validate_flow
 from mirograph.flows.report import build_report
+from mirograph.graphs.agent_loop import CHARS_PER_TOKEN, AgentLoop
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.custom import GraphContext
 from mirograph.graphs.run_control import Budgets, PauseRequested, RunControl, controlling
+from mirograph.graphs.sub_agents import node_name
+from mirograph.state.leases import Lease
 from mirograph.state.redact import redact
-from mirograph.state.registry import RunRecord, UnknownRunError
+from mirograph.state.registry import RunRecord, UnknownRunError, check_run_id
 from mirograph.state.store import Store, mirograph_home, open_store
 
 
@@ -57,7 +67,11 @@ def new_run_id() -> str:
 
 
 def run_dir(run_id: str) -> Path:
-    return mirograph_home() / "runs" / run_id
+    return mirograph_home() / "runs" / check_run_id(run_id)
+
+
+#: Statuses of a run that ended: ``resume`` returns them as they are.
+ENDED = ("completed", "no_answer")
 
 
 async def start_run(
@@ -82,7 +96,7 @@ async def start_run(
         name, spec = ref, {GRAPH_KEY: ref}
     else:
         name, spec = flow.name, flow.model_dump(mode="json")
-    run_id = run_id or new_run_id()
+    run_id = check_run_id(run_id or new_run_id())
     async with open_store(store_url) as store:
         record = RunRecord(
             id=run_id,
@@ -94,8 +108,11 @@ async def start_run(
         )
         # Built first: a graph that cannot be built is rejected before the run exists.
         async with compiled_run(store, record) as run:
-            store.registry.create(record)
-            return await _execute(store, record, {"question": question}, run, control)
+            if run.entry is not None:
+                check_question_fits(run.entry, question)
+            async with holding_lease(store, run_id) as lease:
+                store.registry.create(record)
+                return await _execute(store, record, {"question": question}, run, control, lease)
 
 
 async def resume_run(
@@ -108,21 +125,121 @@ async def resume_run(
     """Continue a paused, failed or killed run from its last checkpoint."""
     async with open_store(store_url) as store:
         record = get_run(store, run_id)
-        if record.effective_status == "completed":
-            return RunOutcome(run_id, "completed", record.answer, record.reason)
-        if overrides:
-            if GRAPH_KEY in record.flow_spec:
-                raise FlowError(f"run {run_id}: --set applies to flow files, not custom graphs")
-            spec = apply_overrides(record.flow_spec, overrides, source=f"run {run_id}")
-            flow = validate_flow(spec, source=f"run {run_id}")
-            record.flow_spec = flow.model_dump(mode="json")
-            store.registry.update(run_id, flow_spec=record.flow_spec)
-        async with compiled_run(store, record) as run:
-            if run.flow is not None:
-                ready_to_run(run.flow, source=f"run {run_id}")
-            snapshot = await run.graph.aget_state(run.config)
-            pending = None if snapshot.values else {"question": record.question}
-            return await _execute(store, record, pending, run, control)
+        if record.status in ENDED:
+            return _ended(record)
+        async with holding_lease(store, run_id) as lease:
+            # Read again under the lease: a runner that just let go may have finished it.
+            record = get_run(store, run_id)
+            if record.status in ENDED:
+                return _ended(record)
+            stored = record
+            if overrides:
+                record = _overridden(record, overrides)
+            async with compiled_run(store, record) as run:
+                if run.flow is not None:
+                    ready_to_run(run.flow, source=f"run {run_id}")
+                snapshot = await run.graph.aget_state(run.config, subgraphs=bool(overrides))
+                if overrides:
+                    _refuse_dropped_calls(stored, run, snapshot)
+                    # Saved only once the changed flow is known to run.
+                    store.registry.update(run_id, flow_spec=record.flow_spec, lease=lease)
+                pending = None if snapshot.values else {"question": record.question}
+                return await _execute(store, record, pending, run, control, lease)
+
+
+def _ended(record: RunRecord) -> RunOutcome:
+    return RunOutcome(record.id, record.status, record.answer, record.reason)
+
+
+def _overridden(record: RunRecord, overrides: Sequence[str]) -> RunRecord:
+    """The run with ``--set`` applied to its flow, validated (nothing saved yet)."""
+    source = f"run {record.id}"
+    if GRAPH_KEY in record.flow_spec:
+        raise FlowError(f"{source}: --set applies to flow files, not custom graphs")
+    spec = apply_overrides(copy.deepcopy(record.flow_spec), overrides, source=source)
+    flow = validate_flow(spec, source=source)
+    return dataclasses.replace(record, flow_spec=flow.model_dump(mode="json"))
+
+
+def _refuse_dropped_calls(stored: RunRecord, run: CompiledRun, snapshot: StateSnapshot) -> None:
+    """A sub-agent call in flight whose agent the new flow no longer lets its
+    caller call would be dropped silently: refuse the change, naming the call."""
+    assert run.flow is not None
+    for call in in_flight_calls(stored, run.flow, snapshot):
+        caller = run.flow.agents.get(call["parent"])
+        if caller is not None and call["agent"] in caller.sub_agents:
+            continue
+        where = f"call {call['call_id']}" if call.get("call_id") else "a call"
+        subtask = " ".join(str(call.get("subtask") or "").split())[:60]
+        on = f" on {subtask!r}" if subtask else ""
+        raise FlowError(
+            f"run {stored.id}: --set removes sub-agent {call['agent']!r} from"
+            f" {call['parent']!r} while {where} to it is in flight{on}; resume without"
+            " that change, or after the call ends"
+        )
+
+
+def in_flight_calls(
+    record: RunRecord, flow: FlowConfig, snapshot: StateSnapshot
+) -> list[dict[str, Any]]:
+    """Sub-agent calls the run's checkpoint holds unfinished: started ones (from
+    their own checkpoints) and ones asked for whose sub-agent has not started."""
+    calls = [
+        row for row in build_report(record, flow, snapshot)["invocations"]
+        if row["status"] == "running"
+    ]  # fmt: skip
+    started = {(row["parent"], row["agent"]) for row in calls}
+    calls.extend(
+        {"agent": agent, "parent": parent, "call_id": None, "subtask": None}
+        for parent, agent in _asked_calls(snapshot, flow)
+        if (parent, agent) not in started
+    )
+    return calls
+
+
+def _asked_calls(snapshot: StateSnapshot, flow: FlowConfig) -> list[tuple[str, str]]:
+    """(caller, sub-agent) of each pending sub-agent task, at any depth."""
+    nodes = {node_name(name): name for name in flow.agents}
+    caller = (snapshot.values or {}).get("agent") or flow.entry
+    found = []
+    for task in snapshot.tasks:
+        if task.name in nodes and not isinstance(task.result, dict):
+            found.append((caller, nodes[task.name]))
+        if isinstance(task.state, StateSnapshot):
+            found.extend(_asked_calls(task.state, flow))
+    return found
+
+
+def check_question_fits(entry: AgentLoop, question: str) -> None:
+    """Refuse a question that cannot fit the entry agent's context with its system
+    prompt, its reply budget (``max_tokens``) and the closing request, which
+    repeats the question (the agent would close at once, or drop the question)."""
+    if not entry.context_tokens:
+        return
+    tools = [*entry.tools, *(sub.tool for sub in entry.sub_agents)]
+    system = prompts.system_prompt(
+        today=entry.today,
+        role=entry.role,
+        tools=tool_specs(tools) if entry.tools_in_prompt else [],
+        objective=entry.config.objective,
+        template=entry.config.system_prompt_template,
+    )
+    task = prompts.task_message(question, role=entry.role)
+    closing = prompts.closing_request(question, role=entry.role)
+    # As the agent loop counts before its first call: prompt + closing reserve + reply.
+    prompt = int((len(system) + len(task)) / CHARS_PER_TOKEN) + 16
+    reserve = int(len(closing) / CHARS_PER_TOKEN) + 16
+    reply = entry.max_tokens or 0
+    needed = prompt + reserve + reply
+    if needed > entry.context_tokens:
+        asked = int(len(question) / CHARS_PER_TOKEN)
+        raise ValueError(
+            f"the question (~{asked} tokens, {len(question)} characters) does not fit agent"
+            f" {entry.name!r}: with its system prompt, max_tokens {reply} and the closing"
+            f" request that repeats it, it needs ~{needed} of {entry.context_tokens}"
+            " context_tokens; shorten the question (put long material in a file for a tool"
+            " to read) or use a model with a larger context_tokens"
+        )
 
 
 async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, Any]:
@@ -192,14 +309,49 @@ class CompiledRun:
     config: dict[str, Any]
     #: The flow, or None for a custom graph.
     flow: FlowConfig | None
+    #: The flow's entry agent (None for a custom graph).
+    entry: AgentLoop | None = None
 
 
 def get_run(store: Store, run_id: str) -> RunRecord:
-    """The run's registry row, or ``RunNotFoundError``."""
+    """The run's registry row, or ``RunNotFoundError``; every entry that takes a
+    run id comes through here (or ``run_dir``), so the id is checked here."""
     try:
-        return store.registry.get(run_id)
+        return store.registry.get(check_run_id(run_id))
     except UnknownRunError:
         raise RunNotFoundError(run_id) from None
+
+
+@asynccontextmanager
+async def holding_lease(store: Store, run_id: str) -> AsyncIterator[Lease]:
+    """The run's lease for one session: taken before anything runs (``RunBusyError``
+    if a live runner holds it), given back however the session ends."""
+    leases = store.registry.leases
+    lease = leases.acquire(run_id)
+    try:
+        yield lease
+    finally:
+        with contextlib.suppress(sqlite3.Error):  # too broken to write: it ends with us
+            leases.release(lease)
+
+
+def _lease_keeper(store: Store, lease: Lease) -> Callable[[], str | None]:
+    """The per-step pause check, renewing the lease on the way (a write at most
+    every few seconds); a lease taken over stops this runner like a pause."""
+    leases, registry = store.registry.leases, store.registry
+    renewed = time.monotonic()
+
+    def check() -> str | None:
+        nonlocal renewed
+        if time.monotonic() - renewed >= leases.renew_every_s:
+            kept = leases.renew(lease)
+            if kept is False:
+                return f"run {lease.run_id} was taken over by another runner"
+            if kept:
+                renewed = time.monotonic()
+        return registry.pause_request(lease.run_id)
+
+    return check
 
 
 @asynccontextmanager
@@ -230,7 +382,8 @@ async def compiled_run(
         workspace.mkdir(parents=True, exist_ok=True)
         config = _config(record.id, flow_recursion_limit(flow))
         config["max_concurrency"] = flow.max_parallel
-        yield CompiledRun(compiled, config, flow)
+        entry = next((agent for agent in built.agents if agent.name == flow.entry), None)
+        yield CompiledRun(compiled, config, flow, entry)
     finally:
         await built.aclose()
 
@@ -245,6 +398,7 @@ async def _execute(
     graph_input: dict[str, Any] | None,
     run: CompiledRun,
     control: RunControl | None,
+    lease: Lease,
 ) -> RunOutcome:
     run_id, graph, config = record.id, run.graph, run.config
     control = control or RunControl()
@@ -269,10 +423,11 @@ async def _execute(
         budgets=budgets,
         tokens_before=tokens_before,
         wall_before=wall_before,
-        pause_check=lambda: store.registry.pause_request(run_id),
+        pause_check=_lease_keeper(store, lease),
     )
     store.registry.update(
         run_id,
+        lease=lease,
         status="running",
         reason=None,
         pid=os.getpid(),
@@ -290,7 +445,7 @@ async def _execute(
         **so_far,
     )
     try:
-        return await _invoke(store, record, graph_input, run, control)
+        return await _invoke(store, record, graph_input, run, control, lease)
     finally:
         control.remove_sink(log)
         log.close()
@@ -302,8 +457,10 @@ async def _invoke(
     graph_input: dict[str, Any] | None,
     run: CompiledRun,
     control: RunControl,
+    lease: Lease,
 ) -> RunOutcome:
     run_id, graph, config = record.id, run.graph, run.config
+    end = functools.partial(_end_session, store, record, run, control, lease)
     try:
         with controlling(control):
             await graph.ainvoke(graph_input, config, durability="sync")
@@ -313,7 +470,7 @@ async def _invoke(
             reason = control.pause_reason or "pause requested"
         else:
             reason = redact(str(exc))
-        await _end_session(store, record, run, control, status="paused", reason=reason)
+        await end(status="paused", reason=reason)
         return RunOutcome(run_id, "paused", None, reason)
     except BaseException as exc:
         # An interrupted step may hold an open write (its blobs) that would
@@ -326,7 +483,7 @@ async def _invoke(
         if status == "paused":
             asked = " after Ctrl-C twice" if control.pause_reason == "paused by Ctrl-C" else ""
             reason = f"stopped at once{asked}; the step in flight runs again on resume"
-        await _end_session(store, record, run, control, status=status, reason=reason)
+        await end(status=status, reason=reason)
         if status == "failed":
             raise RunFailedError(
                 f"run {run_id} stopped: {reason}; fix the cause, then `mirograph resume {run_id}`"
@@ -334,8 +491,19 @@ async def _invoke(
         raise
     snapshot = await graph.aget_state(config)
     answer = snapshot.values.get("answer")
-    await _end_session(store, record, run, control, status="completed", answer=answer)
+    if answer is None or not str(answer).strip():
+        reason = _no_answer_reason(snapshot.values, run)
+        await end(status="no_answer", reason=reason, answer=answer)
+        return RunOutcome(run_id, "no_answer", answer, reason)
+    await end(status="completed", answer=answer)
     return RunOutcome(run_id, "completed", answer, None)
+
+
+def _no_answer_reason(values: dict[str, Any], run: CompiledRun) -> str:
+    """Why the graph ended without an answer: its entry agent's stop reason."""
+    agent = values.get("agent") or (run.flow.entry if run.flow else "graph")
+    stop = values.get("stop_reason") or "unknown"
+    return f"the {agent} agent ended without a boxed answer (stop reason: {stop})"
 
 
 async def _end_session(
@@ -343,6 +511,7 @@ async def _end_session(
     record: RunRecord,
     run: CompiledRun,
     control: RunControl,
+    lease: Lease,
     *,
     status: str,
     reason: str | None = None,
@@ -355,15 +524,17 @@ async def _end_session(
         "wall_seconds": control.wall_seconds,
         "pause_requested": None,
     }
-    if status == "completed":
+    if status in ENDED:
         fields["answer"] = answer
     try:
         snapshot = await run.graph.aget_state(run.config, subgraphs=True)
         fields["usage"] = build_report(record, run.flow, snapshot)["agents"]
     except Exception:  # a store too broken to read keeps the usage it had
         pass
-    store.registry.update(record.id, **fields)
-    control.end_session()
+    try:
+        store.registry.update(record.id, lease=lease, **fields)  # refused if taken over
+    finally:
+        control.end_session()
     control.emit(
         f"run_{status}",
         reason=reason,

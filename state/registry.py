@@ -8,7 +8,7 @@ to rebuild the run's graph on resume, in any process or machine.
 from __future__ import annotations
 
 import json
-import os
+import re
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -16,6 +16,18 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
+
+from mirograph.state.leases import (
+    LEASE_COLUMNS,
+    Lease,
+    LeaseLostError,
+    RunBusyError,
+    SqliteLeases,
+    fenced,
+    process_alive,
+)
+
+__all__ = ["LeaseLostError", "RunBusyError", "RunRecord", "SqliteRunRegistry", "check_run_id"]
 
 #: ``no_answer``: the run ended, but its entry agent gave no answer (every reply
 #: malformed, cut or empty); the reason says why.
@@ -51,14 +63,31 @@ _COLUMNS = (
     "id, question, flow, flow_spec, status, reason, answer, usage, pid, created_at, updated_at,"
     " pause_requested, wall_seconds, session_started_at"
 )
+#: A run's row with its lease (if it has one).
+_SELECT = (
+    "SELECT {}, l.run_id, {} FROM mirograph_runs r"
+    " LEFT JOIN mirograph_leases l ON l.run_id = r.id".format(
+        ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(",")),
+        ", ".join(f"l.{c.strip()}" for c in LEASE_COLUMNS.split(",")),
+    )
+)
 
 
 class UnknownRunError(LookupError):
     """No run with that id in the store."""
 
 
-class RunBusyError(RuntimeError):
-    """Another live process holds the run: a run has exactly one runner."""
+#: What a run id may be: it names a directory under ``$MIROGRAPH_HOME/runs``.
+RUN_ID_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it is safe as a file name (no ``..``, ``/``, control characters)."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        shown = repr(run_id) if len(str(run_id)) <= 40 else repr(str(run_id)[:40]) + "…"
+        raise ValueError(f"run id {shown} is not allowed: use {RUN_ID_RULE} (no '..')")
+    return run_id
 
 
 @dataclass
@@ -77,43 +106,30 @@ class RunRecord:
     pause_requested: str | None = None
     wall_seconds: float = 0.0
     session_started_at: float | None = None
+    #: The run's lease as read with the row; None: it never had one (an older version's run).
+    lease: Lease | None = None
 
     @property
     def effective_status(self) -> RunStatus:
-        """``running`` only while the recorded process is alive on this host.
+        """``running`` only while a live runner holds the run's lease.
 
         A runner killed with SIGKILL cannot update its row; such a run is
-        reported as ``paused`` (resumable), not as running forever.
+        reported as ``paused`` (resumable), not as running forever. A run from
+        before leases falls back to its recorded pid.
         """
-        if self.status == "running" and not _pid_alive(self.pid):
-            return "paused"
-        return self.status
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _not_zombie(pid)
-
-
-def _not_zombie(pid: int) -> bool:
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
+        if self.status != "running":
+            return self.status
+        if self.lease is not None:
+            return "running" if self.lease.is_live() else "paused"
+        return "running" if process_alive(self.pid) else "paused"
 
 
 class SqliteRunRegistry:
     """Registry table in the same SQLite file as the checkpoints."""
 
     def __init__(self, path: Path) -> None:
+        #: Who runs each run (the lease table is created first: the row reads join it).
+        self.leases = SqliteLeases(path)
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout=10000")  # first: the others may wait
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -142,8 +158,10 @@ class SqliteRunRegistry:
 
     def close(self) -> None:
         self._conn.close()
+        self.leases.close()
 
     def create(self, record: RunRecord) -> None:
+        check_run_id(record.id)
         now = time.time()
         try:
             self._conn.execute(
@@ -170,21 +188,29 @@ class SqliteRunRegistry:
                 f" `mirograph resume {record.id}` or pick another --id"
             ) from None
 
-    def update(self, run_id: str, **fields: Any) -> None:
+    def update(self, run_id: str, *, lease: Lease | None = None, **fields: Any) -> None:
+        """Set ``fields`` of the run; with ``lease``, only while that lease is the
+        run's current one (fencing), else ``LeaseLostError``."""
         if "flow_spec" in fields:
             fields["flow_spec"] = json.dumps(fields["flow_spec"])
         if "usage" in fields:
             fields["usage"] = json.dumps(fields["usage"])
         fields["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._conn.execute(
-            f"UPDATE mirograph_runs SET {assignments} WHERE id = ?", (*fields.values(), run_id)
+        condition, params = fenced(lease)
+        cursor = self._conn.execute(
+            f"UPDATE mirograph_runs SET {assignments} WHERE id = ?{condition}",
+            (*fields.values(), run_id, *params),
         )
+        if lease is not None and cursor.rowcount == 0:
+            holder = self.leases.holder(run_id)
+            by = f" by pid {holder.pid} on {holder.host}" if holder else ""
+            raise LeaseLostError(
+                f"run {run_id} was taken over{by}; this session's changes were not saved"
+            )
 
     def get(self, run_id: str) -> RunRecord:
-        row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM mirograph_runs WHERE id = ?", (run_id,)
-        ).fetchone()
+        row = self._conn.execute(f"{_SELECT} WHERE r.id = ?", (run_id,)).fetchone()
         if row is None:
             raise UnknownRunError(run_id)
         return _record(row)
@@ -192,7 +218,7 @@ class SqliteRunRegistry:
     def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:
         """Newest first; ``statuses`` filters by effective status (a dead runner's
         ``running`` row counts as ``paused``)."""
-        query = f"SELECT {_COLUMNS} FROM mirograph_runs ORDER BY created_at DESC"
+        query = f"{_SELECT} ORDER BY r.created_at DESC"
         if not statuses:
             rows = self._conn.execute(f"{query} LIMIT ?", (limit,)).fetchall()
             return [_record(row) for row in rows]
@@ -230,4 +256,5 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         pause_requested=row[11],
         wall_seconds=row[12] or 0.0,
         session_started_at=row[13],
+        lease=Lease(*row[14:]) if row[14] is not None else None,
     )
