@@ -15,7 +15,9 @@ process would share one workspace among all threads.
 
 Workspace: ``$MIROGRAPH_HOME/server/<thread_id>/workspace``. The flow is read
 once per process (``${VAR:-default}`` expands from the server's environment,
-e.g. ``MIROGRAPH_BASE_URL``). The graph compiles without a checkpointer (the
+e.g. ``MIROGRAPH_BASE_URL``), without checking API keys: a graph is described
+(``get_graph``, ``get_schemas``) with none, and a tool that needs a missing key
+says so when it is called. The graph compiles without a checkpointer (the
 server adds its own) and carries the flow's recursion limit in its config.
 """
 
@@ -60,7 +62,9 @@ def server_workspace(thread_id: str | None) -> Path:
 
 @cache
 def _flow(name: str) -> FlowConfig:
-    return load_flow(name)
+    # No key check: drawing the graph or reading its schemas needs no API key. A run
+    # without one gets the search tool's one-line "needs TAVILY_API_KEY" error.
+    return load_flow(name, check_env=False)
 
 
 def _build(name: str, thread_id: str | None) -> tuple[FlowGraph, CompiledStateGraph]:

@@ -4,6 +4,15 @@ A flow is a YAML file or the name of one shipped in ``flows/``. Strings may
 use ``${VAR}`` and ``${VAR:-default}`` from the environment; ``--set
 a.b.c=value`` overrides any key. Every problem is reported on one line with
 the file, the key path and what was expected.
+
+``${VAR}`` is resolved each time a flow is validated, in the process that runs
+it: the validated flow holds the values, but its ``model_dump`` (what a run
+stores) gives the references back, so a secret passed as ``${MY_TOKEN}`` never
+reaches the run store and a resumed run reads it again from its environment.
+
+A flow file is bounded: at most ``MAX_FLOW_BYTES``, ``MAX_DEPTH`` levels of
+nesting and ``MAX_NODES`` values once aliases are expanded (a YAML "billion
+laughs" is refused before it is built), and no alias may contain itself.
 """
 
 from __future__ import annotations
@@ -17,10 +26,20 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mirograph.graphs.config import IMPORT_TOOLS, FlowConfig
+from mirograph.graphs.config import FLOW_DIR, IMPORT_TOOLS, FlowConfig, override_keys
 
 SHIPPED_DIR = Path(__file__).parent
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: Largest flow file read; real flows are a few KB.
+MAX_FLOW_BYTES = 1 << 20
+#: Deepest nesting of mappings and lists in a flow file (or a ``--set`` value).
+MAX_DEPTH = 32
+#: Most values a flow file may expand to, each alias counted at every use.
+MAX_NODES = 50_000
+
+#: A key path in a flow (mapping keys and list indexes) and what it held before expansion.
+KeyPath = tuple[str | int, ...]
 
 
 class FlowError(ValueError):
@@ -47,24 +66,145 @@ def find_flow(ref: str | None) -> Path:
     )
 
 
-def load_flow(ref: str | None = None, overrides: Sequence[str] = ()) -> FlowConfig:
+def load_flow(
+    ref: str | None = None, overrides: Sequence[str] = (), *, check_env: bool = True
+) -> FlowConfig:
+    """The validated flow of ``ref`` with ``overrides`` applied.
+
+    ``check_env=False`` skips the check that its tools can work here (API keys):
+    describing a graph needs none; starting a run does (``ready_to_run``).
+    """
     path = find_flow(ref)
+    raw = read_flow_file(path)
+    if FLOW_DIR in raw:
+        raise FlowError(f"{path}: {FLOW_DIR}: set by the loader (the file's folder); remove it")
+    raw[FLOW_DIR] = str(path.resolve().parent)
+    flow = validate_flow(apply_overrides(raw, overrides, source=path), source=path)
+    if check_env:
+        ready_to_run(flow, source=path)
+    return flow
+
+
+def read_flow_file(path: Path) -> dict[str, Any]:
+    """The parsed mapping of a flow file: bounded, UTF-8 text, YAML, one line per problem."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise FlowError(f"{path}:{where}: {problem}; fix the YAML syntax") from None
+        size = path.stat().st_size
+        if size > MAX_FLOW_BYTES:
+            raise FlowError(f"{path}: {size} bytes; a flow file is at most {MAX_FLOW_BYTES} bytes")
+        data = path.read_bytes()[: MAX_FLOW_BYTES + 1]
+    except OSError as exc:
+        raise FlowError(f"{path}: cannot read it ({exc.strerror or exc}); check the path") from None
+    text = _text(data, path)
+    raw = parse_yaml(text, where=str(path))
     if not isinstance(raw, dict):
         raise FlowError(f"{path}: expected a mapping with name, models, agents, entry")
+    return raw
+
+
+def _text(data: bytes, path: Path) -> str:
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise FlowError(f"{path}: holds a NUL byte at offset {nul}; a flow file is YAML text")
     try:
-        expanded = expand_env(raw)
-    except FlowError as exc:
-        raise FlowError(f"{path}: {exc}") from None
-    flow = validate_flow(apply_overrides(expanded, overrides, source=path), source=path)
-    ready_to_run(flow, source=path)
-    return flow
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FlowError(
+            f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start});"
+            " a flow file is YAML text in UTF-8"
+        ) from None
+
+
+class _LimitError(yaml.MarkedYAMLError):
+    """A document past one of the loader's bounds."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing deep nesting, self-containing aliases and documents
+    that expand past ``MAX_NODES`` values, before any Python object is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self._depth >= MAX_DEPTH:
+            raise _LimitError(
+                problem=f"nested deeper than {MAX_DEPTH} levels; flatten it",
+                problem_mark=self.peek_event().start_mark,
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph with a cycle, or one that expands past ``MAX_NODES`` values.
+
+    Aliases make the composed document a DAG whose expansion may be exponential in
+    its size; sizes are computed once per node (iteratively: no recursion limit).
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            sizes[key] = min(MAX_NODES + 1, 1 + sum(sizes[id(c)] for c in _children(node)))
+            if sizes[key] > MAX_NODES:
+                raise _LimitError(
+                    problem=f"expands to more than {MAX_NODES} values (aliases counted at each"
+                    " use); write it out without nested aliases",
+                    problem_mark=node.start_mark,
+                )
+            continue
+        if key in sizes:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                raise _LimitError(
+                    problem="an alias refers to a node that contains it (a recursive anchor);"
+                    " remove the alias",
+                    problem_mark=child.start_mark,
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def parse_yaml(text: str, *, where: str) -> Any:
+    """``text`` parsed by the bounded safe loader; a ``FlowError`` naming ``where`` and the line."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except _LimitError as exc:
+        raise FlowError(f"{where}: {_line(exc)}{exc.problem}") from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "invalid YAML"
+        raise FlowError(f"{where}: {_line(exc)}{problem}; fix the YAML syntax") from None
+    finally:
+        loader.dispose()
+
+
+def _line(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}: " if mark is not None else ""
 
 
 def ready_to_run(flow: FlowConfig, *, source: Path | str = "<flow>") -> None:
@@ -78,12 +218,22 @@ def ready_to_run(flow: FlowConfig, *, source: Path | str = "<flow>") -> None:
 def validate_flow(
     data: dict[str, Any], *, source: Path | str = "<flow>", import_tools: bool = True
 ) -> FlowConfig:
-    """The flow, checked; ``import_tools=False`` to read a stored run, whose custom
-    tools need not be importable here."""
+    """The flow, checked, with ``${VAR}`` resolved from this process's environment.
+
+    ``import_tools=False`` to read a stored run: its custom tools need not be
+    importable here, and a variable that is not set is left as written.
+    """
+    references: dict[KeyPath, tuple[str, str]] = {}
     try:
-        return FlowConfig.model_validate(data, context={IMPORT_TOOLS: import_tools})
+        expanded = _expand_tree(data, (), references, keep_missing=not import_tools)
+    except FlowError as exc:
+        raise FlowError(f"{source}: {exc}") from None
+    try:
+        flow = FlowConfig.model_validate(expanded, context={IMPORT_TOOLS: import_tools})
     except ValidationError as exc:
         raise FlowError(f"{source}: {describe(exc)}") from None
+    flow.keep_references(references)
+    return flow
 
 
 def describe(exc: ValidationError) -> str:
@@ -97,9 +247,14 @@ def describe(exc: ValidationError) -> str:
         elif error["type"] == "missing":
             message = "required key is missing"
         elif "input" in error and error["type"] not in {"value_error"}:
-            message = f"{message}, got {error['input']!r}"
+            message = f"{message}, got {_short(error['input'])}"
         parts.append(f"{loc}: {message}" if loc else message)
     return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def expand_env(value: Any) -> Any:
@@ -108,16 +263,37 @@ def expand_env(value: Any) -> Any:
     A default may itself hold ``${OTHER:-...}``; it is expanded only when used.
     Values read from the environment are taken as they are, never expanded again.
     """
+    return _expand_tree(value, (), {})
+
+
+def _expand_tree(
+    value: Any,
+    path: KeyPath,
+    references: dict[KeyPath, tuple[str, str]],
+    *,
+    keep_missing: bool = False,
+) -> Any:
+    """``expand_env``, recording in ``references`` each string that used a variable:
+    its key path, as written, and as expanded. (Recursive: the loader bounds the depth.)"""
     if isinstance(value, str):
-        return _expand(value)
+        expanded = _expand(value, keep_missing=keep_missing)
+        if "${" in value:
+            references[path] = (value, expanded)
+        return expanded
     if isinstance(value, dict):
-        return {key: expand_env(item) for key, item in value.items()}
+        return {
+            key: _expand_tree(item, (*path, key), references, keep_missing=keep_missing)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [expand_env(item) for item in value]
+        return [
+            _expand_tree(item, (*path, i), references, keep_missing=keep_missing)
+            for i, item in enumerate(value)
+        ]
     return value
 
 
-def _expand(text: str) -> str:
+def _expand(text: str, *, keep_missing: bool = False) -> str:
     out: list[str] = []
     i = 0
     while (start := text.find("${", i)) >= 0:
@@ -139,7 +315,9 @@ def _expand(text: str) -> str:
         if value:
             out.append(value)
         elif default is not None:
-            out.append(_expand(default))
+            out.append(_expand(default, keep_missing=keep_missing))
+        elif keep_missing:
+            out.append(text[start:i])
         else:
             raise FlowError(
                 f"environment variable {var} is not set; set it or write ${{{var}:-default}}"
@@ -167,17 +345,32 @@ def _closing_brace(text: str, i: int) -> int:
 def apply_overrides(
     data: dict[str, Any], overrides: Sequence[str], *, source: Path | str = "<flow>"
 ) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides; values are YAML scalars (numbers, booleans...)."""
+    """Apply ``key.path=value`` overrides; values are YAML (numbers, booleans, lists...),
+    read by the same bounded loader as a flow file."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise FlowError(f"--set {item!r}: expected KEY=VALUE, e.g. agents.main.max_turns=50")
-        *parents, leaf = key.strip().split(".")
+        parts = key.strip().split(".")
+        _check_key_path(parts, source)
+        *parents, leaf = parts
         node = data
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise FlowError(f"{source}: --set {key}: {part!r} is not a mapping")
             node = child
-        node[leaf] = yaml.safe_load(text) if text.strip() else ""
+        node[leaf] = parse_yaml(text, where=f"--set {key}") if text.strip() else ""
     return data
+
+
+def _check_key_path(parts: list[str], source: Path | str) -> None:
+    """Refuse a ``--set`` key path that names no key of the flow schema."""
+    dotted = ".".join(parts)
+    if any(not p.strip() for p in parts):
+        raise FlowError(f"{source}: --set {dotted}: empty key in the path; write a.b.c=VALUE")
+    known = override_keys(parts)
+    if known is not None and parts[-1] not in known:
+        raise FlowError(
+            f"{source}: --set {dotted}: unknown key {parts[-1]!r}; known here: {', '.join(known)}"
+        )

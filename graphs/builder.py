@@ -55,7 +55,9 @@ def build_agent(
         )
         subs.append(SubAgent(sub_name, sub_loop.build().compile(name=sub_name), tool))
     try:
-        tools = resolve_tools(agent.tools, replace(ctx, models=flow.models))
+        tools = resolve_tools(
+            agent.tools, replace(ctx, models=flow.models), search_dir=flow.flow_dir
+        )
     except ToolRefError:
         if not reading:
             raise

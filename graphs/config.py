@@ -6,9 +6,19 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    model_serializer,
+    model_validator,
+)
 
 from mirograph.agents.config import ModelConfig
+from mirograph.agents.fields import DAY_S, Float, Int
 from mirograph.agents.tools.registry import (
     ToolRefError,
     check_environment,
@@ -22,8 +32,16 @@ from mirograph.graphs.sub_agents import tool_name_of
 #: Validation context key: False checks tool references without importing them.
 IMPORT_TOOLS = "import_tools"
 
+#: The flow's own key for the folder of its file (tool modules beside it are imported).
+FLOW_DIR = "flow_dir"
+
 #: Protocol page: a result longer than this is cut and ends with the marker.
 MAX_RESULT_CHARS = 100_000
+#: Bounds of the flow schema: past them a setting is a slip, not a choice.
+MAX_TURNS = 10_000
+MAX_SUB_AGENT_DEPTH = 16
+MAX_PARALLEL = 256
+MAX_RUN_SECONDS = 365 * DAY_S
 
 
 class AgentConfig(BaseModel):
@@ -37,20 +55,20 @@ class AgentConfig(BaseModel):
     objective: str | None = None
     #: A file whose text replaces the system prompt ($today, $tools, $objective).
     system_prompt_template: Path | None = None
-    max_turns: int = Field(600, gt=0)
+    max_turns: Int = Field(600, gt=0, le=MAX_TURNS)
     #: Keep-K: tool results sent in full; -1 keeps all.
-    keep_tool_results: int = Field(5, ge=-1)
+    keep_tool_results: Int = Field(5, ge=-1, le=MAX_TURNS)
     #: ``keep_last``: keep-K exactly as trained. ``blocks``: results leave the
     #: window ``retention_block`` at a time (same text on average, better
     #: prefix-cache reuse on the server).
     retention: Literal["keep_last", "blocks"] = "keep_last"
-    retention_block: int = Field(5, ge=2)
+    retention_block: Int = Field(5, ge=2, le=MAX_TURNS)
     #: Times a reply cut by max_tokens is asked again with twice the budget.
-    max_length_retries: int = Field(2, ge=0)
+    max_length_retries: Int = Field(2, ge=0, le=10)
     #: Times one repeated query is rolled back before it is let through.
-    max_duplicate_rollbacks: int = Field(2, ge=0)
+    max_duplicate_rollbacks: Int = Field(2, ge=0, le=100)
     #: Resamples in a row (malformed calls, stray tags) before the agent closes.
-    max_rollbacks: int = Field(5, ge=0)
+    max_rollbacks: Int = Field(5, ge=0, le=100)
     #: Tool sets by name, ``{name: {option: value}}`` for a set with settings, or
     #: import paths ``package.module:attribute``.
     tools: list[str | dict[str, dict[str, Any] | None]] = Field(default_factory=list)
@@ -60,8 +78,8 @@ class AgentConfig(BaseModel):
     #: browsing is ``search_and_browse``, as the weights know it).
     tool_name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
     tool_description: str | None = None
-    tool_timeout_s: float = Field(600.0, gt=0)
-    max_result_chars: int = Field(MAX_RESULT_CHARS, gt=0)
+    tool_timeout_s: Float = Field(600.0, gt=0, le=DAY_S)
+    max_result_chars: Int = Field(MAX_RESULT_CHARS, ge=100, le=100 * MAX_RESULT_CHARS)
 
 
 #: Agent names become node names (``agent_<name>``) and servers (``agent-<name>``).
@@ -92,11 +110,17 @@ class FlowConfig(BaseModel):
     entry: str
     #: Tasks of one step that run at once: sub-agent calls of one reply (and, nested,
     #: theirs); more wait their turn. Bounds load on the model servers.
-    max_parallel: int = Field(8, gt=0)
+    max_parallel: Int = Field(8, gt=0, le=MAX_PARALLEL)
     #: Budgets of the whole run (all agents, all sessions). Past one, every agent
     #: makes its closing request, so the run still ends with an answer.
-    max_tokens_total: int | None = Field(None, gt=0)
-    max_wall_seconds: float | None = Field(None, gt=0)
+    max_tokens_total: Int | None = Field(None, gt=0, le=10**12)
+    max_wall_seconds: Float | None = Field(None, gt=0, le=MAX_RUN_SECONDS)
+    #: Folder of the flow file, set by the loader: tool modules beside it import
+    #: without ``PYTHONPATH`` (stored with the run, so a resume finds them too).
+    flow_dir: str | None = None
+
+    #: Strings that were ``${VAR}`` references: key path -> (as written, as expanded).
+    _references: dict[tuple[str | int, ...], tuple[str, str]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_references(self, info: ValidationInfo) -> FlowConfig:
@@ -133,7 +157,7 @@ class FlowConfig(BaseModel):
                 seen[tool] = sub
             for i, ref in enumerate(agent.tools):
                 try:
-                    options = check_ref(ref, imports=imports)
+                    options = check_ref(ref, imports=imports, search_dir=self.flow_dir)
                 except ToolRefError as exc:
                     raise ValueError(f"agents.{name}.tools[{i}]: {exc}") from None
                 for key, model in model_refs(options).items():
@@ -144,10 +168,29 @@ class FlowConfig(BaseModel):
                         )
                 if options is not None:  # stored resolved (e.g. absolute paths) for resume
                     agent.tools[i] = {parse_ref(ref).name: options.model_dump(mode="json")}
-        cycle = _find_cycle({name: a.sub_agents for name, a in self.agents.items()})
+        edges = {name: a.sub_agents for name, a in self.agents.items()}
+        cycle = _find_cycle(edges)
         if cycle:
             raise ValueError(f"sub_agents form a cycle: {' -> '.join(cycle)}; remove one link")
+        chain = _longest_chain(edges, self.entry)
+        if len(chain) > MAX_SUB_AGENT_DEPTH:
+            raise ValueError(
+                f"sub_agents: the chain {chain[0]} -> {chain[1]} -> ... -> {chain[-1]} is"
+                f" {len(chain)} agents deep; at most {MAX_SUB_AGENT_DEPTH} levels are allowed"
+            )
         return self
+
+    def keep_references(self, references: dict[tuple[str | int, ...], tuple[str, str]]) -> None:
+        """Remember which values came from ``${VAR}``: ``model_dump`` writes them back as
+        written (a stored run keeps the reference, never the secret)."""
+        self._references = dict(references)
+
+    @model_serializer(mode="wrap")
+    def _dump_references(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for path, (written, expanded) in self._references.items():
+            _put_back(data, path, written, expanded)
+        return data
 
     def environment_warnings(self) -> list[str]:
         """Caveats of this flow's tools here, each once (blocking: may probe the system)."""
@@ -172,23 +215,80 @@ def _names(mapping: dict[str, object]) -> str:
 
 
 def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in the sub-agent graph as a path that returns to its start, or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    """A cycle in the sub-agent graph as a path that returns to its start, or None.
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in edges.get(node, []):
-            if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt) :], nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in edges:
-        if node not in state and (found := visit(node)):
-            return found
+    Iterative depth-first search: a chain thousands of agents long cannot recurse.
+    """
+    done: set[str] = set()
+    for start in edges:
+        if start in done:
+            continue
+        path: list[str] = [start]
+        on_path = {start}
+        pending = [iter(edges.get(start, []))]
+        while pending:
+            nxt = next(pending[-1], None)
+            if nxt is None:
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                pending.pop()
+                continue
+            if nxt in on_path:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                pending.append(iter(edges.get(nxt, [])))
     return None
+
+
+def _longest_chain(edges: dict[str, list[str]], entry: str) -> list[str]:
+    """The longest path of sub-agent calls from ``entry`` (the graph has no cycle)."""
+    longest: dict[str, list[str]] = {}
+    stack: list[tuple[str, bool]] = [(entry, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if node in longest:
+            continue
+        subs = edges.get(node, [])
+        if children_done:
+            below = max((longest[s] for s in subs), key=len, default=[])
+            longest[node] = [node, *below]
+            continue
+        stack.append((node, True))
+        stack.extend((s, False) for s in subs if s not in longest)
+    return longest[entry]
+
+
+def _put_back(data: Any, path: tuple[str | int, ...], written: str, expanded: str) -> None:
+    """Put ``written`` at ``path`` of a dump if the value there is still ``expanded``
+    (a validator that resolved it, e.g. to an absolute path, keeps its result)."""
+    *parents, leaf = path or ("",)
+    node = data
+    for key in parents:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return
+    try:
+        current = node[leaf]
+    except (KeyError, IndexError, TypeError):
+        return
+    if current == expanded or (
+        not isinstance(current, str | dict | list)
+        and str(current).lower() == expanded.strip().lower()
+    ):
+        node[leaf] = written
+
+
+def override_keys(parts: list[str]) -> list[str] | None:
+    """Keys the schema allows at a ``--set`` key path, or None where it does not say
+    (tool options, deeper paths)."""
+    schema: dict[int, type[BaseModel]] = {1: FlowConfig}
+    if len(parts) == 3 and parts[0] == "models":
+        schema[3] = ModelConfig
+    if len(parts) == 3 and parts[0] == "agents":
+        schema[3] = AgentConfig
+    model = schema.get(len(parts))
+    return sorted(model.model_fields) if model else None

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
+from mirograph.agents.fields import DAY_S, TIB_MB, Bool, Float, Int
 from mirograph.agents.tools.base import ToolContext, on_server
 from mirograph.agents.tools.sandbox import (
     Limits,
@@ -54,19 +55,20 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Let sandboxed code use the network (off: no network at all under bubblewrap).
-    network: bool = False
+    network: Bool = False
     #: Wall time of one call, in seconds; past it the interpreter is restarted.
-    timeout_s: float = Field(60, gt=0)
+    timeout_s: Float = Field(60, gt=0, le=DAY_S)
     #: CPU seconds one call may use (all threads of the interpreter together).
-    cpu_s: int = Field(60, gt=0)
-    #: Address-space limit of each sandbox process, in MiB.
-    memory_mb: int = Field(1024, ge=64)
+    cpu_s: Int = Field(60, gt=0, le=int(DAY_S))
+    #: Address-space limit of each sandbox process, in MiB (may exceed RAM: it is
+    #: virtual memory; past 1 TiB it is a slip).
+    memory_mb: Int = Field(1024, ge=64, le=TIB_MB)
     #: Processes (and threads) a sandbox may run at once.
-    max_processes: int = Field(64, ge=4)
+    max_processes: Int = Field(64, ge=4, le=65_536)
     #: Largest file a sandbox may write, in MiB.
-    max_file_mb: int = Field(100, gt=0)
+    max_file_mb: Int = Field(100, gt=0, le=TIB_MB)
     #: Output kept from one call (head and tail, with a marker in between).
-    max_output_chars: int = Field(20_000, ge=100)
+    max_output_chars: Int = Field(20_000, ge=100, le=10_000_000)
     #: bubblewrap (namespaces + limits), rlimits (limits only), or auto: bubblewrap if it works.
     isolation: Literal["auto", "bubblewrap", "rlimits"] = "auto"
 

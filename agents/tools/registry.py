@@ -5,14 +5,22 @@ mapping of the name to its options (``{local: {path: ./corpus}}``); each set
 with settings declares them as a pydantic model (its module's ``Options``). An import
 path may name a LangChain tool, a list of tools, or a plain function (turned
 into a tool); custom tools need no change to mirograph.
+
+An import path is imported as Python would, and else from ``search_dir``, the
+folder of the flow file, so a tool module beside the flow needs no
+``PYTHONPATH``. A module that cannot be imported (missing, a syntax error, an
+exception at import) is a one-line ``ToolRefError`` naming the file and line.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -98,7 +106,9 @@ def model_refs(options: BaseModel | None) -> dict[str, str]:
     }
 
 
-def check_ref(spec: ToolRefSpec, *, imports: bool = True) -> BaseModel | None:
+def check_ref(
+    spec: ToolRefSpec, *, imports: bool = True, search_dir: str | Path | None = None
+) -> BaseModel | None:
     """Raise ``ToolRefError`` unless ``spec`` resolves; its validated options if any.
 
     Used when a flow is validated; ``imports=False`` leaves import paths unimported
@@ -110,7 +120,7 @@ def check_ref(spec: ToolRefSpec, *, imports: bool = True) -> BaseModel | None:
     if ref.options:
         raise ToolRefError(f"{ref.name!r} is not a built-in set; only built-in sets take options")
     if imports:
-        _imported(ref.name)
+        _imported(ref.name, search_dir)
     return None
 
 
@@ -139,8 +149,11 @@ def environment_warnings(spec: ToolRefSpec) -> list[str]:
     return list(warn(options))
 
 
-def resolve_tools(refs: Sequence[ToolRefSpec], ctx: ToolContext) -> list[BaseTool]:
-    """The tools of ``refs`` for one run, in order, with unique names."""
+def resolve_tools(
+    refs: Sequence[ToolRefSpec], ctx: ToolContext, *, search_dir: str | Path | None = None
+) -> list[BaseTool]:
+    """The tools of ``refs`` for one run, in order, with unique names; import paths
+    not found on ``sys.path`` are looked for in ``search_dir`` (the flow's folder)."""
     tools: list[BaseTool] = []
     seen: dict[str, str] = {}
     for spec in refs:
@@ -149,7 +162,7 @@ def resolve_tools(refs: Sequence[ToolRefSpec], ctx: ToolContext) -> list[BaseToo
             make: ToolSet = builtin_module(ref.name).make_tools
             made = make(replace(ctx, options=check_options(ref)))
         else:
-            made = _imported(ref.name)
+            made = _imported(ref.name, search_dir)
         for t in made:
             if t.name in seen:
                 raise ToolRefError(
@@ -160,23 +173,77 @@ def resolve_tools(refs: Sequence[ToolRefSpec], ctx: ToolContext) -> list[BaseToo
     return tools
 
 
-def _imported(ref: str) -> list[BaseTool]:
+def _imported(ref: str, search_dir: str | Path | None = None) -> list[BaseTool]:
     module_name, sep, attribute = ref.partition(":")
     if not sep or not module_name or not attribute:
         known = ", ".join(sorted(BUILTIN_SETS))
         raise ToolRefError(
             f"unknown tool {ref!r}: use a built-in set ({known}) or 'package.module:attribute'"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ToolRefError(f"cannot import module {module_name!r} for tool {ref!r}: {exc}") from exc
+    module = _import_module(module_name, ref, search_dir)
     try:
         target = getattr(module, attribute)
     except AttributeError:
         raise ToolRefError(f"module {module_name!r} has no attribute {attribute!r}") from None
     server = module_name.rsplit(".", 1)[-1]
     return [on_server(_as_tool(item, ref).model_copy(), server) for item in _items(target)]
+
+
+def _import_module(module_name: str, ref: str, search_dir: str | Path | None) -> ModuleType:
+    """``module_name`` imported from ``sys.path``, else from ``search_dir``; every failure
+    of the module's own code is one line naming its file and line, never a traceback."""
+    try:
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            top = module_name.partition(".")[0]
+            if exc.name != top or not _holds_module(search_dir, top):
+                raise
+        return _import_from(module_name, Path(str(search_dir)))
+    except ModuleNotFoundError as exc:
+        where = f" or in the flow's folder {str(search_dir)!r}" if search_dir else ""
+        raise ToolRefError(
+            f"cannot import module {module_name!r} for tool {ref!r}: no module {exc.name!r} on"
+            f" the Python path{where}; install it, put it beside the flow file or set PYTHONPATH"
+        ) from None
+    except SyntaxError as exc:
+        raise ToolRefError(
+            f"tool module {module_name!r} has a syntax error at {exc.filename}:{exc.lineno}:"
+            f" {exc.msg}; fix the module"
+        ) from None
+    except Exception as exc:
+        raise ToolRefError(
+            f"importing tool module {module_name!r} failed at {_raised_at(exc)}:"
+            f" {type(exc).__name__}: {_first_line(exc)}; fix the module"
+        ) from None
+
+
+def _holds_module(folder: str | Path | None, name: str) -> bool:
+    if not folder:
+        return False
+    base = Path(folder)
+    return (base / f"{name}.py").is_file() or (base / name / "__init__.py").is_file()
+
+
+def _import_from(module_name: str, folder: Path) -> ModuleType:
+    """Import with ``folder`` first on ``sys.path`` for the import only (later imports
+    of the same name get the same module from ``sys.modules``)."""
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+
+
+def _raised_at(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "import"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or ["(no message)"])[0][:300]
 
 
 def _items(target: Any) -> list[Any]:
