@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from mirograph.state.registry import RunRecord, SqliteRunRegistry, UnknownRunError
+from mirograph.state.registry import (
+    RunRecord,
+    SqliteRunRegistry,
+    UnknownRunError,
+    check_run_id,
+)
 
 SPEC = {"name": "single-agent", "entry": "main", "agents": {"main": {"max_turns": 3}}}
 
@@ -200,3 +205,22 @@ def test_a_store_from_an_older_version_is_upgraded_by_processes_opening_it_at_on
     registry.request_pause("old", "asked")
     assert registry.pause_request("old") == "asked"
     registry.close()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["../../x", "/abs", ".", "..", "", "a" * 129, "a\x1b[2Jb", "a/b", "a..b", "-x", "a\nb", "ü"],
+)
+def test_a_run_id_that_is_not_a_plain_name_is_refused(
+    registry: SqliteRunRegistry, bad: str
+) -> None:
+    with pytest.raises(ValueError, match=r"letters, digits, '\.', '_' and '-'") as refused:
+        check_run_id(bad)
+    assert "\n" not in str(refused.value) and "\x1b" not in str(refused.value)
+    with pytest.raises(ValueError, match="is not allowed"):
+        registry.create(_record(bad))
+
+
+def test_plain_run_ids_are_accepted() -> None:
+    for good in ("20240101-120000-abc123", "run_1", "a", "v1.2-final", "A" * 128):
+        assert check_run_id(good) == good
