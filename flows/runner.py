@@ -132,16 +132,14 @@ async def resume_run(
             record = get_run(store, run_id)
             if record.status in ENDED:
                 return _ended(record)
-            stored = record
             if overrides:
-                record = _overridden(record, overrides)
+                record, flow = _overridden(record, overrides)
+                await _refuse_dropped_calls(store, record, flow)
             async with compiled_run(store, record) as run:
                 if run.flow is not None:
                     ready_to_run(run.flow, source=f"run {run_id}")
-                snapshot = await run.graph.aget_state(run.config, subgraphs=bool(overrides))
-                if overrides:
-                    _refuse_dropped_calls(stored, run, snapshot)
-                    # Saved only once the changed flow is known to run.
+                snapshot = await run.graph.aget_state(run.config)
+                if overrides:  # saved only once the changed flow is known to build and run
                     store.registry.update(run_id, flow_spec=record.flow_spec, lease=lease)
                 pending = None if snapshot.values else {"question": record.question}
                 return await _execute(store, record, pending, run, control, lease)
@@ -151,29 +149,34 @@ def _ended(record: RunRecord) -> RunOutcome:
     return RunOutcome(record.id, record.status, record.answer, record.reason)
 
 
-def _overridden(record: RunRecord, overrides: Sequence[str]) -> RunRecord:
+def _overridden(record: RunRecord, overrides: Sequence[str]) -> tuple[RunRecord, FlowConfig]:
     """The run with ``--set`` applied to its flow, validated (nothing saved yet)."""
     source = f"run {record.id}"
     if GRAPH_KEY in record.flow_spec:
         raise FlowError(f"{source}: --set applies to flow files, not custom graphs")
     spec = apply_overrides(copy.deepcopy(record.flow_spec), overrides, source=source)
     flow = validate_flow(spec, source=source)
-    return dataclasses.replace(record, flow_spec=flow.model_dump(mode="json"))
+    return dataclasses.replace(record, flow_spec=flow.model_dump(mode="json")), flow
 
 
-def _refuse_dropped_calls(stored: RunRecord, run: CompiledRun, snapshot: StateSnapshot) -> None:
-    """A sub-agent call in flight whose agent the new flow no longer lets its
-    caller call would be dropped silently: refuse the change, naming the call."""
+async def _refuse_dropped_calls(store: Store, changed: RunRecord, flow: FlowConfig) -> None:
+    """A sub-agent call in flight whose agent the changed flow no longer lets its
+    caller call would be dropped silently: refuse the change, naming the call.
+    The calls are read with the stored flow's graph (the changed one lacks the
+    nodes of removed agents, so their pending tasks would not show)."""
+    stored = get_run(store, changed.id)
+    async with compiled_run(store, stored, reading=True) as run:
+        snapshot = await run.graph.aget_state(run.config, subgraphs=True)
     assert run.flow is not None
     for call in in_flight_calls(stored, run.flow, snapshot):
-        caller = run.flow.agents.get(call["parent"])
+        caller = flow.agents.get(call["parent"])
         if caller is not None and call["agent"] in caller.sub_agents:
             continue
         where = f"call {call['call_id']}" if call.get("call_id") else "a call"
         subtask = " ".join(str(call.get("subtask") or "").split())[:60]
         on = f" on {subtask!r}" if subtask else ""
         raise FlowError(
-            f"run {stored.id}: --set removes sub-agent {call['agent']!r} from"
+            f"run {changed.id}: --set removes sub-agent {call['agent']!r} from"
             f" {call['parent']!r} while {where} to it is in flight{on}; resume without"
             " that change, or after the call ends"
         )
