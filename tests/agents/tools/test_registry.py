@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -200,3 +201,61 @@ def test_duplicate_with_a_builtin(ctx: ToolContext, helper: str) -> None:
 def test_same_ref_twice(ctx: ToolContext) -> None:
     with pytest.raises(ToolRefError, match="defined twice"):
         resolve_tools(["files", "files"], ctx)
+
+
+# -- tool modules that break on import, and modules beside the flow file ---------------
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "expected"),
+    [
+        (
+            "mg_broken_syntax",
+            "def f(:\n    pass\n",
+            r"syntax error at .*mg_broken_syntax\.py:1: .*fix the module",
+        ),
+        (
+            "mg_broken_raises",
+            "X = 1\nraise RuntimeError('no config\\nsecond line')\n",
+            r"importing tool module 'mg_broken_raises' failed at .*mg_broken_raises\.py:2:"
+            r" RuntimeError: no config; fix the module",
+        ),
+        (
+            "mg_broken_dependency",
+            "import mg_missing_dependency_xyz\n",
+            r"no module 'mg_missing_dependency_xyz'.*PYTHONPATH",
+        ),
+    ],
+)
+def test_a_broken_tool_module_is_one_line(
+    ctx: ToolContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    source: str,
+    expected: str,
+) -> None:
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ToolRefError, match=expected) as info:
+        check_ref(f"{name}:f")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ToolRefError, match=expected):
+        resolve_tools([f"{name}:f"], ctx)
+
+
+def test_a_module_beside_the_flow_is_found_without_pythonpath(
+    ctx: ToolContext, tmp_path: Path
+) -> None:
+    folder = tmp_path / "flowdir"
+    folder.mkdir()
+    (folder / "mg_beside_tools.py").write_text(textwrap.dedent(HELPER))
+    with pytest.raises(ToolRefError, match="cannot import module 'mg_beside_tools'"):
+        check_ref("mg_beside_tools:shout")
+    check_ref("mg_beside_tools:shout", search_dir=folder)
+    [tool] = resolve_tools(["mg_beside_tools:shout"], ctx, search_dir=str(folder))
+    assert tool.name == "shout"
+    assert str(folder) not in sys.path  # on the path for the import only
