@@ -25,7 +25,7 @@ from langgraph_sdk import get_client
 from testkit import free_port
 
 from mirograph.flows import langgraph_app
-from mirograph.flows.loader import shipped_flows
+from mirograph.flows.loader import FlowError, load_flow, shipped_flows
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "langgraph.json"
@@ -140,3 +140,20 @@ async def test_single_agent_runs_on_langgraph_dev(
     # The files tools wrote into this thread's own workspace under MIROGRAPH_HOME.
     plan = home / "server" / thread_id / "workspace" / "notes" / "plan.md"
     assert plan.read_text(encoding="utf-8").startswith("1. Read the question.")
+
+
+async def test_deep_research_is_described_without_a_search_key(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``get_graph``/``get_schemas`` (Studio, ``langgraph dev``) need no API key; a run does."""
+    monkeypatch.delenv("TAVILY_API_KEY", raising=False)
+    langgraph_app._flow.cache_clear()
+    try:
+        async with langgraph_app.deep_research({"configurable": {}}) as graph:
+            drawn = graph.get_graph(xray=True)
+    finally:
+        langgraph_app._flow.cache_clear()
+    assert {"model", "tools", "agent_browsing:model"} <= set(drawn.nodes)
+    with pytest.raises(FlowError, match=r"needs TAVILY_API_KEY") as refused:
+        load_flow("deep-research")
+    assert "\n" not in str(refused.value)
