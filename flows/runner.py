@@ -96,7 +96,7 @@ async def start_run(
         name, spec = ref, {GRAPH_KEY: ref}
     else:
         name, spec = flow.name, flow.model_dump(mode="json")
-    run_id = check_run_id(run_id or new_run_id())
+    run_id = check_run_id(new_run_id() if run_id is None else run_id)
     async with open_store(store_url) as store:
         record = RunRecord(
             id=run_id,

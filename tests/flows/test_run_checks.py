@@ -1,0 +1,135 @@
+"""What a run refuses up front (unsafe ids, a question that cannot fit) and how
+it ends without an answer (``no_answer``, exit 4, with the reason)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from testkit import SUPPORT, Cli
+
+from mirograph.agents.sim.server import SimServer
+from mirograph.flows.loader import validate_flow
+from mirograph.flows.runner import (
+    request_pause,
+    resume_run,
+    run_dir,
+    run_report,
+    start_run,
+)
+
+BAD_IDS = ["../../x", "/abs", ".", "..", "", "x" * 129, "a\x07b", "a/b"]
+
+
+@pytest.fixture
+def unboxed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The policy of a model that never boxes an answer (and never calls a tool)."""
+    monkeypatch.syspath_prepend(str(SUPPORT))
+    from unboxed_policy import unboxed
+
+    return unboxed
+
+
+def flow(base_url: str, **model: Any) -> Any:
+    return validate_flow(
+        {
+            "name": "one",
+            "models": {"m": {"base_url": base_url, "max_tokens": 512, **model}},
+            "agents": {"main": {"model": "m", "max_turns": 3}},
+            "entry": "main",
+        }
+    )
+
+
+def write_flow(path: Path, base_url: str, **model: Any) -> Path:
+    spec = {
+        "name": "one",
+        "models": {"m": {"base_url": base_url, "max_tokens": 512, **model}},
+        "agents": {"main": {"model": "m", "max_turns": 3}},
+        "entry": "main",
+    }
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return path
+
+
+async def test_a_run_without_an_answer_ends_no_answer_with_the_reason(
+    home: Path, tmp_path: Path, unboxed: Any
+) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(unboxed) as srv:
+        outcome = await start_run("What is 3+4?", flow(srv.base_url), run_id="n", store_url=store)
+        assert outcome.status == "no_answer"
+        assert outcome.answer is None
+        assert outcome.reason is not None
+        assert outcome.reason.startswith(
+            "the main agent ended without a boxed answer (stop reason:"
+        )
+        report = await run_report("n", store_url=store)
+        assert (report["status"], report["reason"]) == ("no_answer", outcome.reason)
+        asked = len(srv.requests)
+        again = await resume_run("n", store_url=store)  # returned as it is, nothing runs
+        assert (again.status, again.reason) == ("no_answer", outcome.reason)
+        assert len(srv.requests) == asked
+
+
+def test_the_cli_exits_4_and_says_why(cli: Cli, sim_model, tmp_path: Path) -> None:
+    path = write_flow(tmp_path / "one.yaml", sim_model("unboxed_policy:unboxed"))
+    ran = cli("run", "What is 3+4?", "--flow", str(path), "--id", "n", "--store", cli.store)
+    assert ran.returncode == 4, ran.stderr
+    assert ran.stderr.strip().startswith(
+        "error: run n ended without an answer: the main agent ended without a boxed answer"
+    )
+    assert ran.stdout == ""
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+async def test_unsafe_run_ids_are_refused_by_every_entry(
+    home: Path, tmp_path: Path, bad: str
+) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    entries = [
+        lambda: start_run("q", flow("http://127.0.0.1:9/v1"), run_id=bad, store_url=store),
+        lambda: resume_run(bad, store_url=store),
+        lambda: run_report(bad, store_url=store),
+        lambda: request_pause(bad, store_url=store),
+    ]
+    for entry in entries:
+        with pytest.raises(ValueError, match="is not allowed: use letters, digits") as refused:
+            await entry()
+        assert "\n" not in str(refused.value)
+    with pytest.raises(ValueError, match="is not allowed"):
+        run_dir(bad)
+    assert not (home / "runs").exists()  # no directory was made for it
+
+
+def test_the_cli_refuses_an_unsafe_id_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    path = write_flow(tmp_path / "one.yaml", "http://127.0.0.1:9/v1")
+    ran = cli("run", "q", "--flow", str(path), "--id", "../../x", "--store", cli.store)
+    assert ran.returncode == 2
+    assert ran.stderr.strip() == (
+        "error: run id '../../x' is not allowed: use letters, digits, '.', '_' and '-',"
+        " starting with a letter or digit, at most 128 (no '..')"
+    )
+    assert not (cli.home.parent / "x").exists()
+
+
+async def test_a_question_that_cannot_fit_is_refused_before_the_run_is_stored(
+    home: Path, tmp_path: Path, unboxed: Any
+) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(unboxed) as srv:
+        small = flow(srv.base_url, context_tokens=4096)
+        with pytest.raises(ValueError) as refused:
+            await start_run("Why? " * 2000, small, run_id="big", store_url=store)
+        message = str(refused.value)
+        assert "\n" not in message
+        assert "does not fit agent 'main'" in message
+        assert "of 4096 context_tokens" in message and "max_tokens 512" in message
+        assert "shorten the question" in message
+        assert srv.requests == []
+    with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM mirograph_runs").fetchone() == (0,)
