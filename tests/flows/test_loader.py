@@ -345,3 +345,24 @@ def test_environment_values_are_not_expanded_again(monkeypatch: pytest.MonkeyPat
 def test_an_unclosed_variable_is_an_error() -> None:
     with pytest.raises(FlowError, match="unclosed"):
         expand_env("${MG_X:-abc")
+
+
+# -- tool modules beside the flow file ------------------------------------------------------
+
+
+def test_a_tool_module_beside_the_flow_file_needs_no_pythonpath(tmp_path: Path) -> None:
+    (tmp_path / "mg_beside_loader_tools.py").write_text(
+        'def ping(x: int) -> int:\n    """Echo x."""\n    return x\n'
+    )
+    path = _write(
+        tmp_path, GOOD.replace("tools: [files]", "tools: ['mg_beside_loader_tools:ping']")
+    )
+    flow = load_flow(str(path))
+    assert flow.flow_dir == str(tmp_path.resolve())
+    # Stored with the run, so a resume in another process finds the module too.
+    assert flow.model_dump(mode="json")["flow_dir"] == str(tmp_path.resolve())
+
+
+def test_flow_dir_is_set_by_the_loader_only(tmp_path: Path) -> None:
+    message = _error(_write(tmp_path, GOOD + "flow_dir: /elsewhere\n"))
+    assert "flow_dir: set by the loader" in message
