@@ -13,6 +13,7 @@ How sandboxes are isolated and limited: ``mirograph.agents.tools.sandbox``.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -75,17 +76,33 @@ class Options(BaseModel):
 
 def warnings(options: Options) -> list[str]:
     """What a user must know before trusting the sandbox here (shown by run and show)."""
+    found = _memory_warnings(options)
     if options.isolation == "rlimits":
-        return [
+        found.append(
             "python: isolation is 'rlimits': resource limits only, no filesystem or"
             " network isolation"
-        ]
-    if options.isolation == "auto" and (problem := bubblewrap_problem()):
-        return [
+        )
+    elif options.isolation == "auto" and (problem := bubblewrap_problem()):
+        found.append(
             f"python: bubblewrap unavailable ({problem}); sandboxed code runs with resource"
             " limits only, no filesystem or network isolation; install bubblewrap"
-        ]
-    return []
+        )
+    return found
+
+
+def _memory_warnings(options: Options) -> list[str]:
+    """A memory limit above this machine's RAM limits nothing (valid: another machine may
+    run the flow, and the limit is on address space)."""
+    try:
+        ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):
+        return []
+    if options.memory_mb <= ram_mb:
+        return []
+    return [
+        f"python: memory_mb {options.memory_mb} is above this machine's memory ({ram_mb} MiB);"
+        " the sandbox is not limited by it"
+    ]
 
 
 def sandbox_choice(sandbox_id: str | None) -> str | None:

@@ -7,12 +7,14 @@ Each case names the file, the key path and what is expected; before, these ran
 
 from __future__ import annotations
 
+import os
 import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from mirograph.agents.fields import TIB_MB
 from mirograph.flows.loader import MAX_FLOW_BYTES, FlowError, load_flow, validate_flow
 from mirograph.graphs.config import MAX_SUB_AGENT_DEPTH
 
@@ -310,3 +312,12 @@ def test_binary_flow_file_is_one_line(tmp_path: Path, data: bytes, expected: str
 )
 def test_bad_set_is_one_line(item: str, expected: str) -> None:
     assert expected in _refused_file_shipped((item,))
+
+
+def test_memory_above_this_machine_is_a_warning_not_a_limit() -> None:
+    ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    big = min(ram_mb * 2, TIB_MB)
+    flow = validate_flow(_flow(agent={"tools": [{"python": {"memory_mb": big}}]}))
+    assert any(f"memory_mb {big} is above" in w for w in flow.environment_warnings())
+    small = validate_flow(_flow(agent={"tools": [{"python": {"memory_mb": 512}}]}))
+    assert not any("memory_mb" in w for w in small.environment_warnings())
