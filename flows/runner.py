@@ -33,10 +33,11 @@ from mirograph.flows.events import EventLog, events_path, read_events
 from mirograph.flows.graph_ref import canonical, load_builder
 from mirograph.flows.loader import FlowError, apply_overrides, ready_to_run, validate_flow
 from mirograph.flows.report import build_report
+from mirograph.flows.stand_in import stand_in_graph
 from mirograph.graphs.agent_loop import CHARS_PER_TOKEN, AgentLoop
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
-from mirograph.graphs.custom import GraphContext
+from mirograph.graphs.custom import DEFAULT_GRAPH_STEPS, GraphContext
 from mirograph.graphs.run_control import Budgets, PauseRequested, RunControl, controlling
 from mirograph.graphs.sub_agents import node_name
 from mirograph.state.leases import Lease
@@ -257,6 +258,8 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
         report["events"] = str(events_path(run_id))
         if run.flow is not None:
             report["warnings"] = await asyncio.to_thread(run.flow.environment_warnings)
+        if run.missing_graph:
+            report["warnings"] = [*report["warnings"], run.missing_graph]
         return report
 
 
@@ -314,6 +317,8 @@ class CompiledRun:
     flow: FlowConfig | None
     #: The flow's entry agent (None for a custom graph).
     entry: AgentLoop | None = None
+    #: Why a custom graph's builder could not be loaded (the graph is a read-only stand-in).
+    missing_graph: str | None = None
 
 
 def get_run(store: Store, run_id: str) -> RunRecord:
@@ -368,10 +373,20 @@ async def compiled_run(
     """
     workspace = run_dir(record.id) / "workspace"
     if GRAPH_KEY in record.flow_spec:
+        ref = record.flow_spec[GRAPH_KEY]
+        try:
+            builder = load_builder(ref)
+        except FlowError as exc:
+            if not reading:
+                raise
+            # Read what is stored without the user's builder (its file moved, say).
+            graph = await stand_in_graph(store.checkpointer, record.id, record.flow)
+            config = _config(record.id, DEFAULT_GRAPH_STEPS)
+            yield CompiledRun(graph, config, None, missing_graph=f"{exc}; shown from the store")
+            return
         ctx = GraphContext(record.id, workspace, store.blobs)
         try:
-            graph = load_builder(record.flow_spec[GRAPH_KEY])(ctx)
-            compiled = graph.compile(checkpointer=store.checkpointer, name=record.flow)
+            compiled = builder(ctx).compile(checkpointer=store.checkpointer, name=record.flow)
             workspace.mkdir(parents=True, exist_ok=True)
             yield CompiledRun(compiled, _config(record.id, ctx.recursion_limit), None)
         finally:
