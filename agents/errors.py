@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
+from datetime import UTC
+from urllib.parse import urlsplit
+
 import openai
+
+#: The port a hint names when the base URL gives none we can read.
+DEFAULT_PORT = 8000
 
 
 class ModelCallError(RuntimeError):
@@ -24,12 +33,30 @@ class ModelUnavailableError(ModelCallError):
         self.detail = detail
         self.retryable = retryable
         self.retry_after = retry_after
-        super().__init__(
-            f"model server at {base_url} is unavailable ({detail}); start one with"
-            " `vllm serve miromind-ai/MiroThinker-v1.0-8B --served-model-name mirothinker"
-            " --max-model-len 262144 --port 8000` or, to try the engine,"
-            " `mirograph sim-model --policy mirograph.agents.sim.policies:tool_loop"
-            " --port 8000`"
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """The one line a user reads when the run pauses on this error."""
+        return (
+            f"model server at {self.base_url} is unavailable ({self.detail});"
+            f" {start_hint(self.base_url)}"
+        )
+
+
+class RetryLaterError(ModelUnavailableError):
+    """The server asked for a longer wait than is worth sleeping through in-process:
+    the run pauses instead, with the wait it asked for, and is resumed later."""
+
+    def __init__(self, base_url: str, detail: str, wait_s: float) -> None:
+        super().__init__(base_url, detail, retryable=False, retry_after=wait_s)
+
+    def describe(self) -> str:
+        wait = (
+            "an unbounded time" if math.isinf(self.retry_after or 0) else f"{self.retry_after:g} s"
+        )
+        return (
+            f"model server at {self.base_url} asked to retry after {wait} ({self.detail});"
+            " resume later"
         )
 
 
@@ -37,10 +64,63 @@ class ContextOverflowError(ModelCallError):
     """The server rejected the prompt as longer than the model's context."""
 
 
-def is_model_failure(exc: BaseException) -> bool:
-    """A model call that failed for good (bad key, bad request, server gone): the run
-    stops, resumable once fixed, rather than a sub-agent's failure being papered over."""
-    return isinstance(exc, (ModelCallError, openai.APIError))
+class TaskFailedError(RuntimeError):
+    """An agent's task itself cannot be done: not the engine, the store or a server failing.
+
+    Raised inside a sub-agent, it becomes a report of the failure to the
+    parent, whose investigation goes on; every other exception stops the run.
+    """
+
+
+def start_hint(base_url: str) -> str:
+    """How to start a server where ``base_url`` points: a real model, or the simulated one."""
+    port = server_port(base_url)
+    return (
+        "start one with `vllm serve miromind-ai/MiroThinker-v1.0-8B --served-model-name"
+        f" mirothinker --max-model-len 262144 --port {port}` or, to try the engine,"
+        f" `mirograph sim-model --policy mirograph.agents.sim.policies:tool_loop --port {port}`"
+    )
+
+
+def server_port(base_url: str) -> int:
+    """The port ``base_url`` names (its scheme's default when it names none)."""
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+    except ValueError:  # a port out of range or not a number
+        return DEFAULT_PORT
+    if port is not None:
+        return port
+    return {"http": 80, "https": 443}.get(parts.scheme, DEFAULT_PORT)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait: delta-seconds or an HTTP-date.
+
+    None when absent or unreadable (garbage, ``nan``, negative): the backoff
+    alone decides. ``inf`` stays infinite and a far date stays large: the
+    retry policy will not sleep that long, it pauses the run.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        return _seconds_until(text, time.time() if now is None else now)
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def _seconds_until(http_date: str, now: float) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, source unknown
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - now, 0.0)
 
 
 def classify_model_error(exc: BaseException, base_url: str) -> ModelCallError | None:
@@ -69,11 +149,8 @@ def classify_model_error(exc: BaseException, base_url: str) -> ModelCallError | 
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after") if exc.response is not None else None
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
+    headers = exc.response.headers if exc.response is not None else {}
+    return parse_retry_after(headers.get("retry-after"))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -20,11 +20,11 @@ from langchain_core.messages.tool import ToolCall
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
-from langgraph.errors import GraphBubbleUp
+from langgraph.errors import GraphRecursionError
 from langgraph.pregel import Pregel
 from pydantic import BaseModel, Field
 
-from mirograph.agents.errors import is_model_failure
+from mirograph.agents.errors import TaskFailedError
 from mirograph.agents.tools.base import DEDUPE_KEY, SERVER_KEY
 from mirograph.graphs.run_control import announce_call
 from mirograph.state.redact import redact
@@ -122,8 +122,11 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
     """The node that runs one call of ``sub`` and returns its report as the call's result.
 
     The sub-agent runs as a subgraph of this node's task, so it checkpoints in
-    its own namespace. A pause (model server down, interrupt) propagates and
-    leaves it resumable; any other failure becomes a tool error the parent sees.
+    its own namespace. Only a failure of its task itself (``task_failure``)
+    becomes a tool error the parent sees. Anything else (a pause, the model
+    server, the store, a bug of ours) propagates: the run pauses or fails,
+    resumable at the sub-agent's last checkpoint, instead of going on with a
+    hole where the report should be.
     """
     graph = sub.graph
     tool_name = sub.tool.name
@@ -146,18 +149,16 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
         finished = announce_call(sub.name, parent, record["checkpoint_ns"], call_id, subtask)
         try:
             out = await graph.ainvoke({"question": subtask}, config)
-        except GraphBubbleUp:
-            raise  # an interrupt or a parent command: not a failure
         except Exception as exc:
-            if is_model_failure(exc):
-                raise  # a model or key problem: the run pauses or fails, resumable
+            if (reason := task_failure(exc)) is None:
+                raise  # the run pauses or fails, resumable at the sub-agent's checkpoint
             lines = str(exc).strip().splitlines()
             detail = f"{type(exc).__name__}: {lines[0][:500] if lines else '(no message)'}"
             text = f"Tool call to {tool_name} on {server} failed: the sub-agent stopped ({detail})"
             message = ToolMessage(
                 redact(text), tool_call_id=call_id, name=tool_name, status="error", id=_id()
             )
-            record.update(status="failed", stop_reason="error", stats=await _last_stats(config))
+            record.update(status="failed", stop_reason=reason, stats=await _last_stats(config))
         else:
             report = (out.get("answer") or "").strip()
             if not report:
@@ -174,6 +175,21 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
         return {"results": {call_id: result}}
 
     return delegate
+
+
+def task_failure(exc: BaseException) -> str | None:
+    """The stop reason when ``exc`` is a sub-agent's task failing, else None.
+
+    The task fails when the sub-agent runs out of steps (its recursion limit)
+    or something in it raises ``TaskFailedError``. Its turn budget, context
+    and rollbacks are not exceptions: the sub-agent closes with a report.
+    Everything else is the engine's, the store's or a server's failure.
+    """
+    if isinstance(exc, GraphRecursionError):
+        return "recursion_limit"
+    if isinstance(exc, TaskFailedError):
+        return "task_failed"
+    return None
 
 
 def _namespace(config: RunnableConfig) -> str:
