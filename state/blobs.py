@@ -8,9 +8,13 @@ short preview and the key. The retention view needs only the last K results
 in full, so a turn reads at most a few blobs, and those usually come from the
 in-memory cache.
 
-With the run store, a blob is written on the checkpointer's connection
-without a commit of its own: the step's checkpoint write commits it, so a
-result and the history entry that refers to it land together or not at all.
+With the run store, ``put`` only stages a blob: the checkpointer's next
+write (the step's results or its checkpoint) inserts it in the same
+transaction, on the store file's thread. A history entry that refers to a
+blob is therefore never committed without it, and no transaction stays open
+while the step awaits anything. A staged blob of a step that never got
+written is dropped; one committed by a step that was then killed is an
+unreferenced orphan, harmless (blobs are keyed by their content).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from langchain_core.messages import BaseMessage, ToolMessage
+
+from mirograph.state.sqlite_file import SqliteFile
 
 OFFLOAD_CHARS = 1024
 PREVIEW_CHARS = 160
@@ -49,47 +55,43 @@ class MissingBlobError(LookupError):
 class SqliteBlobStore:
     """Blobs in the run store's SQLite file, zlib-compressed, with an LRU read cache.
 
-    It uses a plain ``sqlite3`` connection on the event loop's thread: one
-    insert or indexed read takes tens of microseconds in WAL mode, less than
-    the hand-off to a worker thread would.
+    ``put`` does no I/O: it stages the blob for the checkpointer's next write
+    (``take_staged``). Reads that miss the cache and the staged blobs run on
+    the store file's thread, after every write made before them.
     """
 
-    def __init__(
-        self, conn: sqlite3.Connection, *, commit: bool = True, cache_size: int = 64
-    ) -> None:
-        self._conn = conn
-        #: False when the owner of ``conn`` commits (the checkpoint write after the step).
-        self._commit = commit
+    def __init__(self, file: SqliteFile, *, cache_size: int = 64) -> None:
+        self._file = file
+        self._staged: dict[str, str] = {}
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._cache_size = cache_size
-        self._conn.execute(_SCHEMA)
-        self._conn.commit()
 
     async def put(self, text: str) -> str:
-        # Always written, even when cached: a rolled-back step may have taken
-        # an earlier write of the same blob with it.
+        # Staged even when cached: a step that was discarded may have taken an
+        # earlier put of the same blob with it.
         key = content_key(text)
-        data = zlib.compress(text.encode("utf-8"), 1)
-        self._conn.execute(
-            "INSERT OR IGNORE INTO mirograph_blobs (key, data) VALUES (?, ?)", (key, data)
-        )
-        if self._commit:
-            self._conn.commit()
+        self._staged[key] = text
         self._remember(key, text)
         return key
+
+    def take_staged(self) -> dict[str, str]:
+        """The blobs put since the last call, for the write that commits them."""
+        staged, self._staged = self._staged, {}
+        return staged
+
+    def discard_staged(self) -> None:
+        """Drop the staged blobs of a step that will not be written (it runs again)."""
+        self._staged = {}
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(keys))
         found = {key: self._cache[key] for key in wanted if key in self._cache}
+        found.update({key: self._staged[key] for key in wanted if key in self._staged})
         missing = [key for key in wanted if key not in found]
         if missing:
-            marks = ",".join("?" * len(missing))
-            rows = self._conn.execute(
-                f"SELECT key, data FROM mirograph_blobs WHERE key IN ({marks})", missing
-            )
-            for key, data in rows:
-                found[key] = zlib.decompress(data).decode("utf-8")
-                self._remember(key, found[key])
+            for key, text in (await self._file.call(read_blobs, self._file, missing)).items():
+                found[key] = text
+                self._remember(key, text)
         absent = [key for key in wanted if key not in found]
         if absent:
             raise MissingBlobError(f"blob {absent[0]} is not in the store")
@@ -100,6 +102,30 @@ class SqliteBlobStore:
         self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+def create_blob_table(conn: sqlite3.Connection) -> None:
+    """The blob table, once per file per process."""
+    conn.execute(_SCHEMA)
+    conn.commit()
+
+
+def write_blobs(conn: sqlite3.Connection, blobs: dict[str, str]) -> None:
+    """Insert ``blobs`` (key: text) in the connection's current transaction."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO mirograph_blobs (key, data) VALUES (?, ?)",
+        [(key, zlib.compress(text.encode("utf-8"), 1)) for key, text in blobs.items()],
+    )
+
+
+def read_blobs(file: SqliteFile, keys: Sequence[str]) -> dict[str, str]:
+    """The texts of those of ``keys`` the store holds (on the file's thread)."""
+    marks = ",".join("?" * len(keys))
+    with file.lock:
+        rows = file.conn.execute(
+            f"SELECT key, data FROM mirograph_blobs WHERE key IN ({marks})", list(keys)
+        ).fetchall()
+    return {key: zlib.decompress(data).decode("utf-8") for key, data in rows}
 
 
 def content_key(text: str) -> str:

@@ -1,15 +1,19 @@
-"""LangGraph's SqliteSaver, driven from the event loop's own thread.
+"""LangGraph's SqliteSaver on the store file's own thread, with compact channel versions.
 
-The async saver hands every statement to a worker thread. A checkpoint write
-in WAL mode takes a few tens of microseconds, so two hand-offs per statement
-cost more than the write itself, twice per turn. These async methods call the
-well-tested synchronous implementation directly. The loop is blocked only for
-as long as SQLite needs, which is also the only work an agent step waits for
-before it continues.
+Every statement runs on the ``SqliteFile``'s thread, over the connection all
+runs of this process share: the event loop never waits on SQLite's lock, and
+a write transaction never outlives the call that opened it. A step's staged
+blobs are inserted in the same transaction as the step's next write, so a
+checkpoint that refers to a blob is never committed without it.
+
+Channel versions are short strings that sort like numbers and that the stock
+savers can continue (see ``get_next_version``), so a thread moves between
+mirograph and ``SqliteSaver``/``AsyncSqliteSaver`` in either direction.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -20,28 +24,69 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
+    SerializerProtocol,
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from mirograph.state.blobs import SqliteBlobStore, write_blobs
+from mirograph.state.sqlite_file import SqliteFile
+
+#: Digits of a compact version: enough for any run; beyond, the stock form takes over.
+VERSION_DIGITS = 5
+_COMPACT_LIMIT = 10**VERSION_DIGITS
+
+
+def compact_version(n: int) -> str:
+    """Version ``n`` as mirograph writes it: ``" 00042"``.
+
+    The stock savers write ``f"{n:032}.{random}"`` (about 50 bytes, for every
+    channel of every checkpoint). Ours is a space and five digits: it sorts
+    like the number among ours, below every stock version (a space sorts
+    before ``0``), and ``int(v.split(".")[0])`` (the stock savers' parse)
+    reads it. Past five digits the stock form follows, which sorts above all.
+    """
+    return f" {n:0{VERSION_DIGITS}d}" if n < _COMPACT_LIMIT else stock_version(n)
+
+
+def stock_version(n: int) -> str:
+    """The stock savers' form, without their random fraction (a thread has one writer)."""
+    return f"{n:032}"
+
+
+def create_checkpoint_tables(conn: sqlite3.Connection) -> None:
+    """LangGraph's checkpoint schema (and its migrations), once per file per process."""
+    SqliteSaver(conn).setup()
+
 
 class LoopSqliteSaver(SqliteSaver):
-    """``SqliteSaver`` with async methods that run inline, and compact channel versions."""
+    """``SqliteSaver`` whose async methods run on the store file's thread."""
 
-    def get_next_version(self, current: str | int | None, channel: None) -> int:
-        """Plain increasing integers.
+    def __init__(
+        self,
+        file: SqliteFile,
+        *,
+        serde: SerializerProtocol | None = None,
+        blobs: SqliteBlobStore | None = None,
+    ) -> None:
+        super().__init__(file.conn, serde=serde)
+        self.file = file
+        self.lock = file.lock  # one lock per connection, whoever uses it
+        self.is_setup = True  # ``create_checkpoint_tables`` ran when the file was opened
+        self._blobs = blobs
 
-        The stock saver writes a 32-digit counter plus a random fraction for
-        every channel of every checkpoint: about 1 KB a step, most of a
-        checkpoint's size. One thread has one writer, so a counter is enough.
-        """
+    def get_next_version(self, current: str | int | None, channel: None) -> str | int:
+        """The next version in the thread's own form: compact for new threads,
+        integers for threads of older mirograph versions, the stock form for
+        threads a stock saver wrote (a compact version would sort below it)."""
         if current is None:
-            return 1
+            return compact_version(1)
         if isinstance(current, int):
             return current + 1
-        return int(str(current).split(".")[0]) + 1
+        following = int(current.split(".")[0]) + 1
+        return compact_version(following) if current.startswith(" ") else stock_version(following)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self.get_tuple(config)
+        return await self.file.call(self.get_tuple, config)
 
     async def alist(
         self,
@@ -51,7 +96,10 @@ class LoopSqliteSaver(SqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        for item in self.list(config, filter=filter, before=before, limit=limit):
+        def read() -> list[CheckpointTuple]:
+            return list(self.list(config, filter=filter, before=before, limit=limit))
+
+        for item in await self.file.call(read):
             yield item
 
     async def aput(
@@ -61,7 +109,10 @@ class LoopSqliteSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self.put(config, checkpoint, metadata, new_versions)
+        staged = self._staged_blobs()
+        return await self.file.call(
+            self._with_blobs, staged, self.put, config, checkpoint, metadata, new_versions
+        )
 
     async def aput_writes(
         self,
@@ -70,12 +121,33 @@ class LoopSqliteSaver(SqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self.put_writes(config, writes, task_id, task_path)
+        staged = self._staged_blobs()
+        await self.file.call(
+            self._with_blobs, staged, self.put_writes, config, writes, task_id, task_path
+        )
 
     async def adelete_thread(self, thread_id: str) -> None:
-        self.delete_thread(thread_id)
+        await self.file.call(self.delete_thread, thread_id)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        return self.get_delta_channel_history(config=config, channels=channels)
+        return await self.file.call(
+            lambda: self.get_delta_channel_history(config=config, channels=channels)
+        )
+
+    def _staged_blobs(self) -> dict[str, str]:
+        """Blobs put since the last write: they are committed with this one."""
+        return self._blobs.take_staged() if self._blobs is not None else {}
+
+    def _with_blobs(self, staged: dict[str, str], write: Any, *args: Any) -> Any:
+        """``write(*args)`` in one transaction with the inserts of ``staged``."""
+        with self.lock:
+            try:
+                if staged:
+                    write_blobs(self.conn, staged)
+                return write(*args)  # commits, blobs included
+            except BaseException:
+                if self.conn.in_transaction:  # never leave the write lock held
+                    self.conn.rollback()
+                raise

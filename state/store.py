@@ -16,10 +16,11 @@ from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from mirograph.state.blobs import BlobStore, SqliteBlobStore
+from mirograph.state.blobs import BlobStore, SqliteBlobStore, create_blob_table
 from mirograph.state.registry import SqliteRunRegistry
 from mirograph.state.serde import message_serializer
-from mirograph.state.sqlite_saver import LoopSqliteSaver
+from mirograph.state.sqlite_file import SqliteFile
+from mirograph.state.sqlite_saver import LoopSqliteSaver, create_checkpoint_tables
 
 
 class StoreURLError(ValueError):
@@ -57,10 +58,19 @@ class Store:
 
 @asynccontextmanager
 async def open_store(url: str | None = None) -> AsyncIterator[Store]:
-    """Open the store at ``url`` (default: the SQLite file under ``$MIROGRAPH_HOME``)."""
-    url = url or default_store_url()
+    """Open the store at ``url`` (default: the SQLite file under ``$MIROGRAPH_HOME``).
+
+    A location that cannot hold a store (a directory, a file that is not a
+    SQLite database, a path under a file, a directory that cannot be written)
+    raises ``StoreURLError``: one line naming the path and the fix.
+    """
+    if url is None:
+        fix = _HOME_FIX.format(home=mirograph_home())
+        async with _open_sqlite(default_store_url(), fix=fix) as store:
+            yield store
+        return
     if url.startswith("sqlite:///"):
-        async with _open_sqlite(url) as store:
+        async with _open_sqlite(url, fix=_URL_FIX) as store:
             yield store
         return
     scheme = url.split(":", 1)[0]
@@ -69,28 +79,68 @@ async def open_store(url: str | None = None) -> AsyncIterator[Store]:
     )
 
 
+_URL_FIX = "pass --store sqlite:///path/to/runs.db naming a file in a writable directory"
+_HOME_FIX = (
+    "set MIROGRAPH_HOME (now {home}) to a writable directory,"
+    " or pass --store sqlite:///path/to/runs.db"
+)
+
+
 @asynccontextmanager
-async def _open_sqlite(url: str) -> AsyncIterator[Store]:
+async def _open_sqlite(url: str, *, fix: str) -> AsyncIterator[Store]:
     path = sqlite_path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    registry = SqliteRunRegistry(path)
-    conn = sqlite3.connect(path, check_same_thread=False)
+    _prepare_location(path, fix)
+    file = SqliteFile.share(path)
+    registry: SqliteRunRegistry | None = None
     try:
-        # WAL: a reader (``show``) never blocks the writer; NORMAL sync is
-        # durable against process crashes, which is what kill -9 is.
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        saver = LoopSqliteSaver(conn, serde=message_serializer())
-        saver.setup()
-        blobs = SqliteBlobStore(conn, commit=False)  # committed with the step's checkpoint
+        try:
+            await file.open(create_checkpoint_tables, create_blob_table)
+            registry = SqliteRunRegistry(path)
+        except sqlite3.Error as exc:
+            raise _open_error(path, exc, fix) from None
+        blobs = SqliteBlobStore(file)
+        saver = LoopSqliteSaver(file, serde=message_serializer(), blobs=blobs)
         yield Store(
             url=url,
             checkpointer=saver,
             registry=registry,
             blobs=blobs,
-            discard_uncommitted=conn.rollback,
+            discard_uncommitted=blobs.discard_staged,
         )
     finally:
-        conn.close()
-        registry.close()
+        if registry is not None:
+            registry.close()
+        await file.release()
+
+
+def _prepare_location(path: Path, fix: str) -> None:
+    """Create the store's directory, or say in one line why ``path`` cannot be a store."""
+    if path.is_dir():
+        raise StoreURLError(f"store path {path} is a directory, not a file; {fix}")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise StoreURLError(f"store path {path} is under {blocker}, which is a file; {fix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreURLError(
+            f"cannot create the directory {path.parent} for store {path}"
+            f" ({exc.strerror or exc}); {fix}"
+        ) from None
+
+
+def _open_error(path: Path, exc: sqlite3.Error, fix: str) -> StoreURLError:
+    """One line for a store file SQLite cannot open or write."""
+    reason = str(exc)
+    if "not a database" in reason:
+        return StoreURLError(
+            f"{path} is not a SQLite database, so it cannot be a store;"
+            " pass --store sqlite:///path/to/runs.db naming a store or a new file"
+        )
+    if not path.exists():
+        return StoreURLError(
+            f"cannot create store {path}: its directory {path.parent} is not writable; {fix}"
+        )
+    if "readonly" in reason or "unable to open" in reason:
+        return StoreURLError(f"store {path} cannot be written ({reason}); {fix}")
+    return StoreURLError(f"cannot open store {path} ({reason}); {fix}")

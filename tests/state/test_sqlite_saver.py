@@ -1,61 +1,148 @@
-"""The inline SQLite saver: LangGraph's SqliteSaver semantics with compact versions."""
+"""The store's SQLite saver: LangGraph's SqliteSaver semantics, compact versions that
+the stock savers can continue (and it theirs), statements off the event loop."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.graph import START, StateGraph
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from mirograph.state.messages import Messages
-from mirograph.state.serde import message_serializer
-from mirograph.state.sqlite_saver import LoopSqliteSaver
+from mirograph.state.sqlite_saver import LoopSqliteSaver, compact_version, stock_version
+from mirograph.state.store import open_store
+
+STEPS = 6
+CONFIG: dict[str, Any] = {"configurable": {"thread_id": "t"}}
 
 
-class Chat(TypedDict):
+class Count(TypedDict):
     messages: Messages
+    n: int
 
 
-async def reply(state: Chat) -> dict:
-    return {"messages": [AIMessage(f"reply {len(state['messages'])}")]}
+def step(state: Count) -> dict[str, Any]:
+    return {"messages": [AIMessage(f"step {state['n'] + 1}")], "n": state["n"] + 1}
 
 
-def saver(path: Path) -> LoopSqliteSaver:
-    conn = sqlite3.connect(path, check_same_thread=False)
-    return LoopSqliteSaver(conn, serde=message_serializer())
+def counting_graph(checkpointer: BaseCheckpointSaver, *, pausing: bool = False) -> Any:
+    """``step`` until ``n`` reaches STEPS; ``pausing``: stop after each step."""
+    graph = StateGraph(Count)
+    graph.add_node("step", step)
+    graph.add_edge(START, "step")
+    graph.add_conditional_edges("step", lambda s: END if s["n"] >= STEPS else "step")
+    return graph.compile(checkpointer=checkpointer, interrupt_after=["step"] if pausing else None)
 
 
-async def test_checkpoints_survive_a_new_connection_and_versions_are_integers(
+def expected_messages() -> list[str]:
+    return ["go", *(f"step {i}" for i in range(1, STEPS + 1))]
+
+
+def start() -> dict[str, Any]:
+    return {"messages": [HumanMessage("go")], "n": 0}
+
+
+def stored_versions(path: Path) -> list[Any]:
+    """The channel versions of the thread's latest checkpoint, as stored."""
+    with closing(sqlite3.connect(path)) as conn:
+        return list(SqliteSaver(conn).get_tuple(CONFIG).checkpoint["channel_versions"].values())
+
+
+async def test_checkpoints_survive_a_reopen_and_versions_are_compact(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cp.db'}"
+    async with open_store(url) as store:
+        await counting_graph(store.checkpointer).ainvoke(start(), CONFIG, durability="sync")
+    async with open_store(url) as store:
+        graph = counting_graph(store.checkpointer)
+        state = await graph.aget_state(CONFIG)
+        assert [m.content for m in state.values["messages"]] == expected_messages()
+        history = [c async for c in graph.aget_state_history(CONFIG)]
+        assert len(history) == STEPS + 2  # input, then one checkpoint per step
+    versions = stored_versions(tmp_path / "cp.db")
+    assert versions and all(isinstance(v, str) and len(v) == 6 for v in versions)
+
+
+async def test_a_thread_the_stock_saver_began_is_continued_to_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "cp.db"
+    with SqliteSaver.from_conn_string(str(path)) as stock:
+        graph = counting_graph(stock, pausing=True)
+        graph.invoke(start(), CONFIG, durability="sync")
+        graph.invoke(None, CONFIG, durability="sync")
+        assert graph.get_state(CONFIG).values["n"] == 2
+    async with open_store(f"sqlite:///{path}") as store:
+        graph = counting_graph(store.checkpointer)
+        out = await graph.ainvoke(None, CONFIG, durability="sync")
+    assert out["n"] == STEPS
+    assert [m.content for m in out["messages"]] == expected_messages()
+    # Continued in the thread's own (stock) form: a compact version would sort below it.
+    assert all(len(v.split(".")[0]) == 32 for v in stored_versions(path))
+
+
+async def test_a_thread_mirograph_began_is_continued_by_the_stock_async_saver(
     tmp_path: Path,
 ) -> None:
-    graph = StateGraph(Chat)
-    graph.add_node("reply", reply)
-    graph.add_edge(START, "reply")
-    config = {"configurable": {"thread_id": "t"}}
-    first = graph.compile(checkpointer=saver(tmp_path / "cp.db"))
-    for i in range(3):
-        await first.ainvoke({"messages": [HumanMessage(f"q{i}")]}, config, durability="sync")
-
-    again = graph.compile(checkpointer=saver(tmp_path / "cp.db"))
-    state = await again.aget_state(config)
-    assert [m.content for m in state.values["messages"]] == [
-        "q0",
-        "reply 1",
-        "q1",
-        "reply 3",
-        "q2",
-        "reply 5",
-    ]
-    versions = (await again.checkpointer.aget_tuple(config)).checkpoint["channel_versions"]
-    assert versions and all(isinstance(v, int) for v in versions.values())
-    history = [c async for c in again.aget_state_history(config)]
-    assert len(history) == 9  # input + loop step per invoke, each committed
+    path = tmp_path / "cp.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        graph = counting_graph(store.checkpointer, pausing=True)
+        await graph.ainvoke(start(), CONFIG, durability="sync")
+        await graph.ainvoke(None, CONFIG, durability="sync")
+        assert (await graph.aget_state(CONFIG)).values["n"] == 2
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as stock:
+        out = await counting_graph(stock).ainvoke(None, CONFIG, durability="sync")
+    assert out["n"] == STEPS
+    assert [m.content for m in out["messages"]] == expected_messages()
+    # ... and back again: mirograph reads the mix and adds a step.
+    async with open_store(f"sqlite:///{path}") as store:
+        graph = counting_graph(store.checkpointer)
+        await graph.aupdate_state(CONFIG, {"n": STEPS - 1})
+        out = await graph.ainvoke(None, CONFIG, durability="sync")
+    assert out["n"] == STEPS
+    assert [m.content for m in out["messages"]][-1] == f"step {STEPS}"
 
 
-def test_next_version_continues_from_stock_string_versions() -> None:
-    s = LoopSqliteSaver(sqlite3.connect(":memory:"))
-    assert s.get_next_version(None, None) == 1
-    assert s.get_next_version(41, None) == 42
-    assert s.get_next_version("00000000000000000000000000000041.0.53", None) == 42
+def test_versions_sort_like_numbers_and_below_the_stock_form() -> None:
+    compact = [compact_version(n) for n in (1, 2, 9, 10, 99, 100, 12345, 99999, 100000)]
+    assert compact == sorted(compact)
+    assert compact_version(99999) < stock_version(1) < compact_version(100000)
+    assert compact_version(7) < f"{1:032}.{0.5:016}"  # the stock savers' own form
+    # The stock savers' parse reads ours.
+    assert [int(v.split(".")[0]) for v in compact[:3]] == [1, 2, 9]
+
+
+@pytest.mark.parametrize(
+    ("current", "following"),
+    [
+        (None, compact_version(1)),
+        (compact_version(41), compact_version(42)),
+        (41, 42),  # a thread of an older mirograph, with integer versions
+        (f"{41:032}.{0.123:016}", stock_version(42)),  # a stock thread keeps its form
+    ],
+)
+async def test_next_version_keeps_the_threads_form(
+    tmp_path: Path, current: Any, following: Any
+) -> None:
+    async with open_store(f"sqlite:///{tmp_path / 'cp.db'}") as store:
+        saver = store.checkpointer
+        assert isinstance(saver, LoopSqliteSaver)
+        assert saver.get_next_version(current, None) == following
+
+
+async def test_statements_run_off_the_event_loop_thread(tmp_path: Path) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    async with open_store(f"sqlite:///{tmp_path / 'cp.db'}") as store:
+        saver = store.checkpointer
+        assert isinstance(saver, LoopSqliteSaver)
+        store.checkpointer.conn.set_trace_callback(lambda _: seen.append(threading.get_ident()))
+        await counting_graph(saver).ainvoke(start(), CONFIG, durability="sync")
+        await counting_graph(saver).aget_state(CONFIG)
+    assert seen and loop_thread not in seen
