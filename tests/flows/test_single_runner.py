@@ -81,6 +81,19 @@ def assert_nothing_doubled(log: Path) -> None:
     assert "lookup browsing 6" in lines and "compute coding 2" in lines
 
 
+def kill_once_coding_finished(cli: Cli, runner: subprocess.Popen[str]) -> None:
+    """SIGKILL the runner once coding's call is saved: only browsing's held call
+    (which never ran its tool) is in flight, so nothing may run twice on resume."""
+    for _ in range(200):
+        calls = show(cli, "held")["invocations"]
+        if any(r["agent"] == "coding" and r["status"] == "completed" for r in calls):
+            break
+    else:
+        raise AssertionError(f"coding never finished: {calls}")
+    runner.kill()
+    runner.wait(timeout=30)
+
+
 def first_to_exit(*procs: subprocess.Popen[str], timeout: float = 60) -> subprocess.Popen[str]:
     """The process whose stdout closes first (it exited); the others are still running."""
     pipes = {proc.stdout: proc for proc in procs}
@@ -106,8 +119,7 @@ def test_resume_while_the_run_is_running_is_refused(cli: Cli, team, held) -> Non
 
 
 def test_two_resumes_at_once_run_the_run_once(cli: Cli, team, held) -> None:
-    held.kill()
-    held.wait(timeout=30)
+    kill_once_coding_finished(cli, held)
     resumes = [
         cli.popen("resume", "held", "--store", cli.store, env={"PAUSE_BLOCK_AT": "browsing:5"})
         for _ in range(2)
@@ -134,8 +146,7 @@ def test_two_resumes_at_once_run_the_run_once(cli: Cli, team, held) -> None:
 
 
 def test_a_killed_runner_does_not_block_resume(cli: Cli, team, held) -> None:
-    held.kill()
-    held.wait(timeout=30)
+    kill_once_coding_finished(cli, held)
     assert show(cli, "held")["status"] == "paused"
     resumed = cli("resume", "held", "--store", cli.store)
     assert resumed.returncode == 0, resumed.stderr
