@@ -79,10 +79,12 @@ class ToolRunner:
         )
 
     def _malformed(self, call: InvalidToolCall) -> ToolMessage:
+        """The parser's reason (bad JSON, a call past the per-reply cap) told to the model."""
         name = call.get("name") or "unknown"
-        detail = f"Tool call to {name} was not executed: its arguments are not valid JSON"
-        error = call.get("error")
-        return _error(call.get("id") or _id(), name, f"{detail} ({error})." if error else detail)
+        reason = call.get("error") or "its arguments are not valid JSON"
+        return _error(
+            call.get("id") or _id(), name, f"Tool call to {name} was not executed: {reason}"
+        )
 
     def truncate(self, text: str) -> str:
         """``text`` cut to the agent's result budget, ending with the protocol's marker."""

@@ -18,6 +18,7 @@ from typing import Any
 import json_repair
 
 __all__ = [
+    "MAX_CALLS_PER_REPLY",
     "MalformedCall",
     "ParsedCall",
     "ParsedReply",
@@ -42,6 +43,19 @@ _TAIL_RE = re.compile(r"\s*(?:</use_mcp_tool>|(?=<use_mcp_tool>)|\Z)")
 # Any fragment of the four protocol tags, opening or closing, even truncated.
 _TAG_FRAGMENT_RE = re.compile(r"</?\s*(?:use_mcp_tool|server_name|tool_name|arguments)\b")
 _EMPTY_OBJECT_RE = re.compile(r"\{\s*\}")
+_JSON_BLANKS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+_FIRST_WINDOW = 4096
+
+#: Calls one reply may make; later ones are answered as skipped, not run. The
+#: prompt asks for one call per reply and the reference agent sets no limit
+#: (it runs a reply's calls one after another); calls here run concurrently,
+#: so a cap bounds one turn's work. Ten is above any parallel fan-out seen.
+MAX_CALLS_PER_REPLY = 10
+#: Longest arguments handed to json_repair, whose time grows faster than linearly.
+MAX_REPAIR_CHARS = 32_768
+#: Deepest nesting of lists and objects in arguments (no tool schema nears it).
+MAX_ARGUMENT_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -91,19 +105,33 @@ def render_call(server: str, tool: str, arguments: dict[str, Any]) -> str:
     )
 
 
-def parse_reply(text: str) -> ParsedReply:
-    """Split a reply into visible content, calls, malformed calls and stray tags."""
+def parse_reply(text: str, max_calls: int = MAX_CALLS_PER_REPLY) -> ParsedReply:
+    """Split a reply into visible content, calls, malformed calls and stray tags.
+
+    Time is linear in the length of ``text`` and nothing in it raises: a call
+    the parser cannot read is a ``MalformedCall``. Calls after the first
+    ``max_calls`` are not read; one ``MalformedCall`` tells the model they were
+    skipped.
+    """
     calls: list[ParsedCall] = []
     malformed: list[MalformedCall] = []
     parsed_spans: list[tuple[int, int]] = []
     pos = 0
     while (head := _HEAD_RE.search(text, pos)) is not None:
         server, tool = head["server"].strip(), head["tool"].strip()
-        found = _find_arguments_end(text, head.end())
-        if found is None:
-            raw = text[head.end() :].strip()
-            malformed.append(MalformedCall(server, tool, raw, "no closing </arguments> tag"))
+        if len(calls) + len(malformed) >= max_calls:
+            malformed.append(_skipped(server, tool, text.count(CALL_OPEN, head.start()), max_calls))
             break
+        next_call = text.find(CALL_OPEN, head.end())
+        found = _find_arguments_end(text, head.end(), next_call)
+        if found is None:
+            stop = len(text) if next_call < 0 else next_call
+            raw = text[head.end() : stop].strip()
+            malformed.append(MalformedCall(server, tool, raw, "no closing </arguments> tag"))
+            if next_call < 0:
+                break
+            pos = next_call
+            continue
         args_end, call_end = found
         raw = text[head.end() : args_end].strip()
         result = _read_call(server, tool, raw)
@@ -121,44 +149,75 @@ def parse_reply(text: str) -> ParsedReply:
     )
 
 
+def _skipped(server: str, tool: str, count: int, max_calls: int) -> MalformedCall:
+    """The one entry that stands for every call past the cap (``count`` of them)."""
+    error = (
+        f"skipped: a reply may make at most {max_calls} tool calls; this call and the"
+        f" {count - 1} after it were not run; make them in later turns"
+    )
+    return MalformedCall(server, tool, "", error)
+
+
 def _visible_content(text: str) -> str:
     """The protocol's visible content: everything before the first call tag."""
     cut = text.find(CALL_OPEN)
     return (text if cut < 0 else text[:cut]).rstrip()
 
 
-def _find_arguments_end(text: str, start: int) -> tuple[int, int] | None:
+def _find_arguments_end(text: str, start: int, next_call: int) -> tuple[int, int] | None:
     """Locate the ``</arguments>`` that ends this call; return (args end, call end).
 
-    ``</arguments>`` may also occur inside a JSON string value, so a close that
-    is followed by ``</use_mcp_tool>`` (or the next call, or the end of the
-    reply) is preferred, and among those the first whose body is valid JSON.
+    ``</arguments>`` may also occur inside a JSON string value, so the end of a
+    strictly valid JSON value followed by the closing tags wins. Otherwise the
+    first close before the next call that is followed by ``</use_mcp_tool>``
+    (or the next call, or the end of the reply) ends it, else the first close.
+    Each step reads forward from ``start`` once, so a reply of many calls
+    parses in time linear in its length.
     """
-    closes = [m.start() for m in re.finditer(re.escape(_ARGS_CLOSE), text[start:])]
-    if not closes:
-        return None
-    ends: list[tuple[int, int]] = []
-    for offset in closes:
-        args_end = start + offset
-        tail = _TAIL_RE.match(text, args_end + len(_ARGS_CLOSE))
+    value_end = _strict_json_end(text, start)
+    if value_end is not None and text.startswith(_ARGS_CLOSE, value_end):
+        tail = _TAIL_RE.match(text, value_end + len(_ARGS_CLOSE))
         if tail is not None:
-            ends.append((args_end, tail.end()))
-    for args_end, call_end in ends:
-        if _is_strict_json(text[start:args_end]):
-            return args_end, call_end
-    if ends:
-        return ends[0]
-    first = start + closes[0]
+            return value_end, tail.end()
+    stop = len(text) if next_call < 0 else next_call
+    first = close = text.find(_ARGS_CLOSE, start, stop)
+    while close >= 0:
+        tail = _TAIL_RE.match(text, close + len(_ARGS_CLOSE))
+        if tail is not None:
+            return close, tail.end()
+        close = text.find(_ARGS_CLOSE, close + len(_ARGS_CLOSE), stop)
+    if first < 0:
+        return None
     return first, first + len(_ARGS_CLOSE)
 
 
-def _is_strict_json(raw: str) -> bool:
-    """True when the text is valid JSON as written."""
-    try:
-        json.loads(raw)
-    except ValueError:
-        return False
-    return True
+def _strict_json_end(text: str, start: int) -> int | None:
+    """Where the strict JSON value at ``start`` (and the blanks after it) ends, or None.
+
+    The value is decoded from a window that doubles until the outcome cannot
+    depend on what lies past it. A decode error costs time proportional to its
+    offset in the string decoded (it counts lines), so decoding the whole rest
+    of the reply for every call would make a reply of many calls quadratic.
+    """
+    begin = _JSON_BLANKS.match(text, start).end()  # type: ignore[union-attr]
+    size = _FIRST_WINDOW
+    while True:
+        window = text[begin : begin + size]
+        whole = begin + size >= len(text)
+        try:
+            _, end = _DECODER.raw_decode(window)
+        except RecursionError:
+            return None
+        except ValueError as exc:
+            cut_short = isinstance(exc, json.JSONDecodeError) and (
+                exc.msg.startswith("Unterminated string") or exc.pos >= len(window) - 16
+            )
+            if whole or not cut_short:
+                return None
+        else:
+            if whole or end < len(window):  # a number at the window's edge may go on
+                return _JSON_BLANKS.match(text, begin + end).end()  # type: ignore[union-attr]
+        size *= 2
 
 
 def _read_call(server: str, tool: str, raw: str) -> ParsedCall | MalformedCall:
@@ -178,21 +237,59 @@ def _load_arguments(raw: str) -> dict[str, Any] | str:
         return {}
     try:
         value: Any = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         strict_error = _one_line(f"invalid JSON ({exc})")
     else:
         if isinstance(value, dict):
-            return value
+            return _usable(value, raw)
         return f"arguments are a JSON {type(value).__name__}, not an object"
+    if len(raw) > MAX_REPAIR_CHARS:
+        # json_repair is pure Python and slower than linear on some inputs.
+        return f"{strict_error}; too long to repair ({len(raw)} characters)"
     try:
         repaired: Any = json_repair.loads(raw)
     except Exception as exc:  # json_repair has no narrow error type of its own
-        return _one_line(f"{strict_error}; repair failed: {exc}")
+        return _one_line(f"{strict_error}; repair failed: {type(exc).__name__}: {exc}")
     if not isinstance(repaired, dict):
         return f"{strict_error}; repair gave a {type(repaired).__name__}, not an object"
     if not repaired and not _EMPTY_OBJECT_RE.fullmatch(raw):
         return f"{strict_error}; repair gave an empty object"
-    return repaired
+    return _usable(repaired, raw)
+
+
+def _usable(arguments: dict[str, Any], raw: str) -> dict[str, Any] | str:
+    """``arguments`` if the rest of the engine can store and send them, else the error.
+
+    Deep nesting would overflow the recursion of serializers downstream; lone
+    surrogates cannot be encoded as UTF-8; infinities are not JSON.
+    """
+    # Only text with that many brackets can nest that deep: skip the walk otherwise.
+    brackets = raw.count("[") + raw.count("{")
+    if brackets > MAX_ARGUMENT_DEPTH and _depth(arguments) > MAX_ARGUMENT_DEPTH:
+        return f"arguments nest deeper than {MAX_ARGUMENT_DEPTH} levels"
+    try:
+        json.dumps(arguments, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "arguments hold invalid unicode (a lone surrogate); write the text itself"
+    except (ValueError, TypeError, RecursionError) as exc:
+        return _one_line(f"arguments cannot be written as JSON: {exc}")
+    return arguments
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value``, counted without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_ARGUMENT_DEPTH:
+            return deepest
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _one_line(message: str) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mirograph.agents.mirothinker.parsing import (
+    MAX_CALLS_PER_REPLY,
+    MAX_REPAIR_CHARS,
     MalformedCall,
     ParsedCall,
     ParsedReply,
@@ -258,3 +262,86 @@ def test_closing_tags_followed_by_spaces_inside_a_string() -> None:
     assert reply.calls == [ParsedCall("s", "t", arguments)]
     assert reply.malformed == []
     assert reply.stray_tags is False
+
+
+# --- hostile replies: never an exception, never slower than linear -------------------------
+
+HEAD = "<use_mcp_tool><server_name>s</server_name><tool_name>t</tool_name><arguments>"
+TAIL = "</arguments></use_mcp_tool>"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["[" * 1000, "[" * 1000 + "]" * 1000, '{"a":' * 600, '{"a": ' + "[" * 5000 + "]" * 5000 + "}"],
+    ids=["open-lists", "closed-lists", "open-objects", "deep-value"],
+)
+def test_deeply_nested_arguments_are_malformed_not_an_exception(raw: str) -> None:
+    reply = parse_reply("x" + HEAD + raw + TAIL)
+    assert reply.calls == []
+    assert len(reply.malformed) == 1
+    assert reply.needs_rollback is True
+
+
+def test_nesting_within_the_limit_parses() -> None:
+    raw = '{"a": ' + "[" * 60 + "]" * 60 + "}"
+    assert _single(HEAD + raw + TAIL).arguments == json.loads(raw)
+
+
+def test_nesting_past_the_limit_is_named() -> None:
+    raw = '{"a": ' + "[" * 100 + "]" * 100 + "}"
+    reply = parse_reply(HEAD + raw + TAIL)
+    assert reply.malformed[0].error == "arguments nest deeper than 64 levels"
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ('{"q": "\\ud800"}', "invalid unicode"),
+        ('{"n": 1e999}', "cannot be written as JSON"),
+    ],
+    ids=["lone-surrogate", "infinity"],
+)
+def test_unusable_values_are_malformed(raw: str, problem: str) -> None:
+    reply = parse_reply(HEAD + raw + TAIL)
+    assert reply.calls == []
+    assert problem in reply.malformed[0].error
+
+
+@pytest.mark.parametrize("raw", ['{"n": ' + "9" * 5000 + "}", '{"n": ' + "9" * 5000 + ",}"])
+def test_huge_integers_do_not_raise(raw: str) -> None:
+    """Python refuses to convert integers this long; json_repair then keeps the digits."""
+    reply = parse_reply(HEAD + raw + TAIL)
+    assert [c.arguments for c in reply.calls] == [{"n": "9" * 5000}]
+
+
+def test_repair_of_long_arguments_is_not_attempted() -> None:
+    raw = '{"q": "' + "x" * (MAX_REPAIR_CHARS + 1)
+    reply = parse_reply(HEAD + raw + TAIL)
+    assert reply.malformed[0].error.endswith(f"too long to repair ({len(raw)} characters)")
+
+
+def test_calls_past_the_cap_are_skipped_and_reported() -> None:
+    text = "go\n" + "\n".join(_call(f'{{"q": "{n}"}}') for n in range(3000))
+    reply = parse_reply(text)
+    assert [c.arguments["q"] for c in reply.calls] == [str(n) for n in range(MAX_CALLS_PER_REPLY)]
+    assert len(reply.malformed) == 1
+    skipped = reply.malformed[0]
+    assert (skipped.server, skipped.tool) == SEARCH
+    assert f"at most {MAX_CALLS_PER_REPLY} tool calls" in skipped.error
+    assert f"the {3000 - MAX_CALLS_PER_REPLY - 1} after it were not run" in skipped.error
+    assert reply.needs_rollback is False
+
+
+def test_malformed_calls_count_toward_the_cap() -> None:
+    text = "\n".join([_call("not json")] * MAX_CALLS_PER_REPLY + [_call('{"q": "late"}')])
+    reply = parse_reply(text)
+    assert reply.calls == []
+    assert len(reply.malformed) == MAX_CALLS_PER_REPLY + 1
+    assert reply.malformed[-1].error.startswith("skipped:")
+
+
+def test_a_call_without_a_close_does_not_swallow_the_next_one() -> None:
+    text = HEAD + '{"q": "a"' + "\n" + _call('{"q": "b"}')
+    reply = parse_reply(text)
+    assert reply.calls == [ParsedCall(*SEARCH, {"q": "b"})]
+    assert reply.malformed == [MalformedCall("s", "t", '{"q": "a"', "no closing </arguments> tag")]
