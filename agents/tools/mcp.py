@@ -53,6 +53,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from mirograph.agents.fields import DAY_S, Float
 from mirograph.agents.tools.base import ToolContext, on_server
 
 #: Host variables a stdio server gets (the MCP SDK adds LOGNAME, SHELL, TERM, USER).
@@ -79,7 +80,7 @@ class Options(BaseModel):
     #: A streamable-HTTP server: its endpoint (``http://host:port/mcp``).
     url: str | None = Field(None, validate_default=True)
     #: Limit on starting the server and on each call, in seconds.
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: Float = Field(60.0, gt=0, le=DAY_S)
     #: Only these of the server's tools (default: all).
     tools: list[str] | None = None
 

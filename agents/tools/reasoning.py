@@ -12,6 +12,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
 
 from mirograph.agents.errors import classify_model_error
+from mirograph.agents.fields import Int
 from mirograph.agents.mirothinker.thinking import split_thinking
 from mirograph.agents.models import build_chat_model
 from mirograph.agents.tools.base import ToolContext, on_server
@@ -29,7 +30,7 @@ class Options(BaseModel):
     #: The flow model that answers (a strong reasoning model).
     model: str
     #: Reply budget of one answer.
-    max_tokens: int = Field(16384, gt=0)
+    max_tokens: Int = Field(16384, gt=0, le=100_000_000)
 
 
 def make_tools(ctx: ToolContext) -> list[BaseTool]:

@@ -321,3 +321,17 @@ def test_memory_above_this_machine_is_a_warning_not_a_limit() -> None:
     assert any(f"memory_mb {big} is above" in w for w in flow.environment_warnings())
     small = validate_flow(_flow(agent={"tools": [{"python": {"memory_mb": 512}}]}))
     assert not any("memory_mb" in w for w in small.environment_warnings())
+
+
+@pytest.mark.parametrize(
+    ("tool", "options", "key"),
+    [
+        ("reasoning", {"model": "m", "max_tokens": True}, "max_tokens"),
+        ("reasoning", {"model": "m", "max_tokens": 10**12}, "max_tokens"),
+        ("mcp", {"name": "srv", "command": ["srv"], "timeout_s": 10**9}, "timeout_s"),
+        ("mcp", {"name": "srv", "command": ["srv"], "timeout_s": True}, "timeout_s"),
+    ],
+)
+def test_impossible_reasoning_and_mcp_options(tool: str, options: dict, key: str) -> None:
+    message = _refused(_flow(agent={"tools": [{tool: options}]}))
+    assert f"agents.main.tools[0]: {tool}.{key}:" in message
