@@ -1,10 +1,15 @@
 """The ``mirograph`` command line: demo, run, resume, pause, ls, show, export, sim-model.
 
-Exit codes: 0 completed; 1 the run failed (still resumable); 2 bad input
-(flow file, run id, store URL, option) or the run is held by another live
-process; 3 the run paused (asked for, or the model server unavailable):
-resume it; 4 the run ended without an answer (the reason says why); 130
-stopped at once by Ctrl-C twice (still resumable).
+Exit codes: 0 completed; 1 the run failed (still resumable), or an internal
+error (one line naming a crash report that holds the traceback); 2 bad input
+(flow file, run id, store URL, option, a path that cannot be written) or the
+run is held by another live process; 3 the run paused (asked for, or the model
+server unavailable): resume it; 4 the run ended without an answer (the reason
+says why); 130 stopped at once by Ctrl-C twice (still resumable).
+
+Everything printed for a person passes through ``printable`` (control
+characters from questions, replies and tool results never reach the terminal);
+JSON output is exact JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mirograph.agents.tools.registry import ToolRefError
+from mirograph.flows.crash import write_crash_report
+from mirograph.flows.events import EventLogError
 from mirograph.flows.graph_ref import is_graph_ref
 from mirograph.flows.loader import FlowError, load_flow
 from mirograph.flows.progress import JsonEvents, RunProgress
@@ -37,13 +44,25 @@ from mirograph.flows.runner import (
     run_report,
     start_run,
 )
+from mirograph.flows.terminal import printable
 from mirograph.graphs.builder import FlowBuildError
 from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.run_control import RunControl
 from mirograph.state.registry import RUN_STATUSES, RunBusyError, RunRecord
-from mirograph.state.store import StoreURLError
+from mirograph.state.store import StoreURLError, mirograph_home
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The command, with an unexpected error turned into one line and a crash report."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:  # a bug, not bad input: never a traceback, never exit 2
+            _crash(exc)
+
+
+app = _App(
     name="mirograph",
     help="Long, resumable research investigations driven by MiroThinker on LangGraph.",
     no_args_is_help=True,
@@ -67,8 +86,25 @@ SetOpt = Annotated[
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"error: {message}", markup=False, soft_wrap=True)
+    """One line on stderr (control characters neutralised), then exit with ``code``."""
+    err.print(f"error: {printable(message, multiline=False)}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _crash(exc: BaseException) -> NoReturn:
+    """An internal error: the traceback goes to a report file, the user gets one line."""
+    try:
+        where = f"details in {write_crash_report(exc)}"
+    except OSError:
+        where = "no crash report could be written"
+    first = (str(exc).strip().splitlines() or ["(no message)"])[0]
+    err.print(
+        f"error: internal error ({type(exc).__name__}: {printable(first, multiline=False)});"
+        f" {where}; please report it with that file",
+        markup=False,
+        soft_wrap=True,
+    )
+    sys.exit(1)
 
 
 def _call(coro: Coroutine[Any, Any, T]) -> T:
@@ -82,6 +118,7 @@ def _call(coro: Coroutine[Any, Any, T]) -> T:
         StoreURLError,
         RunNotFoundError,
         RunBusyError,
+        EventLogError,
     ) as exc:
         _fail(str(exc), 2)
     except ValueError as exc:
@@ -137,7 +174,7 @@ def _drive(
             # a tool still running in a worker thread must not hold the exit.
             if progress is not None:
                 progress.stop()  # the terminal gets its cursor back
-            run_id = control.run_id or "RUN_ID"
+            run_id = printable(control.run_id or "RUN_ID", multiline=False)
             err.print(
                 f"error: stopped at once; run {run_id} is resumable:"
                 f" {_resume_command(run_id, store)}",
@@ -163,13 +200,18 @@ def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:
     if outcome.status == "no_answer":
         _fail(f"run {outcome.id} ended without an answer: {outcome.reason}", 4)
     if not as_json:
-        err.print(f"run {outcome.id} completed", style="dim")
-        print(outcome.answer if outcome.answer is not None else "(no boxed answer found)")
+        if err.is_terminal:  # off a terminal, stdout holds the answer and nothing else is said
+            err.print(f"run {printable(outcome.id, multiline=False)} completed", style="dim")
+        answer = outcome.answer if outcome.answer is not None else "(no boxed answer found)"
+        print(printable(answer))
 
 
 @app.command()
 def run(
-    question: Annotated[str, typer.Argument(help="The question to investigate.")],
+    question: Annotated[
+        str,
+        typer.Argument(help="The question to investigate; - reads it from stdin (for long ones)."),
+    ],
     flow: Annotated[
         str | None,
         typer.Option(
@@ -184,6 +226,9 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Start an investigation; prints the final answer."""
+    if question == "-":
+        question = sys.stdin.read()
+    _check_home()
     target: FlowConfig | str
     try:
         if is_graph_ref(flow):
@@ -195,7 +240,12 @@ def run(
         else:
             target = load_flow(flow, overrides or [])
             for warning in target.environment_warnings():
-                err.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
+                err.print(
+                    f"warning: {printable(warning, multiline=False)}",
+                    style="yellow",
+                    markup=False,
+                    soft_wrap=True,
+                )
     except FlowError as exc:
         _fail(str(exc), 2)
     outcome = _drive(
@@ -216,6 +266,7 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a paused, failed or killed run from its last checkpoint."""
+    _check_home()
     outcome = _drive(
         lambda control: resume_run(
             run_id, store_url=store, overrides=overrides or [], control=control
@@ -262,12 +313,47 @@ def export(
 
     if fmt not in FORMATS:
         _fail(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}", 2)
+    if output is not None:
+        _check_output(output)
     text = _call(export_run(run_id, fmt, store_url=store))
     if output is None:
         sys.stdout.write(text)
         return
-    output.write_text(text, encoding="utf-8")
-    err.print(f"wrote {output}", style="dim")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror or exc}; {_OUTPUT_FIX}", 2)
+    err.print(f"wrote {printable(output, multiline=False)}", style="dim", markup=False)
+
+
+_OUTPUT_FIX = "give -o a file path in an existing, writable folder"
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an ``export -o`` path that cannot be written, before the export is built."""
+    if output.is_dir():
+        _fail(f"cannot write {output}: it is a folder; {_OUTPUT_FIX}", 2)
+    parent = output.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        _fail(f"cannot write {output}: {parent} {what}; {_OUTPUT_FIX}", 2)
+    if not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        _fail(f"cannot write {output}: permission denied; {_OUTPUT_FIX}", 2)
+
+
+def _check_home() -> None:
+    """Refuse a ``MIROGRAPH_HOME`` that cannot hold runs (workspaces, event logs) before
+    anything is stored: a file, a path under a file, or a folder that cannot be written."""
+    home = mirograph_home()
+    existing = next((p for p in (home, *home.parents) if p.exists()), None)
+    fix = "set MIROGRAPH_HOME to a writable folder"
+    if existing is None:
+        return
+    if not existing.is_dir():
+        what = "is a file" if existing == home else f"is under the file {existing}"
+        _fail(f"MIROGRAPH_HOME {home} {what}; {fix}", 2)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        _fail(f"MIROGRAPH_HOME {home} cannot be written (in {existing}); {fix}", 2)
 
 
 @app.command("ls")
@@ -295,18 +381,16 @@ def list_command(
         hint = "" if status else '; start one with `mirograph run "question"`'
         err.print(f"no runs{' with that status' if status else ' yet'}{hint}")
         return
-    table = Table("id", "status", "question", "flow", "turns", "tokens", "age")
-    table.columns[0].no_wrap = True
-    for row in rows:
-        table.add_row(
-            row["id"],
-            row["status"],
-            _short(row["question"], 50),
-            row["flow"],
-            "-" if row["turns"] is None else str(row["turns"]),
-            "-" if row["tokens"] is None else f"{row['tokens']:,}",
-            _age(row["age_seconds"]),
-        )
+    cells = [_ls_cells(row) for row in rows]
+    if not out.is_terminal:
+        _print_columns(cells)
+        return
+    table = Table(*_LS_COLUMNS)
+    for index in (0, 1):  # id and status are never cut, however narrow the terminal
+        table.columns[index].no_wrap = True
+        table.columns[index].min_width = max(len(c[index]) for c in cells)
+    for row_cells in cells:
+        table.add_row(*row_cells)
     out.print(table)
 
 
@@ -334,6 +418,33 @@ def _ls_row(record: RunRecord) -> dict[str, Any]:
     }
 
 
+_LS_COLUMNS = ("id", "status", "question", "flow", "turns", "tokens", "age")
+
+
+def _ls_cells(row: dict[str, Any]) -> list[str]:
+    """A row of ``ls`` as text cells, each one line and safe for a terminal."""
+    cells = [
+        row["id"],
+        row["status"],
+        _short(row["question"], 50),
+        row["flow"],
+        "-" if row["turns"] is None else str(row["turns"]),
+        "-" if row["tokens"] is None else f"{row['tokens']:,}",
+        _age(row["age_seconds"]),
+    ]
+    return [printable(cell, multiline=False) for cell in cells]
+
+
+def _print_columns(cells: list[list[str]]) -> None:
+    """``ls`` off a terminal: plain aligned columns, every value whole, so that
+    ``ls | grep completed`` and ``awk '{print $1}'`` see what the store holds."""
+    lines = [list(_LS_COLUMNS), *cells]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(_LS_COLUMNS))]
+    for line in lines:
+        padded = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        print("  ".join(padded).rstrip())
+
+
 def _short(text: str, width: int) -> str:
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
@@ -350,8 +461,13 @@ def pause(
     if status != "running":
         _fail(f"run {run_id} is {status}, not running; nothing to pause", 2)
     err.print(
-        f"asked run {run_id} to pause after its current step; its process marks it paused"
-        f" (`mirograph show {run_id}`), then: {_resume_command(run_id, store)}"
+        printable(
+            f"asked run {run_id} to pause after its current step; its process marks it paused"
+            f" (`mirograph show {run_id}`), then: {_resume_command(run_id, store)}",
+            multiline=False,
+        ),
+        markup=False,
+        soft_wrap=True,
     )
 
 
@@ -361,6 +477,7 @@ def demo(store: StoreOpt = None) -> None:
     from mirograph.flows.demo import DEMO_NOTICE, run_demo
     from mirograph.flows.views import render_show
 
+    _check_home()
     err.print(DEMO_NOTICE, markup=False, soft_wrap=True)
     control = RunControl(on_event=_say_pause_and_resume)
     result = _drive(lambda control: run_demo(control, store_url=store), store, False, control)
@@ -369,7 +486,7 @@ def demo(store: StoreOpt = None) -> None:
         _fail(f"demo run {result.run_id} paused ({result.reason})", 3)
     if result.status != "completed":
         _fail(f"demo run {result.run_id} {result.status}: {result.reason}", 1)
-    out.print(f"answer: {result.answer}", markup=False)
+    out.print(f"answer: {printable(result.answer)}", markup=False)
     out.print(
         f"full transcript: mirograph export {result.run_id} --format jsonl (or miroflow)",
         markup=False,
@@ -379,10 +496,12 @@ def demo(store: StoreOpt = None) -> None:
 
 def _say_pause_and_resume(event: dict[str, Any]) -> None:
     """The demo's own lines: its pause and its resume are what it is there to show."""
+    run_id = printable(event["run_id"], multiline=False)
     if event["event"] == "run_paused":
-        err.print(f"⏸  run {event['run_id']} paused: {event['reason']}", markup=False)
+        reason = printable(event["reason"], multiline=False)
+        err.print(f"⏸  run {run_id} paused: {reason}", markup=False)
     elif event["event"] == "run_resumed":
-        err.print(f"▶  run {event['run_id']} resumed from its checkpoint", markup=False)
+        err.print(f"▶  run {run_id} resumed from its checkpoint", markup=False)
 
 
 @app.command("sim-model")
@@ -403,13 +522,35 @@ def sim_model(
         load_policy(policy)
     except ValueError as exc:
         _fail(str(exc), 2)
-    serve_forever(
-        policy,
-        port=port,
-        latency_ms=latency_ms,
-        max_context_tokens=max_context_tokens,
-        model_name=model_name,
-    )
+    _check_port(port)
+    try:
+        serve_forever(
+            policy,
+            port=port,
+            latency_ms=latency_ms,
+            max_context_tokens=max_context_tokens,
+            model_name=model_name,
+        )
+    except RuntimeError as exc:  # lost a race for the port after the check
+        _fail(f"{exc}; {_PORT_FIX}", 2)
+
+
+_PORT_FIX = "choose another --port (0 picks a free one)"
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port out of range or in use with one line, before the server starts
+    (the server would log its own multi-line failure, or wrap the number around)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        _fail(f"--port {port} is out of range 0-65535; {_PORT_FIX}", 2)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            _fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; {_PORT_FIX}", 2)
 
 
 def _age(seconds: float) -> str:

@@ -31,13 +31,24 @@ def _ordered(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any
     return {**head, **event}
 
 
+class EventLogError(OSError):
+    """The event log cannot be written (a read-only or file-valued ``MIROGRAPH_HOME``,
+    a folder where the file should be); the message says which path and the fix."""
+
+
 class EventLog:
     """Appends events to one run's ``events.jsonl`` (line-buffered: a crash loses none)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise EventLogError(
+                f"cannot write the run's event log {path}: {exc.strerror or exc};"
+                " set MIROGRAPH_HOME to a writable folder (or move what is in the way)"
+            ) from exc
         self._log = structlog.wrap_logger(
             structlog.WriteLogger(self._file),
             processors=[_ordered, structlog.processors.JSONRenderer(default=str)],

@@ -6,9 +6,11 @@ The reference is stored with the run (file paths made absolute), so
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,39 @@ def load_builder(ref: str) -> GraphBuilder:
             f"graph {ref!r}: {target} has no function {attribute!r};"
             " define build_graph(ctx) returning a StateGraph"
         )
-    return builder
+    return _checked(ref, attribute, builder)
+
+
+def _checked(ref: str, attribute: str, builder: GraphBuilder) -> GraphBuilder:
+    """``builder``, its failures made one-line ``FlowError``: it raised (where, and
+    what), or returned something that is not a graph to compile (e.g. a compiled one)."""
+
+    @functools.wraps(builder)
+    def build(ctx: Any) -> Any:
+        try:
+            graph = builder(ctx)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or ["(no message)"])[0]
+            raise FlowError(
+                f"graph {ref!r}: {attribute}(ctx) raised {type(exc).__name__}: {first}"
+                f"{_where(exc)}; fix the function"
+            ) from None
+        if not callable(getattr(graph, "compile", None)):
+            raise FlowError(
+                f"graph {ref!r}: {attribute}(ctx) returned {type(graph).__name__}, not a graph;"
+                " return the StateGraph itself (mirograph compiles it with the run's store)"
+            )
+        return graph
+
+    return build
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at file.py:LINE)``: the innermost frame of the traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})"
 
 
 def _import_file(path: Path, ref: str) -> Any:

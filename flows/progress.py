@@ -4,6 +4,9 @@ A panel at the bottom shows the run's running time, tokens and calls so far,
 and each agent at work as a path (``planner › browsing#2``) with its turn out
 of its budget and its last tool call. Above it, agent calls, tool calls and
 anything unusual (rollbacks, errors, budgets) scroll by as structlog lines.
+Every text an event carries (tool arguments and results, sub-tasks, agent
+names) is made ``printable`` as it arrives: it was written by a model or a web
+page, and must not drive the terminal.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from mirograph.flows.terminal import printable
 from mirograph.graphs.run_control import RunControl
 
 SEP = " › "
@@ -63,6 +67,7 @@ class RunProgress:
     # -- events -----------------------------------------------------------------
 
     def __call__(self, event: dict[str, Any]) -> None:
+        event = _printable_event(event)
         kind = event["event"]
         ns = event.get("ns")
         if kind in ("run_started", "run_resumed"):
@@ -143,7 +148,7 @@ class RunProgress:
             tokens += f" ({self.cached:,} cached)"
         head = Text.assemble(
             ("● ", "green"),
-            (f"{control.run_id}", "bold"),
+            (printable(control.run_id, multiline=False), "bold"),
             f" · {_duration(control.wall_seconds)} · {tokens}",
             f" · {self.model_calls} model calls · {self.tool_calls} tool calls",
         )
@@ -157,7 +162,8 @@ class RunProgress:
             budget = f"/{agent.max_turns}" if agent.max_turns else ""
             turn = f"turn {agent.turn}{budget}" if agent.turn else "starting"
             table.add_row(agent.label, turn, Text(agent.last))
-        note = control.pause_reason and f"pausing after the current step ({control.pause_reason})"
+        reason = control.pause_reason and printable(control.pause_reason, multiline=False)
+        note = reason and f"pausing after the current step ({reason})"
         return Group(head, table, Text(note or self.note, style="dim"))
 
 
@@ -191,6 +197,18 @@ def describe(event: dict[str, Any], label: str) -> Text | None:
         what = f"  {event['budget']} reached: closing with an answer"
         return Text.assemble(("⚑ ", "yellow"), (label, "cyan"), what)
     return None
+
+
+def _printable_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its top-level strings on one line and safe for a terminal (the
+    structures, e.g. a resume's ``calls``, are read for counts and names only)."""
+    safe = {k: printable(v, multiline=False) if isinstance(v, str) else v for k, v in event.items()}
+    if safe.get("calls"):  # copies: the other sinks (the event log) get the event as it was
+        safe["calls"] = [
+            {**call, "agent": printable(call.get("agent", ""), multiline=False)}
+            for call in safe["calls"]
+        ]
+    return safe
 
 
 class JsonEvents:

@@ -4,7 +4,9 @@ The timeline walks every agent call in call order: each turn's tool calls as
 ``name(short args)`` with a one-line result, and each sub-agent call nested
 under the turn that made it, with its own turns. A long agent is shown by its
 first and last turns, so a 600-turn run stays readable. Everything is plain
-text with styles only as emphasis: piped output reads the same.
+text with styles only as emphasis: piped output reads the same. Every value
+from the run passes through ``printable``: an escape sequence in a question,
+reply or tool result is shown, never sent to the terminal.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rich.text import Text
 
 from mirograph.agents.mirothinker.parsing import parse_reply
 from mirograph.agents.mirothinker.thinking import split_thinking
+from mirograph.flows.terminal import printable
 from mirograph.flows.transcript import AgentCall, RunTranscript, Turn, load_transcripts, turns_of
 from mirograph.state.redact import scrub
 
@@ -62,8 +65,8 @@ def show_view(transcript: RunTranscript) -> RenderableType:
 
 
 def _header(report: dict[str, Any]) -> RenderableType:
-    title = Text.assemble(("Run ", "bold"), (str(report["id"]), "bold"), " — ")
-    title.append(str(report["status"]), style=_STATUS_STYLE.get(report["status"], ""))
+    title = Text.assemble(("Run ", "bold"), (_one_line(report["id"]), "bold"), " — ")
+    title.append(_one_line(report["status"]), style=_STATUS_STYLE.get(report["status"], ""))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
@@ -90,7 +93,7 @@ def _answer(report: dict[str, Any]) -> Text:
         return _plain(answer)
     if report["status"] == "completed":
         return Text("(no boxed answer found)")
-    return Text(f"(none yet: the run is {report['status']})")
+    return Text(f"(none yet: the run is {_one_line(report['status'])})")
 
 
 def _usage(transcript: RunTranscript) -> Table:
@@ -104,7 +107,7 @@ def _usage(transcript: RunTranscript) -> Table:
         calls[call.agent] = calls.get(call.agent, 0) + 1
     report = transcript.report
     for agent, stats in report["agents"].items():
-        table.add_row(agent, _n(calls.get(agent, 0)), *_usage_cells(stats))
+        table.add_row(_one_line(agent), _n(calls.get(agent, 0)), *_usage_cells(stats))
     total = report.get("usage") or {}
     table.add_row("total", _n(len(transcript.calls)), *_usage_cells(total), style="bold")
     return table
@@ -135,7 +138,7 @@ def _trace(report: dict[str, Any]) -> RenderableType:
     if not path:
         return Text("TRACE: (none)")
     note = "" if Path(path).exists() else " (no events recorded)"
-    line = Text(f"{path}{note}", overflow="fold")
+    line = Text(f"{_one_line(path)}{note}", overflow="fold")
     return Group(Text("TRACE", style="bold"), Padding(line, (0, 0, 0, 2), expand=False))
 
 
@@ -205,7 +208,7 @@ def _turn_lines(
     pad = " " * len(tag)
     for index, (call_id, name, args) in enumerate(calls):
         head = tag if index == 0 else pad
-        yield _line(Text(head) + Text(f"{name}({_args(args)})"), indent)
+        yield _line(Text(head) + Text(f"{_one_line(name)}({_args(args)})"), indent)
         for child in children:
             if child.parent_turn == turn.number and child.parent_call_index == index:
                 yield from _call_block(transcript, child, indent + len(tag) + 2)
@@ -217,12 +220,12 @@ def _turn_lines(
 
 def _call_title(call: AgentCall) -> Text:
     stats = call.stats
-    title = Text(call.label, style="bold")
+    title = Text(_one_line(call.label), style="bold")
     if call.depth == 0:
         title.append(" (entry)")
     title.append(" — ")
-    title.append(call.status, style=_STATUS_STYLE.get(call.status, ""))
-    parts = [call.stop_reason] if call.stop_reason else []
+    title.append(_one_line(call.status), style=_STATUS_STYLE.get(call.status, ""))
+    parts = [_one_line(call.stop_reason)] if call.stop_reason else []
     parts.append(_count(stats.get("turns"), "turn"))
     if stats.get("rollbacks"):
         parts.append(_count(stats["rollbacks"], "rollback"))
@@ -263,12 +266,19 @@ def _line(text: Text, indent: int, *, clip: bool = True) -> Padding:
 
 
 def _plain(value: Any) -> Text:
-    return Text(scrub(str(value)))
+    """A value from the run as it may span lines: secrets masked, control characters shown."""
+    return Text(printable(scrub(str(value))))
+
+
+def _one_line(value: Any) -> str:
+    """A name, id or status from the run, on one line and safe for a terminal."""
+    return printable(value, multiline=False)
 
 
 def _short(text: str, width: int) -> str:
-    """One line of at most ``width`` characters, secrets masked before it is cut."""
-    line = " ".join(scrub(text).split())
+    """One line of at most ``width`` characters, secrets masked before it is cut,
+    control characters shown as escapes."""
+    line = printable(" ".join(scrub(text).split()), multiline=False)
     return line if len(line) <= width else line[: width - 1] + "…"
 
 

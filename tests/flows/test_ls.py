@@ -4,6 +4,10 @@ filtered by status; as JSON for scripts."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import shlex
+import subprocess
 from pathlib import Path
 
 from testkit import Cli, free_port, write_team_flow
@@ -42,12 +46,18 @@ def test_ls_lists_filters_and_counts(cli: Cli, sim_model, tmp_path: Path) -> Non
         "stalled"
     )
 
-    table = cli("ls", "--store", cli.store, env={"COLUMNS": "160"})
+    table = cli("ls", "--store", cli.store, env={"COLUMNS": "30"})
     assert table.returncode == 0
-    header = table.stdout.splitlines()[1]
-    for column in ("id", "status", "question", "flow", "turns", "tokens", "age"):
-        assert column in header
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["id", "status", "question", "flow", "turns", "tokens", "age"]
+    assert lines[1].split()[:2] == ["stalled", "paused"]
+    assert lines[2].split()[:2] == ["done", "completed"]  # whole values, however narrow
     assert f"{rows[1]['tokens']:,}" in table.stdout
+    grep = f"{shlex.join(cli.argv('ls', '--store', cli.store))} | grep completed"
+    found = subprocess.run(grep, shell=True, env=cli.environ({"COLUMNS": "30"}),
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert found.stdout.split()[:2] == ["done", "completed"]
+    assert terminal_ls(cli, columns=40).count("completed") == 1  # not cut on a terminal either
 
     none = cli("ls", "--store", cli.store, "--status", "failed")
     assert (none.returncode, none.stdout, none.stderr) == (0, "", "no runs with that status\n")
@@ -56,3 +66,25 @@ def test_ls_lists_filters_and_counts(cli: Cli, sim_model, tmp_path: Path) -> Non
     assert bad.stderr.strip() == (
         "error: unknown status 'done'; use one of: running, paused, completed, no_answer, failed"
     )
+
+
+def terminal_ls(cli: Cli, *, columns: int) -> str:
+    """``ls`` printed to a terminal ``columns`` wide (a pty), as a person sees it."""
+    master, slave = pty.openpty()
+    env = cli.environ({"COLUMNS": str(columns)})
+    proc = subprocess.Popen(cli.argv("ls", "--store", cli.store), env=env,
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)  # fmt: skip
+    os.close(slave)
+    drawn = b""
+    while chunk := _read(master):
+        drawn += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    return drawn.decode()
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the child closed the terminal
+        return b""
