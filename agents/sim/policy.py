@@ -4,6 +4,31 @@ The simulated server is stateless: a policy sees one request body and returns
 the reply text, a richer ``SimReply``, or a ``Fault`` to inject. Policies are
 named ``module:function`` on the command line so that tests, benchmarks and the
 demo can script the model without touching the server.
+
+``Fault`` fields:
+
+- ``status``: HTTP status of an OpenAI-style error response (default 500).
+- ``message``: the error text; for a cut stream or ``no_done``, the text sent.
+- ``retry_after``: seconds for a ``Retry-After`` header, if any.
+- ``delay_ms``: wait this long before answering (to trip client timeouts).
+- ``cut_stream_after_chars``: start a 200 response, send that many characters
+  and drop the connection (also when ``status`` is 0).
+- ``malformed``: answer 200 with a body a real server should never send; the
+  mode names what is wrong (``status`` is then ignored). Each mode renders
+  for plain and streamed requests alike, so one policy serves both:
+
+  ================  ===============================  ================================
+  mode              plain request                    streamed request
+  ================  ===============================  ================================
+  ``invalid_json``  body that is not JSON            a ``data:`` event that is not JSON
+  ``no_choices``    ``"choices": []``                chunks with ``"choices": []`` only
+  ``no_message``    a choice without ``message``     a chunk choice without ``delta``
+  ``null_content``  ``content: null``, no tool calls every delta's ``content`` null
+  ``garbage_sse``   as ``invalid_json``              lines that are not SSE JSON events
+  ``empty_stream``  an empty body                    ``data: [DONE]`` and nothing else
+  ``no_done``       a JSON body cut short (clean     content chunks, then a clean end:
+                    close, no dropped connection)    no finish_reason, usage, [DONE]
+  ================  ===============================  ================================
 """
 
 from __future__ import annotations
@@ -15,7 +40,18 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl
 
-__all__ = ["Fault", "Policy", "PolicyResult", "SimReply", "load_policy"]
+__all__ = ["MALFORMED_MODES", "Fault", "Policy", "PolicyResult", "SimReply", "load_policy"]
+
+#: What a ``Fault(malformed=...)`` can get wrong (see the module docstring).
+MALFORMED_MODES = (
+    "invalid_json",
+    "no_choices",
+    "no_message",
+    "null_content",
+    "garbage_sse",
+    "empty_stream",
+    "no_done",
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +71,8 @@ class Fault:
     ``delay_ms``. When ``cut_stream_after_chars`` is set (or ``status`` is 0) the
     server instead starts a 200 response, sends that many characters of content
     (drawn from ``message``) and drops the connection, so the client sees a
-    broken stream rather than a clean end.
+    broken stream rather than a clean end. ``malformed`` (one of
+    ``MALFORMED_MODES``) answers 200 with a body that breaks the protocol.
     """
 
     status: int = 500
@@ -43,10 +80,18 @@ class Fault:
     retry_after: float | None = None
     delay_ms: int = 0
     cut_stream_after_chars: int | None = None
+    malformed: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.malformed is not None and self.malformed not in MALFORMED_MODES:
+            modes = ", ".join(MALFORMED_MODES)
+            raise ValueError(f"unknown malformed mode {self.malformed!r}; use one of {modes}")
 
     @property
     def cuts_stream(self) -> bool:
         """True when this fault breaks a started response instead of erroring."""
+        if self.malformed is not None:
+            return False
         return self.cut_stream_after_chars is not None or self.status == 0
 
 

@@ -292,14 +292,21 @@ class _ChunkWriter:
     def event(
         self, delta: dict[str, Any] | None, finish_reason: str | None = None, usage: Any = None
     ) -> bytes:
+        choices = (
+            []
+            if delta is None
+            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        )
+        return self.choices_event(choices, usage)
+
+    def choices_event(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+        """One event with these choices as given (malformed ones included)."""
         chunk: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "choices": []
-            if delta is None
-            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": choices,
         }
         if self.include_usage:
             chunk["usage"] = usage
@@ -330,6 +337,9 @@ async def _fault_response(fault: Fault, *, stream: bool, model: str) -> Response
     """An error response, or a response that starts and then breaks off."""
     if fault.delay_ms > 0:
         await asyncio.sleep(fault.delay_ms / 1000)
+    if fault.malformed is not None:
+        render = _MALFORMED_STREAMS if stream else _MALFORMED_BODIES
+        return render[fault.malformed](fault, model)
     if not fault.cuts_stream:
         headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
         return _error(fault.status, fault.message, headers=headers)
@@ -343,6 +353,118 @@ async def _fault_response(fault: Fault, *, stream: bool, model: str) -> Response
     events = [writer.event({"role": "assistant", "content": ""})]
     events += [writer.event({"content": p}) for p in _pieces(text)]
     return _RawResponse(200, "text/event-stream", events, complete=False)
+
+
+# -- malformed responses: 200s that break the protocol (see agents/sim/policy.py) --
+
+_NOT_JSON = b'{"id": "chatcmpl-malformed", "choices": [{"message": '
+
+
+def _plain_not_json(fault: Fault, model: str) -> _RawResponse:
+    return _RawResponse(200, "application/json", [_NOT_JSON], complete=True)
+
+
+def _plain_empty(fault: Fault, model: str) -> _RawResponse:
+    return _RawResponse(200, "application/json", [b""], complete=True)
+
+
+def _plain_with_choices(choices: list[dict[str, Any]], model: str) -> JSONResponse:
+    body = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1},
+    }
+    return JSONResponse(body)
+
+
+def _plain_no_choices(fault: Fault, model: str) -> JSONResponse:
+    return _plain_with_choices([], model)
+
+
+def _plain_no_message(fault: Fault, model: str) -> JSONResponse:
+    return _plain_with_choices([{"index": 0, "logprobs": None, "finish_reason": "stop"}], model)
+
+
+def _plain_null_content(fault: Fault, model: str) -> JSONResponse:
+    message = {"role": "assistant", "content": None}
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+    return _plain_with_choices([choice], model)
+
+
+def _plain_cut_short(fault: Fault, model: str) -> _RawResponse:
+    """A JSON body that stops half-way, on a cleanly ended response."""
+    full = json.dumps(_completion(_Reply(fault.message, None, None, "stop", {}), model=model))
+    return _RawResponse(200, "application/json", [full[: len(full) // 2].encode()], complete=True)
+
+
+_MALFORMED_BODIES: dict[str, Callable[[Fault, str], Response | _RawResponse]] = {
+    "invalid_json": _plain_not_json,
+    "garbage_sse": _plain_not_json,
+    "no_choices": _plain_no_choices,
+    "no_message": _plain_no_message,
+    "null_content": _plain_null_content,
+    "empty_stream": _plain_empty,
+    "no_done": _plain_cut_short,
+}
+
+
+def _sse(events: list[bytes], *, done: bool = True) -> _RawResponse:
+    """A cleanly ended event stream; ``done`` adds the closing ``[DONE]``."""
+    tail = [b"data: [DONE]\n\n"] if done else []
+    return _RawResponse(200, "text/event-stream", [*events, *tail], complete=True)
+
+
+def _stream_not_json(fault: Fault, model: str) -> _RawResponse:
+    writer = _ChunkWriter(model, include_usage=False)
+    return _sse(
+        [writer.event({"role": "assistant", "content": ""}), b"data: " + _NOT_JSON + b"\n\n"]
+    )
+
+
+def _stream_garbage(fault: Fault, model: str) -> _RawResponse:
+    writer = _ChunkWriter(model, include_usage=False)
+    garbage = b"this line is not an event\ndata: <html>502 Bad Gateway</html>\n\n"
+    return _sse([writer.event({"role": "assistant", "content": ""}), garbage])
+
+
+def _stream_no_choices(fault: Fault, model: str) -> _RawResponse:
+    return _sse([_ChunkWriter(model, include_usage=False).event(None)])
+
+
+def _stream_no_delta(fault: Fault, model: str) -> _RawResponse:
+    writer = _ChunkWriter(model, include_usage=False)
+    return _sse([writer.choices_event([{"index": 0, "logprobs": None, "finish_reason": "stop"}])])
+
+
+def _stream_null_content(fault: Fault, model: str) -> _RawResponse:
+    writer = _ChunkWriter(model, include_usage=False)
+    events = [writer.event({"role": "assistant", "content": None}), writer.event({}, "stop")]
+    return _sse(events)
+
+
+def _stream_no_done(fault: Fault, model: str) -> _RawResponse:
+    writer = _ChunkWriter(model, include_usage=False)
+    events = [writer.event({"role": "assistant", "content": ""})]
+    events += [writer.event({"content": p}) for p in _pieces(fault.message)]
+    return _sse(events, done=False)
+
+
+def _stream_empty(fault: Fault, model: str) -> _RawResponse:
+    return _sse([])
+
+
+_MALFORMED_STREAMS: dict[str, Callable[[Fault, str], Response | _RawResponse]] = {
+    "invalid_json": _stream_not_json,
+    "garbage_sse": _stream_garbage,
+    "no_choices": _stream_no_choices,
+    "no_message": _stream_no_delta,
+    "null_content": _stream_null_content,
+    "empty_stream": _stream_empty,
+    "no_done": _stream_no_done,
+}
 
 
 class _RawResponse:
