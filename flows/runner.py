@@ -96,6 +96,7 @@ async def start_run(
         load_builder(ref)  # a broken reference is rejected before anything is stored
         name, spec = ref, {GRAPH_KEY: ref}
     else:
+        ready_to_run(flow, source=flow.name)  # a key its tools need is missing: refuse now
         name, spec = flow.name, flow.model_dump(mode="json")
     run_id = check_run_id(new_run_id() if run_id is None else run_id)
     async with open_store(store_url) as store:

@@ -133,3 +133,23 @@ async def test_a_question_that_cannot_fit_is_refused_before_the_run_is_stored(
         assert srv.requests == []
     with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
         assert conn.execute("SELECT count(*) FROM mirograph_runs").fetchone() == (0,)
+
+
+async def test_start_run_refuses_a_flow_whose_tool_key_is_missing(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flow validated in Python (not through ``load_flow``) is checked for keys too."""
+    monkeypatch.delenv("TAVILY_API_KEY", raising=False)
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    spec = {
+        "name": "web",
+        "models": {"m": {"base_url": "http://127.0.0.1:9/v1", "max_tokens": 512}},
+        "agents": {"main": {"model": "m", "max_turns": 3, "tools": ["search"]}},
+        "entry": "main",
+    }
+    with pytest.raises(ValueError, match="TAVILY_API_KEY"):
+        await start_run("What is new?", validate_flow(spec), run_id="web", store_url=store)
+    with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if "mirograph_runs" in tables:
+            assert conn.execute("SELECT count(*) FROM mirograph_runs").fetchone() == (0,)
