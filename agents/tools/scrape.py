@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import html
 import io
 import ipaddress
 import json
@@ -19,11 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
+import lxml.html
 import trafilatura
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, on_server
+from mirograph.agents.tools.bounded import run_bounded
 
 SERVER = "jina_scrape_llm_summary"
 TRUNCATED = "[Content truncated]"
@@ -47,6 +49,8 @@ class FetchLimits:
     backoff_s: float = 1.0
     max_bytes: int = 10 * 1024 * 1024
     max_chars: int = 20_000
+    #: Seconds the page's conversion to text (HTML, PDF) may take before it is stopped.
+    convert_s: float = 60.0
     #: Whether loopback, private and link-local addresses may be fetched (a page
     #: could otherwise steer the model to internal services or cloud metadata).
     allow_private: bool = field(default_factory=lambda: os.environ.get(ALLOW_PRIVATE) == "1")
@@ -104,7 +108,7 @@ def make_tools(ctx: ToolContext, *, limits: FetchLimits | None = None) -> list[B
             text, complete = (await extract_page(url.strip())).strip(), True
         else:
             page = await fetch(url, chosen)
-            text, complete = await asyncio.to_thread(page_text, page), page.complete
+            text, complete = await read_text(page, chosen.convert_s), page.complete
         answer = report(url, info_to_extract, text, complete, chosen.max_chars)
         if extractor is not None:
             answer = await extractor.extract(answer, text, complete)
@@ -209,6 +213,14 @@ async def fetch(url: str, limits: FetchLimits) -> Page:
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+async def read_text(page: Page, limit_s: float) -> str:
+    """``page_text`` in a worker process, stopped after ``limit_s``: a hostile page
+    can take minutes of CPU to convert, which must hold neither the loop nor a thread."""
+    return await run_bounded(
+        page_text, page, limit_s=limit_s, what=f"reading the text of {page.url}"
+    )
+
+
 def page_text(page: Page) -> str:
     """The readable text of ``page``: main text of HTML, text as is, PDF through pypdf."""
     kind = page.content_type
@@ -277,7 +289,7 @@ def _html_text(page: Page) -> str:
         charset = _codec(found.group(1).decode("ascii")) if found else None
     markup = page.body.decode(charset or "utf-8", errors="replace")
     text = trafilatura.extract(markup, url=page.url, include_comments=False, include_tables=True)
-    return (text or _strip_tags(markup)).strip()
+    return (text or _markup_text(markup)).strip()
 
 
 def _codec(name: str | None) -> str | None:
@@ -290,15 +302,31 @@ def _codec(name: str | None) -> str | None:
         return None
 
 
-_HIDDEN = re.compile(r"<(script|style|noscript|template)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]+>")
+_HIDDEN_TAGS = ("script", "style", "noscript", "template")
+_BLOCK_TAGS = (
+    *("address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption"),
+    *("footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav"),
+    *("ol", "p", "pre", "section", "table", "td", "th", "title", "tr", "ul"),
+)
 _BLANKS = re.compile(r"[ \t\r\f\v]+")
 
 
-def _strip_tags(markup: str) -> str:
-    """A crude text of ``markup``, for pages trafilatura finds nothing in."""
-    text = html.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", markup)))
-    lines = (_BLANKS.sub(" ", line).strip() for line in text.splitlines())
+def _markup_text(markup: str) -> str:
+    """The visible text of ``markup``, a line per block, for pages trafilatura finds nothing in.
+
+    A real HTML parser (lxml, linear time) rather than regular expressions,
+    which a page of unclosed ``<script>`` tags drives into quadratic time.
+    """
+    parser = lxml.html.HTMLParser(encoding="utf-8", remove_comments=True)
+    try:
+        root = lxml.html.document_fromstring(markup.encode("utf-8", "replace"), parser=parser)
+    except (etree.ParserError, ValueError):  # nothing but blanks, or not markup at all
+        return ""
+    for hidden in list(root.iter(*_HIDDEN_TAGS)):
+        hidden.drop_tree()
+    for block in root.iter(*_BLOCK_TAGS):
+        block.tail = "\n" + (block.tail or "")
+    lines = (_BLANKS.sub(" ", line).strip() for line in root.text_content().splitlines())
     return "\n".join(line for line in lines if line)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,7 +28,10 @@ from mirograph.agents.tools.scrape import (
     EXTRACT_SYSTEM,
     TRUNCATED,
     FetchLimits,
+    Page,
+    _markup_text,
     make_tools,
+    page_text,
 )
 
 CENSUS_PDF = Path(__file__).parents[3] / "flows" / "demo_corpus" / "census-returns.pdf"
@@ -49,6 +54,8 @@ ARTICLE = f"""<!doctype html>
 </article></main>
 <footer>Copyright 2024 Coastal Heritage Trust. All rights reserved. Privacy policy.</footer>
 </body></html>"""
+#: 300 KB of unclosed ``<script>`` tags: minutes of regex backtracking for a tag stripper.
+HOSTILE = "<html><body><p>Visible words.</p>" + "<script>" * 37_500
 LATIN = "Crème brûlée à la façade: naïve café, 20 °C."
 BIG_BYTES = 20 * 1024 * 1024
 CHUNK = b"0123456789abcdef" * 4095 + b"0123456789abcde\n"  # 64 KiB, one line
@@ -74,6 +81,7 @@ class Site:
             "/paper.pdf": self.pdf,
             "/census.pdf": self.census,
             "/image.png": self.image,
+            "/hostile": self.hostile,
         }
         routes = [Route(path, self._counted(handler)) for path, handler in pages.items()]
         self.server = HttpServer(routes)
@@ -136,6 +144,9 @@ class Site:
 
     async def image(self, _: Request) -> Response:
         return Response(b"\x89PNG\r\n\x1a\n", media_type="image/png")
+
+    async def hostile(self, _: Request) -> Response:
+        return Response(HOSTILE, media_type="text/html")
 
 
 @pytest.fixture(scope="module")
@@ -280,12 +291,54 @@ async def test_a_pdf_is_read_as_text(site: Site, scrape: BaseTool) -> None:
     assert answer["page_stats"]["all_content_shown"] is True
 
 
-async def test_a_pdf_needs_pypdf(
-    site: Site, scrape: BaseTool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_pdf_needs_pypdf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pypdf", None)  # as if not installed
-    message = await _error(scrape, site.server.url("/paper.pdf"))
-    assert "needs the pypdf package" in message
+    page = Page("http://x/paper.pdf", "application/pdf", None, b"%PDF-1.4\n%%EOF\n", True)
+    with pytest.raises(ToolException, match="needs the pypdf package"):
+        page_text(page)
+
+
+async def test_a_hostile_page_is_converted_off_the_loop(site: Site, scrape: BaseTool) -> None:
+    """While the page is turned into text, other coroutines of the process keep running."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    ticking = asyncio.create_task(ticker())
+    started = time.monotonic()
+    try:
+        answer = await _scrape(scrape, site.server.url("/hostile"))
+    finally:
+        done.set()
+        await ticking
+    assert time.monotonic() - started < FetchLimits().convert_s
+    assert answer["content"] == "Visible words."
+    assert len(gaps) >= 5
+    assert max(gaps) < 1.0  # the loop was never held
+
+
+def test_markup_is_read_by_a_parser_in_linear_time() -> None:
+    """The fallback for pages trafilatura finds nothing in (no regular expressions)."""
+    page = Page("http://x/", "text/html", None, HOSTILE.encode(), True)
+    started = time.thread_time()
+    assert page_text(page) == "Visible words."
+    assert time.thread_time() - started < 5.0
+    markup = "<div>One &amp; <b>two</b></div><p>three</p><script>x()</script><br>four"
+    assert _markup_text(markup) == "One & two\nthree\nfour"
+
+
+async def test_a_conversion_past_its_limit_is_stopped(site: Site, ctx: ToolContext) -> None:
+    limits = FetchLimits(convert_s=0.001, allow_private=True)
+    [scrape] = make_tools(ctx, limits=limits)
+    url = site.server.url("/hostile")
+    message = await _error(scrape, url)
+    assert message == f"reading the text of {url} took longer than 0.001 s and was stopped"
 
 
 async def test_binary_content_is_refused(site: Site, scrape: BaseTool) -> None:

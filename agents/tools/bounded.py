@@ -1,0 +1,205 @@
+"""CPU-bound work of a tool, off the event loop, with a hard time limit.
+
+Turning a hostile web page or PDF into text, or indexing a corpus, can take
+minutes of pure computation. On the event loop that freezes every run of the
+process (and the tool's own timeout cannot fire); in a thread it cannot be
+stopped. So the work runs in a worker process that is killed when its time is
+up. A worker is a fresh interpreter (``python -m`` this module) that imports
+the tool modules before it reports ready, so their import time does not count
+against a job's limit; it is kept for reuse while it behaves and replaced when
+one is killed. It is not a ``multiprocessing`` child: those re-run the
+parent's ``__main__`` (a CLI, a notebook, stdin) and fork a threaded process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from langchain_core.tools import ToolException
+
+__all__ = ["run_bounded"]
+
+T = TypeVar("T")
+
+#: Modules a worker imports before it reports ready.
+PRELOAD = ("mirograph.agents.tools.scrape", "mirograph.agents.tools.local")
+#: Idle workers kept for reuse; more are started when more work runs at once.
+MAX_IDLE = max(2, os.cpu_count() or 2)
+#: Seconds a new worker may take to start and import ``PRELOAD``.
+START_S = 120.0
+# Threads that only wait on a worker's pipe: cheap, and apart from the loop's
+# default executor, which file and store calls need.
+_waiters = ThreadPoolExecutor(max_workers=64, thread_name_prefix="mirograph-bounded")
+_idle: list[_Worker] = []
+_idle_lock = threading.Lock()
+
+
+async def run_bounded(fn: Callable[..., T], *args: Any, limit_s: float, what: str) -> T:
+    """``fn(*args)`` in a worker process, stopped after ``limit_s`` seconds.
+
+    ``fn`` must be importable by name (a module-level function) and its
+    arguments and result picklable. An exception it raises is raised here; a
+    worker killed for time, or one that died, is a one-line ``ToolException``
+    naming ``what``. Cancelling the caller kills the worker at once.
+    """
+    job = _Job(fn, args, limit_s)
+    try:
+        outcome, value = await asyncio.get_running_loop().run_in_executor(_waiters, job.run)
+    except asyncio.CancelledError:
+        job.cancel()
+        raise
+    if outcome == "ok":
+        return value
+    if outcome == "error":
+        raise value
+    if outcome == "timeout":
+        raise ToolException(f"{what} took longer than {limit_s:g} s and was stopped")
+    raise ToolException(f"{what} failed: its worker process died ({value})")
+
+
+class _Job:
+    """One call: takes a worker, waits at most ``limit_s`` for its answer."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], limit_s: float) -> None:
+        self.fn, self.args, self.limit_s = fn, args, limit_s
+        self.worker: _Worker | None = None
+        self.cancelled = threading.Event()
+
+    def run(self) -> tuple[str, Any]:
+        if self.cancelled.is_set():
+            return "cancelled", "cancelled before it started"
+        try:
+            worker = self.worker = _take()
+        except (EOFError, OSError) as exc:
+            return "died", f"it did not start: {exc}"
+        if self.cancelled.is_set():  # cancelled while the worker started
+            worker.kill()
+            return "cancelled", "cancelled before it started"
+        try:
+            worker.conn.send((self.fn, self.args))
+        except (EOFError, OSError):
+            worker.kill()
+            return "died", f"exit code {worker.exitcode}"
+        except Exception as exc:  # the job does not pickle; the worker is untouched
+            _give(worker)
+            return "error", exc
+        try:
+            if not worker.conn.poll(self.limit_s):
+                worker.kill()
+                return "timeout", None
+            outcome, value = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.kill()
+            return "died", f"exit code {worker.exitcode}"
+        _give(worker)
+        return outcome, value
+
+    def cancel(self) -> None:
+        """Called from the loop: only signal the worker; the waiting thread cleans up."""
+        self.cancelled.set()
+        if self.worker is not None:
+            self.worker.signal_kill()
+
+
+class _Worker:
+    """A child interpreter that runs jobs sent down its socket, one at a time."""
+
+    def __init__(self) -> None:
+        self.conn, child = Pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(child.fileno()), *PRELOAD],
+            pass_fds=[child.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        child.close()
+        if not self.conn.poll(START_S) or self.conn.recv() != "ready":
+            self.kill()
+            raise EOFError("the worker did not start")
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal_kill(self) -> None:
+        """SIGKILL (the work may be stuck in C code); safe from any thread."""
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def kill(self) -> None:
+        """Stop the worker and release it; only the thread that holds the worker calls it."""
+        self.signal_kill()
+        self.process.wait()
+        self.conn.close()
+
+
+def _take() -> _Worker:
+    with _idle_lock:
+        while _idle:
+            worker = _idle.pop()
+            if worker.alive():
+                return worker
+            worker.kill()
+    return _Worker()
+
+
+def _give(worker: _Worker) -> None:
+    with _idle_lock:
+        if len(_idle) < MAX_IDLE:
+            _idle.append(worker)
+            return
+    worker.kill()
+
+
+def _serve(conn: Connection) -> None:
+    """The worker's loop: run each job sent, send back ("ok", result) or ("error", exc)."""
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[str, Any] = ("ok", fn(*args))
+        except Exception as exc:
+            reply = ("error", exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # an unpicklable result or exception
+            conn.send(("error", ToolException(f"{type(exc).__name__}: {exc}")))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End the worker once its parent is gone (killed -9 mid-job, say)."""
+    while os.getppid() == parent:
+        threading.Event().wait(1.0)
+    os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    conn = Connection(int(argv[0]))
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    for module in argv[1:]:
+        importlib.import_module(module)
+    conn.send("ready")
+    _serve(conn)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
