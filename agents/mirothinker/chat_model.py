@@ -10,8 +10,10 @@ were trained on.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -20,23 +22,29 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     HumanMessage,
     SystemMessage,
     ToolMessage,
 )
 from langchain_core.messages.ai import InputTokenDetails, UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.mirothinker.parsing import parse_reply, render_call
 from mirograph.agents.mirothinker.thinking import with_thinking
 from mirograph.state.retention import OMITTED
 
 DEFAULT_SERVER = "tools"
+#: Where a streamed reply's last chunk carries its calls exactly as parsed (see
+#: ``_with_parsed_calls``); removed before anyone downstream sees the message.
+_PARSED_CALLS = "mirothinker_parsed_calls"
 
 
 class MiroThinkerChatModel(BaseChatModel):
@@ -120,25 +128,49 @@ class MiroThinkerChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        body = self.request_body(messages, kwargs.get("tool_servers"), kwargs.get("max_tokens"))
-        client = self._aclient()
+        body = self._body(messages, kwargs)
+        if self.streaming:
+            parts = _StreamParts()
+            async for _ in self._adeltas(body, parts):
+                pass
+            return _result(parts.message())
         # The low-level post() sends the body as built: the SDK's per-field
         # request transform costs ~0.5 ms per message, and a 600-turn history
         # has 1,200 of them.
-        if self.streaming:
-            stream = await client.post(
-                "/chat/completions",
-                body={**body, "stream": True, "stream_options": {"include_usage": True}},
-                cast_to=ChatCompletion,
-                stream=True,
-                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+        with self._server_faults("the body"):
+            response = await self._aclient().post(
+                "/chat/completions", body=body, cast_to=ChatCompletion
             )
-            parts = _StreamParts()
-            async for chunk in stream:
-                parts.add(chunk)
-            return _result(parts.content, parts.reasoning, parts.finish_reason, parts.usage)
-        response = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
-        return _from_response(response)
+            return _result(_plain_message(response))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """Text and reasoning as the server sends them, then the parsed calls and usage.
+
+        LangChain takes this path when a caller streams (``stream_mode="messages"``,
+        ``astream_events``) and reports each chunk to the callbacks itself.
+        """
+        parts = _StreamParts()
+        async for content, reasoning in self._adeltas(self._body(messages, kwargs), parts):
+            yield _delta_chunk(content, reasoning)
+        yield _last_chunk(parts.message())
+
+    async def _agenerate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = await super()._agenerate_with_cache(
+            messages, stop=stop, run_manager=run_manager, **kwargs
+        )
+        return _with_parsed_calls(result)
 
     def _generate(
         self,
@@ -147,20 +179,91 @@ class MiroThinkerChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        body = self.request_body(messages, kwargs.get("tool_servers"), kwargs.get("max_tokens"))
-        client = self._client()
+        body = self._body(messages, kwargs)
         if self.streaming:
             parts = _StreamParts()
-            for chunk in client.post(
-                "/chat/completions",
-                body={**body, "stream": True, "stream_options": {"include_usage": True}},
-                cast_to=ChatCompletion,
-                stream=True,
-                stream_cls=openai.Stream[ChatCompletionChunk],
-            ):
-                parts.add(chunk)
-            return _result(parts.content, parts.reasoning, parts.finish_reason, parts.usage)
-        return _from_response(client.post("/chat/completions", body=body, cast_to=ChatCompletion))
+            for _ in self._deltas(body, parts):
+                pass
+            return _result(parts.message())
+        with self._server_faults("the body"):
+            response = self._client().post("/chat/completions", body=body, cast_to=ChatCompletion)
+            return _result(_plain_message(response))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        parts = _StreamParts()
+        for content, reasoning in self._deltas(self._body(messages, kwargs), parts):
+            yield _delta_chunk(content, reasoning)
+        yield _last_chunk(parts.message())
+
+    def _generate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = super()._generate_with_cache(
+            messages, stop=stop, run_manager=run_manager, **kwargs
+        )
+        return _with_parsed_calls(result)
+
+    def _body(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return self.request_body(messages, kwargs.get("tool_servers"), kwargs.get("max_tokens"))
+
+    async def _adeltas(
+        self, body: dict[str, Any], parts: _StreamParts
+    ) -> AsyncIterator[tuple[str, str]]:
+        """(content, reasoning) pieces of a streamed reply, gathered into ``parts`` too."""
+        stream = await self._aclient().post(
+            "/chat/completions",
+            body=_streamed(body),
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
+        )
+        try:
+            with self._server_faults("a stream event"):
+                async for chunk in stream:
+                    if piece := parts.add(chunk):
+                        yield piece
+                parts.check_complete()
+        finally:
+            await stream.close()
+
+    def _deltas(self, body: dict[str, Any], parts: _StreamParts) -> Iterator[tuple[str, str]]:
+        """The blocking twin of ``_adeltas``."""
+        stream = self._client().post(
+            "/chat/completions",
+            body=_streamed(body),
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.Stream[ChatCompletionChunk],
+        )
+        try:
+            with self._server_faults("a stream event"):
+                for chunk in stream:
+                    if piece := parts.add(chunk):
+                        yield piece
+                parts.check_complete()
+        finally:
+            stream.close()
+
+    @contextmanager
+    def _server_faults(self, source: str) -> Iterator[None]:
+        """A response that breaks the protocol is the server's fault: retry, then pause."""
+        try:
+            yield
+        except MalformedResponse as exc:
+            raise MalformedResponseError(self.base_url, str(exc)) from exc
+        except json.JSONDecodeError as exc:
+            what = f"{source} is not JSON ({exc.msg} at char {exc.pos})"
+            raise MalformedResponseError(self.base_url, what) from exc
 
     async def aclose(self) -> None:
         """Close the HTTP connections while their event loop is still running."""
@@ -330,46 +433,124 @@ def _tool_server(tool: BaseTool | dict[str, Any]) -> str:
 # -- MiroThinker reply -> AIMessage ------------------------------------------
 
 
+class MalformedResponse(ValueError):
+    """A 200 response that breaks the chat-completions protocol; says what was wrong."""
+
+
+class MalformedResponseError(ModelUnavailableError):
+    """The server answered, but not in the protocol: retried like any server fault,
+    then the run pauses with what was wrong (no hint to start a server that is up)."""
+
+    def __init__(self, base_url: str, what: str) -> None:
+        super().__init__(base_url, f"malformed response: {what}")
+
+    def describe(self) -> str:
+        return f"model server at {self.base_url} sent a {self.detail}; check its logs, then resume"
+
+
+def _streamed(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+
 class _StreamParts:
-    """Accumulates a streamed reply; a stream cut mid-way raises in the iterator."""
+    """Accumulates a streamed reply and checks it was a whole one.
+
+    A stream cut mid-way raises in the iterator; a stream that ends cleanly
+    but early, or whose chunks lack the protocol's parts, is caught here.
+    """
 
     def __init__(self) -> None:
         self._content: list[str] = []
         self._reasoning: list[str] = []
+        self.chunks = 0
+        self.choices = 0
+        self.saw_content = False
+        self.saw_tool_calls = False
         self.finish_reason: str | None = None
         self.usage: Any = None
 
-    def add(self, chunk: Any) -> None:
-        if chunk.usage is not None:
+    def add(self, chunk: Any) -> tuple[str, str] | None:
+        """Take one chunk; return its (content, reasoning) text when it has any."""
+        choices = getattr(chunk, "choices", None)
+        if not isinstance(choices, list):
+            raise MalformedResponse("a stream chunk has no choices list")
+        self.chunks += 1
+        if getattr(chunk, "usage", None) is not None:
             self.usage = chunk.usage
-        for choice in chunk.choices:
-            delta = choice.delta
-            if delta.content:
-                self._content.append(delta.content)
-            reasoning = (delta.model_extra or {}).get("reasoning_content")
-            if reasoning:
-                self._reasoning.append(reasoning)
-            if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
+        content, reasoning = "", ""
+        for choice in choices:
+            delta = getattr(choice, "delta", None)
+            if delta is None:
+                raise MalformedResponse("a stream choice has no delta")
+            self.choices += 1
+            if (text := getattr(delta, "content", None)) is not None:
+                self.saw_content = True
+                content += _text_of(text, "a delta's content")
+            reasoning += _reasoning_of(delta) or ""
+            self.saw_tool_calls = self.saw_tool_calls or bool(getattr(delta, "tool_calls", None))
+            if finish := getattr(choice, "finish_reason", None):
+                self.finish_reason = finish
+        if content:
+            self._content.append(content)
+        if reasoning:
+            self._reasoning.append(reasoning)
+        return (content, reasoning) if content or reasoning else None
 
-    @property
-    def content(self) -> str:
-        return "".join(self._content)
+    def check_complete(self) -> None:
+        """Raise ``MalformedResponse`` unless the stream carried a whole reply."""
+        if not self.chunks:
+            raise MalformedResponse("the stream had no chunks")
+        if not self.choices:
+            raise MalformedResponse("no stream chunk had a choice")
+        if self.finish_reason is None:
+            raise MalformedResponse("the stream ended without a finish_reason or [DONE]")
+        if not (self.saw_content or self._reasoning or self.saw_tool_calls):
+            raise MalformedResponse("every delta's content was null and there were no tool calls")
 
-    @property
-    def reasoning(self) -> str | None:
-        return "".join(self._reasoning) or None
+    def message(self) -> AIMessage:
+        reasoning = "".join(self._reasoning) or None
+        return _message("".join(self._content), reasoning, self.finish_reason, self.usage)
 
 
-def _from_response(response: Any) -> ChatResult:
-    choice = response.choices[0]
-    reasoning = (choice.message.model_extra or {}).get("reasoning_content")
-    return _result(choice.message.content or "", reasoning, choice.finish_reason, response.usage)
+def _plain_message(response: Any) -> AIMessage:
+    """The reply in a non-streamed body, or ``MalformedResponse`` saying what is missing."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise MalformedResponse("the body has no choices list")
+    if not choices:
+        raise MalformedResponse("choices is empty")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    if message is None:
+        raise MalformedResponse("the choice has no message")
+    reasoning = _reasoning_of(message)
+    content = getattr(message, "content", None)
+    if content is None and not reasoning and not getattr(message, "tool_calls", None):
+        raise MalformedResponse("message content is null and there are no tool calls")
+    text = "" if content is None else _text_of(content, "message content")
+    finish = getattr(choice, "finish_reason", None)
+    return _message(text, reasoning, finish, getattr(response, "usage", None))
 
 
-def _result(
+def _text_of(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise MalformedResponse(f"{what} is a {type(value).__name__}, not text")
+    return value
+
+
+def _reasoning_of(message_or_delta: Any) -> str | None:
+    """vLLM's ``reasoning_content`` extension, when the reasoning parser is on."""
+    reasoning = (getattr(message_or_delta, "model_extra", None) or {}).get("reasoning_content")
+    return reasoning if isinstance(reasoning, str) else None
+
+
+def _result(message: AIMessage) -> ChatResult:
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _message(
     content: str, reasoning: str | None, finish_reason: str | None, usage: Any
-) -> ChatResult:
+) -> AIMessage:
     parsed = parse_reply(content)
     tool_calls = [
         {"name": c.tool, "args": c.arguments, "id": _call_id(), "type": "tool_call"}
@@ -385,7 +566,7 @@ def _result(
         }
         for m in parsed.malformed
     ]
-    message = AIMessage(
+    return AIMessage(
         content=content,
         tool_calls=tool_calls,
         invalid_tool_calls=invalid,
@@ -397,7 +578,47 @@ def _result(
             "servers": {c.tool: c.server for c in parsed.calls},
         },
     )
-    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+# -- streamed chunks ----------------------------------------------------------
+
+
+def _delta_chunk(content: str, reasoning: str) -> ChatGenerationChunk:
+    kwargs = {"reasoning_content": reasoning} if reasoning else {}
+    return ChatGenerationChunk(message=AIMessageChunk(content=content, additional_kwargs=kwargs))
+
+
+def _last_chunk(message: AIMessage) -> ChatGenerationChunk:
+    """No text: the calls parsed from the whole reply, its usage and finish reason.
+
+    Chunk merging re-parses tool-call arguments and drops a malformed call's
+    error, so the calls also ride along as parsed, for ``_with_parsed_calls``.
+    """
+    calls = [(c["name"], json.dumps(c["args"]), c["id"]) for c in message.tool_calls]
+    calls += [(c["name"], c["args"], c["id"]) for c in message.invalid_tool_calls]
+    parsed = {"tool_calls": message.tool_calls, "invalid_tool_calls": message.invalid_tool_calls}
+    chunk = AIMessageChunk(
+        content="",
+        tool_call_chunks=[
+            tool_call_chunk(name=name, args=args, id=call_id, index=index)
+            for index, (name, args, call_id) in enumerate(calls)
+        ],
+        usage_metadata=message.usage_metadata,
+        response_metadata={**message.response_metadata, _PARSED_CALLS: parsed},
+        chunk_position="last",
+    )
+    return ChatGenerationChunk(message=chunk)
+
+
+def _with_parsed_calls(result: ChatResult) -> ChatResult:
+    """Put back the calls of a streamed reply exactly as the non-streamed path has them."""
+    for generation in result.generations:
+        message = generation.message
+        parsed = message.response_metadata.pop(_PARSED_CALLS, None)
+        if isinstance(message, AIMessage) and parsed is not None:
+            message.tool_calls = parsed["tool_calls"]
+            message.invalid_tool_calls = parsed["invalid_tool_calls"]
+    return result
 
 
 def _usage(usage: Any) -> UsageMetadata | None:
