@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from langchain_core.tools import ToolException
 
-__all__ = ["run_bounded"]
+__all__ = ["run_bounded", "run_bounded_sync"]
 
 T = TypeVar("T")
 
@@ -55,15 +55,25 @@ async def run_bounded(fn: Callable[..., T], *args: Any, limit_s: float, what: st
     """
     job = _Job(fn, args, limit_s)
     try:
-        outcome, value = await asyncio.get_running_loop().run_in_executor(_waiters, job.run)
+        outcome = await asyncio.get_running_loop().run_in_executor(_waiters, job.run)
     except asyncio.CancelledError:
         job.cancel()
         raise
-    if outcome == "ok":
+    return _result(outcome, limit_s, what)
+
+
+def run_bounded_sync(fn: Callable[..., T], *args: Any, limit_s: float, what: str) -> T:
+    """``run_bounded`` for code already in a thread: blocks it (never the loop) until done."""
+    return _result(_Job(fn, args, limit_s).run(), limit_s, what)
+
+
+def _result(outcome: tuple[str, Any], limit_s: float, what: str) -> Any:
+    kind, value = outcome
+    if kind == "ok":
         return value
-    if outcome == "error":
+    if kind == "error":
         raise value
-    if outcome == "timeout":
+    if kind == "timeout":
         raise ToolException(f"{what} took longer than {limit_s:g} s and was stopped")
     raise ToolException(f"{what} failed: its worker process died ({value})")
 

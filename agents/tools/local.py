@@ -28,7 +28,7 @@ import shutil
 import stat
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, on_server
+from mirograph.agents.tools.bounded import run_bounded_sync
 from mirograph.state.store import mirograph_home
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Options(BaseModel):
     max_chars: int = Field(20_000, gt=0)
     #: Characters of a search result's snippet.
     snippet_chars: int = Field(300, gt=0)
+    #: Seconds that reading and indexing the folder may take before it is stopped.
+    index_timeout_s: float = Field(600.0, gt=0)
 
     @field_validator("path")
     @classmethod
@@ -91,10 +94,15 @@ class Doc:
 
 @dataclass
 class Index:
-    """Documents of a corpus and their BM25 index (None when there are none)."""
+    """Documents of a corpus and their BM25 index (None when there are none).
+
+    ``skipped`` says which files were left out and why: the index is built in
+    a worker process, so the warnings are logged by the parent.
+    """
 
     docs: list[Doc]
     bm25: bm25s.BM25 | None
+    skipped: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.by_id = {doc.doc_id: doc for doc in self.docs}
@@ -127,7 +135,8 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         async with lock:  # parallel first calls build (or load) once
             if not loaded:
                 try:
-                    loaded.append(await asyncio.to_thread(open_index, root))
+                    opened = await asyncio.to_thread(open_index, root, options.index_timeout_s)
+                    loaded.append(opened)
                 except OSError as exc:
                     raise ToolException(f"cannot index the documents in {root}: {exc}") from None
             return loaded[0]
@@ -300,8 +309,14 @@ def scan(root: Path) -> list[Entry]:
     return sorted(entries)
 
 
-def open_index(root: Path) -> Index:
-    """The index of ``root``: loaded from the cache when no file changed, else built."""
+def open_index(
+    root: Path, limit_s: float = Options.model_fields["index_timeout_s"].default
+) -> Index:
+    """The index of ``root``: loaded from the cache when no file changed, else built.
+
+    Building (reading PDFs and HTML, tokenizing) is CPU-bound and may meet
+    hostile files, so it runs in a worker process killed after ``limit_s``.
+    """
     manifest = scan(root)
     record = {
         "format": INDEX_FORMAT,
@@ -318,7 +333,9 @@ def open_index(root: Path) -> Index:
         except Exception as exc:  # a damaged cache is rebuilt, not fatal
             logger.warning("rebuilding the damaged corpus index %s: %s", final, exc)
             shutil.rmtree(final, ignore_errors=True)
-    corpus = build_index(root, manifest)
+    corpus = build_bounded(root, manifest, limit_s)
+    for warning in corpus.skipped:
+        logger.warning("%s", warning)
     base.mkdir(parents=True, exist_ok=True)
     staging = base / f".tmp-{uuid.uuid4().hex}"
     try:
@@ -344,29 +361,36 @@ def _prune(base: Path, keep: str) -> None:
                 shutil.rmtree(old, ignore_errors=True)
 
 
+def build_bounded(root: Path, manifest: list[Entry], limit_s: float) -> Index:
+    """``build_index`` in a worker process, stopped after ``limit_s`` seconds."""
+    what = f"indexing the documents in {root}"
+    return run_bounded_sync(build_index, root, manifest, limit_s=limit_s, what=what)
+
+
 def build_index(root: Path, manifest: list[Entry]) -> Index:
     """Read every file of ``manifest`` and index it; unreadable files are skipped."""
-    docs = []
+    docs: list[Doc] = []
+    skipped: list[str] = []
     for rel, size, _ in manifest:
         if size > MAX_FILE_BYTES:
-            logger.warning("skipping %s: larger than %d bytes", root / rel, MAX_FILE_BYTES)
+            skipped.append(f"skipping {root / rel}: larger than {MAX_FILE_BYTES} bytes")
             continue
         try:
             doc = read_doc(root, rel)
         except Exception as exc:  # one bad file must not stop the corpus
-            logger.warning("skipping %s: cannot read it: %s", root / rel, exc)
+            skipped.append(f"skipping {root / rel}: cannot read it: {exc}")
             continue
         if not doc.text.strip():
-            logger.warning("skipping %s: no text found in it", root / rel)
+            skipped.append(f"skipping {root / rel}: no text found in it")
             continue
         docs.append(doc)
     if not docs:
-        return Index([], None)
+        return Index([], None, skipped)
     texts = [f"{_words_of(doc.title)}\n{doc.text}" for doc in docs]
     tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, show_progress=False)
     bm25 = bm25s.BM25()
     bm25.index(tokens, show_progress=False)
-    return Index(docs, bm25)
+    return Index(docs, bm25, skipped)
 
 
 def save_index(corpus: Index, record: dict[str, Any], folder: Path) -> None:

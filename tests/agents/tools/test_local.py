@@ -56,13 +56,13 @@ def corpus(tmp_path: Path, home: Path) -> Path:
 def builds(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The folders the index was built (not loaded) for, in order."""
     built: list[Path] = []
-    real = local.build_index
+    real = local.build_bounded
 
-    def spy(root: Path, manifest: list[local.Entry]) -> local.Index:
+    def spy(root: Path, manifest: list[local.Entry], limit_s: float) -> local.Index:
         built.append(root)
-        return real(root, manifest)
+        return real(root, manifest, limit_s)
 
-    monkeypatch.setattr(local, "build_index", spy)
+    monkeypatch.setattr(local, "build_bounded", spy)
     return built
 
 
@@ -357,3 +357,19 @@ async def test_links_in_the_corpus_are_not_followed(home: Path, tmp_path: Path) 
     assert found["organic"] == []
     with pytest.raises(ToolException):
         await read.ainvoke({"doc_id": "leak.txt"})
+
+
+async def test_indexing_past_its_limit_is_stopped(corpus: Path, tmp_path: Path) -> None:
+    tools = tools_for(corpus, tmp_path, index_timeout_s=0.001)
+    with pytest.raises(ToolException) as info:
+        await search(tools, "otters")
+    assert str(info.value) == (
+        f"indexing the documents in {corpus} took longer than 0.001 s and was stopped"
+    )
+
+
+async def test_a_hostile_html_file_is_indexed_off_the_loop(corpus: Path, tmp_path: Path) -> None:
+    """300 KB of unclosed ``<script>`` tags once took minutes of regex time in the process."""
+    write(corpus, {"hostile.html": "<html><body><p>Quokkas here.</p>" + "<script>" * 37_500})
+    tools = tools_for(corpus, tmp_path)
+    assert await ids(tools, "quokkas") == ["hostile.html"]
