@@ -31,21 +31,25 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from mirograph.state.blobs import SqliteBlobStore, write_blobs
 from mirograph.state.sqlite_file import SqliteFile
 
-#: Digits of a compact version: enough for any run; beyond, the stock form takes over.
-VERSION_DIGITS = 5
-_COMPACT_LIMIT = 10**VERSION_DIGITS
+#: Lead characters of compact versions of 1 to 6 digits: whitespace, which ``int()``
+#: skips, in increasing order, and all below ``"0"``.
+_LEADS = "\t\n\x0b\x0c\r "
 
 
 def compact_version(n: int) -> str:
-    """Version ``n`` as mirograph writes it: ``" 00042"``.
+    """Version ``n`` as mirograph writes it: ``"\\n42"`` (2 digits, so ``"\\n"``).
 
     The stock savers write ``f"{n:032}.{random}"`` (about 50 bytes, for every
-    channel of every checkpoint). Ours is a space and five digits: it sorts
-    like the number among ours, below every stock version (a space sorts
-    before ``0``), and ``int(v.split(".")[0])`` (the stock savers' parse)
-    reads it. Past five digits the stock form follows, which sorts above all.
+    channel of every checkpoint). Ours is the digits led by one whitespace
+    character that encodes their count: it sorts like the number among ours,
+    below every stock version (whitespace sorts before ``0``), and
+    ``int(v.split(".")[0])`` (the stock savers' parse) reads it, so a stock
+    saver can continue our thread. Past six digits the stock form follows.
     """
-    return f" {n:0{VERSION_DIGITS}d}" if n < _COMPACT_LIMIT else stock_version(n)
+    digits = str(n)
+    if len(digits) > len(_LEADS):
+        return stock_version(n)
+    return _LEADS[len(digits) - 1] + digits
 
 
 def stock_version(n: int) -> str:
@@ -83,7 +87,7 @@ class LoopSqliteSaver(SqliteSaver):
         if isinstance(current, int):
             return current + 1
         following = int(current.split(".")[0]) + 1
-        return compact_version(following) if current.startswith(" ") else stock_version(following)
+        return compact_version(following) if current[0] in _LEADS else stock_version(following)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self.file.call(self.get_tuple, config)
