@@ -64,10 +64,13 @@ class EventLog:
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """The events of a log, oldest first; a line cut by a crash is skipped."""
-    if not path.exists():
+    """The events of a log, oldest first; a line cut by a crash is skipped, and a log
+    that cannot be read (missing, a folder, no permission) has none: reports go on."""
+    try:
+        lines = path.open(encoding="utf-8")
+    except OSError:
         return
-    with path.open(encoding="utf-8") as lines:
+    with lines:
         for line in lines:
             try:
                 yield json.loads(line)
