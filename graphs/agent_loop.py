@@ -10,7 +10,9 @@ reply's other calls; ``collect`` then appends all results in call order:
 
 Each node is one checkpointed step (the graph runs with ``durability="sync"``),
 so a killed run resumes at the step in flight and never repeats a completed
-turn. Inside the model step:
+turn. Where to go after a step is read from the state alone (``next_step``),
+so a state edited between steps (LangGraph Studio's "edit state",
+``update_state``) carries on from what it holds. Inside the model step:
 - server errors are retried with backoff;
 - replies cut by ``max_tokens`` are asked again with a larger budget;
 - rollbacks (malformed calls, refusals, loops, repeated queries) are resampled
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -38,11 +40,11 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.tool import InvalidToolCall, ToolCall
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.context import _tracing_v2_is_enabled as tracing_v2_is_enabled
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Command, Send
+from langgraph.types import Send
 
 from mirograph.agents import prompts
 from mirograph.agents.errors import ContextOverflowError, classify_model_error
@@ -115,22 +117,41 @@ class AgentLoop:
     def build(self) -> StateGraph:
         graph = StateGraph(AgentState, input_schema=AgentInput, output_schema=AgentOutput)
         graph.add_node("start", self.start)
-        # Model and tools route themselves with Command(goto=...): a separate
-        # router would be one more runnable for LangGraph to run every step.
-        subs = [node_name(sub.name) for sub in self.sub_agents]
-        graph.add_node("model", self.call_model, destinations=("tools", "close", *subs))
-        tools_next = ("model", "close", "collect") if subs else ("model", "close")
-        graph.add_node("tools", self.run_tools, destinations=tools_next)
+        graph.add_node("model", self.call_model)
+        graph.add_node("tools", self.run_tools)
         graph.add_node("close", self.close)
+        subs = [node_name(sub.name) for sub in self.sub_agents]
         if subs:
-            graph.add_node("collect", self.collect, destinations=("model", "close"))
+            graph.add_node("collect", self.collect)
             for sub in self.sub_agents:
                 graph.add_node(node_name(sub.name), delegate_node(sub, self.name))
                 graph.add_edge(node_name(sub.name), "collect")
+        # Routed from the state, not by a Command the node returns: a state
+        # edited "as" a node (which has no Command) goes on the same way.
+        targets = ["model", "tools", "close", *(["collect", *subs] if subs else [])]
+        router = _Untraced(self.next_step)
+        for node in ("model", "tools", *(["collect"] if subs else [])):
+            graph.add_conditional_edges(node, router, targets)
         graph.add_edge(START, "start")
         graph.add_edge("start", "model")
         graph.add_edge("close", END)
         return graph
+
+    def next_step(self, state: AgentState) -> str | list[Send | str]:
+        """Where the agent goes after a model, tools or collect step, from its state:
+        the closing request once the phase says so; the calls of a reply not yet
+        answered (its sub-agent calls to their nodes, the rest to ``tools``), or
+        ``collect`` while their results gather; otherwise the model."""
+        if state.get("phase") == "close":
+            return "close"
+        last = state["messages"][-1] if state.get("messages") else None
+        if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
+            return "model"
+        if state.get("results"):
+            return "collect"  # this turn's sub-agents report to collect on their own
+        if delegations := delegated(last, self._agents_by_tool):
+            return self._fan_out(last, delegations)
+        return "tools"
 
     async def aclose(self) -> None:
         """Release the model's connections (call before the event loop ends)."""
@@ -144,6 +165,7 @@ class AgentLoop:
         """Render the system prompt once: a resumed run sends the identical prefix."""
         if state.get("messages"):
             return {}
+        question = _question(state)
         specs = tool_specs(self._all_tools) if self.tools_in_prompt else []
         system = prompts.system_prompt(
             today=self.today,
@@ -155,7 +177,7 @@ class AgentLoop:
         return {
             "messages": [
                 SystemMessage(system, id=_id()),
-                HumanMessage(prompts.task_message(state["question"], role=self.role), id=_id()),
+                HumanMessage(prompts.task_message(question, role=self.role), id=_id()),
             ],
             "agent": self.name,
             "stats": empty_stats(),
@@ -166,7 +188,7 @@ class AgentLoop:
             "stop_reason": None,
         }
 
-    async def call_model(self, state: AgentState, config: RunnableConfig) -> Command[Any]:
+    async def call_model(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         stats = _stats(state)
         control = current_control()
         if control is not None:
@@ -235,9 +257,7 @@ class AgentLoop:
         if not reply.tool_calls and not reply.invalid_tool_calls:
             update["phase"] = "close"
             update["stop_reason"] = "answered"
-        if delegations := delegated(reply, self._agents_by_tool):
-            return Command(update=update, goto=self._fan_out(reply, delegations))
-        return _route(update, "tools")
+        return update
 
     def _fan_out(self, reply: AIMessage, delegations: list[Any]) -> list[Any]:
         """Each sub-agent call to its node; the reply's other calls to ``tools``."""
@@ -250,7 +270,7 @@ class AgentLoop:
             goto.append("tools")
         return goto
 
-    async def run_tools(self, state: AgentState, config: RunnableConfig) -> Command[Any]:
+    async def run_tools(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         control = current_control()
         if control is not None:
             control.check_pause()
@@ -271,11 +291,11 @@ class AgentLoop:
                 position = order.get(result.tool_call_id, len(reply.tool_calls) + i)
                 pending[result.tool_call_id] = {"message": result, "order": position}
             self._add_tool_time(config, time.perf_counter() - started)
-            return Command(update={"results": pending}, goto="collect")
+            return {"results": pending}
         results = await self._runner.run(reply, report)
         self._add_tool_time(config, time.perf_counter() - started)
         results = [await offload(r, self.blobs) for r in results]
-        return _route(self._after_results(state, {"messages": results}), "model")
+        return self._after_results(state, {"messages": results})
 
     def _add_tool_time(self, config: RunnableConfig, seconds: float) -> None:
         """Tool time waits in memory for the agent's next model or closing step,
@@ -288,7 +308,7 @@ class AgentLoop:
         if seconds := self._tool_seconds.pop(_call_key(config), 0.0):
             stats["wall_seconds"] = round(stats["wall_seconds"] + seconds, 3)
 
-    async def collect(self, state: AgentState) -> Command[Any]:
+    async def collect(self, state: AgentState) -> dict[str, Any]:
         """Append one turn's results, sub-agent reports included, in call order."""
         control = current_control()
         if control is not None:
@@ -299,7 +319,7 @@ class AgentLoop:
         update: dict[str, Any] = {"messages": messages, "results": None}
         if invocations:
             update["invocations"] = invocations
-        return _route(self._after_results(state, update), "model")
+        return self._after_results(state, update)
 
     def _within_budget(self, message: ToolMessage) -> ToolMessage:
         """A sub-agent's report held to the same result budget as any tool result."""
@@ -336,12 +356,15 @@ class AgentLoop:
             else:
                 answer = visible or state.get("boxed")
             new = [request, reply]
+        stop_reason = state.get("stop_reason") or "answered"
+        if not (answer or "").strip():
+            stop_reason = _why_no_answer(stop_reason, reply)
         return {
             "messages": new,
             "stats": stats,
             "answer": answer,
             "phase": "done",
-            "stop_reason": state.get("stop_reason") or "answered",
+            "stop_reason": stop_reason,
         }
 
     # -- events ---------------------------------------------------------------
@@ -518,6 +541,25 @@ class AgentLoop:
         return None
 
 
+class _Untraced(Runnable[Any, Any]):
+    """A pure routing function as a runnable that calls it directly.
+
+    LangGraph wraps a plain function given as a conditional edge in a traced
+    runnable: callbacks and an asyncio task per call (and a worker thread for
+    a sync one), some 0.3 ms a step. Routing is a few dictionary reads.
+    """
+
+    def __init__(self, route: Callable[[Any], Any]) -> None:
+        self._route = route
+        self.name = route.__name__
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._route(input)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._route(input)
+
+
 def _preview(value: Any, width: int) -> str:
     """A one-line, bounded rendering of tool arguments or a result, for events."""
     if not isinstance(value, str):
@@ -551,13 +593,36 @@ def _chars_estimate(messages: Sequence[BaseMessage]) -> int:
     return int(chars / CHARS_PER_TOKEN) + 8 * len(messages)
 
 
-def _route(update: dict[str, Any], default: str) -> Command[Any]:
-    """Apply ``update`` and go on to ``default``, or to the closing request."""
-    return Command(update=update, goto="close" if update.get("phase") == "close" else default)
+def _close(stats: AgentStats, reason: str, **extra: Any) -> dict[str, Any]:
+    """The update that sends the agent to its closing request, saying why."""
+    return {"stats": stats, "phase": "close", "stop_reason": reason, **extra}
 
 
-def _close(stats: AgentStats, reason: str, **extra: Any) -> Command[Any]:
-    return _route({"stats": stats, "phase": "close", "stop_reason": reason, **extra}, "tools")
+def _why_no_answer(stop_reason: str, reply: AIMessage | None) -> str:
+    """Why an agent ended without an answer: what closed it early (rollbacks,
+    context, turns, a budget) when that says it; else what its closing reply was."""
+    if stop_reason != "answered":
+        return stop_reason
+    if reply is None:
+        return "context_overflow"  # the closing request itself did not fit
+    if reply.response_metadata.get("finish_reason") == "length":
+        return "reply_cut"
+    if not split_thinking(reply.text)[1].strip():
+        return "empty_reply"
+    return "no_boxed_answer"
+
+
+def _question(state: AgentState) -> str:
+    """The question the agent starts on; a one-line error when the input has none."""
+    question = state.get("question")
+    if question is None:
+        raise ValueError("the input has no 'question'; pass {'question': '...'}")
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(
+            f"the input's 'question' is {'empty' if isinstance(question, str) else 'not text'};"
+            " pass {'question': '...'}"
+        )
+    return question
 
 
 def _without_last_turn(history: list[BaseMessage]) -> list[BaseMessage]:
