@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -133,3 +134,27 @@ def test_broken_flow_is_rejected_before_anything_runs(cli: Cli, tmp_path: Path) 
     assert result.returncode == 2
     assert str(flow) in result.stderr and "agents.main.max_turns" in result.stderr
     assert not (cli.home / "runs").exists()
+
+
+def test_run_dash_reads_a_long_question_from_a_pipe(cli: Cli, sim_model, tmp_path: Path) -> None:
+    flow = tmp_path / "flow.yaml"
+    spec = {
+        "name": "measure",
+        "models": {"m": {"base_url": sim_model("measure_policy:measure"), "max_tokens": 512}},
+        "agents": {"main": {"model": "m", "max_turns": 2}},
+        "entry": "main",
+    }
+    flow.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    question = "How long is this? BEGIN" + "x" * 300_000 + "END"  # past one argument's limit
+    argv = cli.argv("run", "-", "--flow", str(flow), "--id", "long", "--store", cli.store)
+    result = subprocess.run(argv, input=question, env=cli.environ(), capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("300000\n", "")
+    assert show(cli, "long")["question"] == question
+
+    argv = cli.argv("run", "-", "--flow", str(flow), "--store", cli.store)
+    empty = subprocess.run(argv, input="  \n", env=cli.environ(), capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert empty.returncode == 2
+    assert empty.stderr == "error: the question is empty; pass the question to investigate\n"
