@@ -7,6 +7,8 @@ workspace; anything else is a clear tool error the model can act on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import posixpath
 import stat
@@ -19,6 +21,8 @@ from mirograph.agents.tools.base import ToolContext, on_server
 
 SERVER = "tool-files"
 MAX_READ_CHARS = 100_000
+#: Bytes of a file read_file reads at most, however far in the offset points.
+MAX_SCAN_BYTES = 32 * 2**20
 MAX_DOWNLOAD_BYTES = 50 * 2**20
 
 
@@ -46,18 +50,59 @@ def _inside(fd: int, root: str) -> bool:
     return real == root or real.startswith(root + os.sep)
 
 
-def _open_inside(workspace: Path, relative: str, flags: int, path: str) -> int:
-    """Open ``relative`` (links followed) and keep it only if it is inside the workspace.
+def _locate(root: str, relative: str, path: str, *, dir_fd: int | None = None) -> int:
+    """An ``O_PATH`` descriptor of ``relative`` (links followed), kept only if inside ``root``.
 
-    The check is made on the opened descriptor, so a link swapped in after the
-    name was checked cannot lead the host outside.
+    ``O_PATH`` finds the file without opening it: a FIFO cannot block, a
+    device sees no open, and nothing outside the workspace is touched before
+    the check, which is made on the descriptor so that a link swapped in
+    after the name was checked cannot lead the host outside.
     """
-    root = os.path.realpath(workspace)
-    fd = os.open(os.path.join(root, relative), flags)
+    fd = os.open(
+        relative if dir_fd is not None else os.path.join(root, relative), os.O_PATH, dir_fd=dir_fd
+    )
     if not _inside(fd, root):
         os.close(fd)
         raise ToolException(f"path {path!r} leaves the workspace; stay inside it")
     return fd
+
+
+def _open_inside(workspace: Path, relative: str, flags: int, path: str) -> int:
+    """Open ``relative`` with ``flags`` once ``_locate`` has found it inside the workspace.
+
+    The file is reopened through its descriptor, so it is the same file; a
+    file that is not regular (or a folder, for ``O_DIRECTORY``) is opened
+    without blocking and refused by the caller's ``fstat``.
+    """
+    located = _locate(os.path.realpath(workspace), relative, path)
+    try:
+        return os.open(f"/proc/self/fd/{located}", flags | os.O_NONBLOCK | os.O_NOCTTY)
+    finally:
+        os.close(located)
+
+
+def _folder_inside(root: str, folder: str, path: str) -> int:
+    """Descriptor of ``folder``, made a component at a time, each checked inside first.
+
+    ``os.makedirs`` would follow a link in the path and create folders
+    wherever it leads before any check could refuse the write.
+    """
+    current = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        for part in [p for p in folder.split("/") if p not in ("", ".")]:
+            try:
+                child = _locate(root, part, path, dir_fd=current)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=current)  # never follows a link at `part`
+                child = _locate(root, part, path, dir_fd=current)
+            os.close(current)
+            current = child
+            if not stat.S_ISDIR(os.fstat(current).st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "Not a directory", part)
+    except BaseException:
+        os.close(current)
+        raise
+    return current
 
 
 def _write_inside(workspace: Path, relative: str, data: bytes, path: str) -> str:
@@ -67,10 +112,7 @@ def _write_inside(workspace: Path, relative: str, data: bytes, path: str) -> str
         raise ToolException(f"path {path!r} names a folder, not a file")
     root = os.path.realpath(workspace)
     try:
-        os.makedirs(os.path.join(root, folder), exist_ok=True)
-        dir_fd = _open_inside(workspace, folder or ".", os.O_RDONLY | os.O_DIRECTORY, path)
-    except ToolException:
-        raise
+        dir_fd = _folder_inside(root, folder, path)
     except OSError as exc:
         raise ToolException(f"cannot write {path!r}: {exc.strerror or exc}") from None
     temp = f".{name}.{uuid.uuid4().hex}.tmp"
@@ -83,6 +125,10 @@ def _write_inside(workspace: Path, relative: str, data: bytes, path: str) -> str
         # Replaces whatever the name is (a file or a link) without following it.
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         where = os.readlink(f"/proc/self/fd/{dir_fd}")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise ToolException(f"cannot write {path!r}: {exc.strerror or exc}") from None
     finally:
         os.close(dir_fd)
     return os.path.relpath(os.path.join(where, name), root)
@@ -94,8 +140,16 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
     async def read_file(path: str, offset: int = 0, max_chars: int = MAX_READ_CHARS) -> str:
         """Read a text file from the workspace, from character `offset`, at most `max_chars`."""
         relative = confine(workspace, path)
-        text = await asyncio.to_thread(_read_text, workspace, relative, path)
-        return text[offset : offset + max(1, min(max_chars, MAX_READ_CHARS))]
+        if offset < 0:
+            raise ToolException(f"offset {offset} is negative; give a character position from 0")
+        limit = max(1, min(max_chars, MAX_READ_CHARS))
+        text, cut = await asyncio.to_thread(_read_text, workspace, relative, path, offset + limit)
+        if cut and offset >= len(text):
+            raise ToolException(
+                f"read_file reads the first {MAX_SCAN_BYTES // 2**20} MB of a file and offset"
+                f" {offset} is past them; process a file this big with code instead"
+            )
+        return text[offset : offset + limit]
 
     async def write_file(path: str, content: str) -> str:
         """Write `content` to a file in the workspace, creating folders; replaces the file."""
@@ -132,17 +186,36 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
     return [on_server(tool, SERVER) for tool in tools]
 
 
-def _read_text(workspace: Path, relative: str, path: str) -> str:
+def _read_text(workspace: Path, relative: str, path: str, chars: int) -> tuple[str, bool]:
+    """The first ``chars`` characters of a regular file, and whether ``MAX_SCAN_BYTES`` cut it."""
     missing = f"no file {path!r} in the workspace; list_files shows what exists"
     try:
         fd = _open_inside(workspace, relative, os.O_RDONLY, path)
     except (FileNotFoundError, NotADirectoryError):
         raise ToolException(missing) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    except OSError as exc:  # a socket, a device without a driver: not a file to read
+        raise ToolException(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise ToolException(missing)
+        if stat.S_ISDIR(mode):
+            raise ToolException(missing)
+        kind = _KINDS.get(stat.S_IFMT(mode), "special file")
+        raise ToolException(f"{path!r} is a {kind}, not a regular file; only files are read")
+    # UTF-8 takes at most 4 bytes a character: this many bytes hold ``chars`` of them.
+    wanted = 4 * chars + 4
     with os.fdopen(fd, "rb") as handle:
-        return handle.read().decode("utf-8", errors="replace")
+        data = handle.read(min(wanted, MAX_SCAN_BYTES))
+    cut = wanted > MAX_SCAN_BYTES and len(data) == MAX_SCAN_BYTES
+    return data.decode("utf-8", errors="replace"), cut
+
+
+_KINDS = {
+    stat.S_IFIFO: "named pipe (FIFO)",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
 
 
 def _list(workspace: Path, relative: str, path: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,3 +237,66 @@ async def test_links_swapped_in_while_the_tools_work_never_lead_outside(
         swapper.join()
     assert read <= {"inside"}
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+async def test_a_fifo_is_refused_without_blocking(
+    tools: dict[str, BaseTool], workspace: Path, tmp_path: Path
+) -> None:
+    """Opening a FIFO for reading waits for a writer: it used to hang the process."""
+    os.mkfifo(workspace / "pipe")
+    with pytest.raises(ToolException, match=r"'pipe' is a named pipe \(FIFO\), not a regular"):
+        await tools["read_file"].ainvoke({"path": "pipe"})
+    os.mkfifo(tmp_path / "outside-pipe")
+    os.symlink(tmp_path / "outside-pipe", workspace / "to-pipe")
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["read_file"].ainvoke({"path": "to-pipe"})
+
+
+async def test_a_socket_is_refused(tools: dict[str, BaseTool], workspace: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(workspace / "sock"))
+        with pytest.raises(ToolException, match=r"cannot read 'sock'|'sock' is a socket"):
+            await tools["read_file"].ainvoke({"path": "sock"})
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "/proc/self/environ", "/dev/stdin"])
+async def test_links_to_devices_and_proc_are_refused(
+    tools: dict[str, BaseTool], workspace: Path, target: str
+) -> None:
+    os.symlink(target, workspace / "special")
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["read_file"].ainvoke({"path": "special"})
+
+
+async def test_a_huge_file_is_not_read_whole(tools: dict[str, BaseTool], workspace: Path) -> None:
+    with (workspace / "huge.bin").open("wb") as out:  # 8 GB, sparse: no disk used
+        out.truncate(8 * 2**30)
+        out.seek(2**20)
+        out.write(b"marker")
+    text = await tools["read_file"].ainvoke({"path": "huge.bin", "offset": 2**20, "max_chars": 6})
+    assert text == "marker"
+    assert len(await tools["read_file"].ainvoke({"path": "huge.bin"})) == 100_000
+    with pytest.raises(ToolException, match="reads the first 32 MB of a file and offset"):
+        await tools["read_file"].ainvoke({"path": "huge.bin", "offset": 2**32})
+
+
+async def test_write_creates_no_folder_outside_through_a_link(
+    tools: dict[str, BaseTool], workspace: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, workspace / "link")
+    with pytest.raises(ToolException, match="leaves the workspace"):
+        await tools["write_file"].ainvoke({"path": "link/a/b/new.txt", "content": "x"})
+    assert list(outside.iterdir()) == []  # checked before anything was created
+
+
+async def test_write_through_a_file_in_the_path_is_an_error(
+    tools: dict[str, BaseTool], workspace: Path
+) -> None:
+    (workspace / "plain.txt").write_text("x")
+    with pytest.raises(ToolException, match=r"cannot write 'plain\.txt/new\.txt': Not a directory"):
+        await tools["write_file"].ainvoke({"path": "plain.txt/new.txt", "content": "y"})
+    (workspace / "folder").mkdir()
+    with pytest.raises(ToolException, match="cannot write 'folder': Is a directory"):
+        await tools["write_file"].ainvoke({"path": "folder", "content": "y"})
