@@ -24,7 +24,7 @@ def build_chat_model(config: ModelConfig) -> BaseChatModel:
             max_tokens=config.max_tokens,
             timeout_s=config.timeout_s,
             max_retries=0,  # the agent loop retries (see agents/retry.py)
-            streaming=config.streaming,
+            **_streaming(config),
         )
     return build_native_model(config)
 
@@ -41,10 +41,22 @@ def build_native_model(config: ModelConfig) -> BaseChatModel:
         "timeout": config.timeout_s,
         "max_retries": 0,  # the agent loop retries (see agents/retry.py)
         "api_key": config.api_key(),
-        "streaming": config.streaming,
+        **_streaming(config),
     }
     if config.base_url:
         kwargs["base_url"] = config.base_url
     if provider == "openai" and config.repetition_penalty != 1.0:
         kwargs["extra_body"] = {"repetition_penalty": config.repetition_penalty}
     return init_chat_model(config.model, model_provider=provider, **kwargs)
+
+
+def _streaming(config: ModelConfig) -> dict[str, bool]:
+    """``streaming=True`` when the flow asks for it, else nothing.
+
+    To LangChain an explicit ``streaming=False`` is a hard opt-out: a caller
+    that streams (Studio, ``stream_mode="messages"``, ``astream_events``) would
+    get each reply only once it is complete. Left unset, tokens stream whenever
+    someone listens, and the flow's ``streaming`` only decides whether an
+    unobserved call asks the server for a stream.
+    """
+    return {"streaming": True} if config.streaming else {}

@@ -61,6 +61,8 @@ class MiroThinkerChatModel(BaseChatModel):
     max_tokens: int = 16384
     timeout_s: float = 600.0
     max_retries: int = 5
+    #: Ask the server for a stream even when nobody listens. Left unset, a caller
+    #: that streams gets tokens anyway; set to False it never does (LangChain's opt-out).
     streaming: bool = False
 
     _async_client: openai.AsyncOpenAI | None = PrivateAttr(default=None)
