@@ -2,20 +2,37 @@
 
 A failure becomes a one-line error the model sees, naming tool and server;
 an empty result a short sentence; a long one is cut with the protocol's marker.
+
+How ``timeout_s`` bounds a tool depends on how it is written:
+- an async tool is cancelled at the timeout (it must await to be cancellable:
+  an async tool that computes without awaiting holds the event loop, and no
+  in-process mechanism can stop it; CPU-bound work belongs in a thread or in
+  ``agents.tools.bounded.run_bounded``, as the built-in tools do);
+- a sync tool runs in a thread of its own pool, never the loop's default
+  executor; at the timeout the model is told, but a thread cannot be killed,
+  so it runs on in the background. The separate pool keeps such threads from
+  starving the file, network and store calls that the default executor serves
+  for every run of the process; the GIL is released to the loop every few
+  milliseconds, so other runs go on (slower) while it computes;
+- built-in CPU-bound work (page to text, PDF text, corpus indexing) runs in a
+  worker process that is killed at its own limit (``run_bounded``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.messages.tool import InvalidToolCall, ToolCall
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, StructuredTool, Tool
 from langgraph.errors import GraphBubbleUp
 from pydantic import ValidationError
 
@@ -26,6 +43,10 @@ TRUNCATED = "[Result truncated]"
 
 #: Told of each call once it has its result: the call, the result, seconds taken.
 ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float], None]
+
+#: Threads for sync tools, shared by the runs of a process (see the module's docstring).
+SYNC_TOOL_THREADS = 32
+_sync_tools = ThreadPoolExecutor(SYNC_TOOL_THREADS, thread_name_prefix="mirograph-sync-tool")
 
 
 class ToolRunner:
@@ -58,10 +79,13 @@ class ToolRunner:
             known = ", ".join(sorted(self.tools)) or "none"
             return _error(call["id"], name, f"Unknown tool {name!r}. Available tools: {known}.")
         server = server_of(tool)
+        sync = is_sync(tool)
         try:
-            output = await asyncio.wait_for(tool.ainvoke(call["args"]), self.timeout_s)
+            output = await asyncio.wait_for(_invoke(tool, call["args"], sync), self.timeout_s)
         except TimeoutError:
             detail = f"timed out after {self.timeout_s:g} s"
+            if sync:
+                detail += " (a sync tool cannot be stopped; it may still be running)"
             return _error(call["id"], name, _failure(name, server, detail))
         except ValidationError as exc:
             detail = f"invalid arguments: {_validation_summary(exc)}"
@@ -91,6 +115,22 @@ class ToolRunner:
         if len(text) <= self.max_chars:
             return text
         return f"{text[: self.max_chars]}\n{TRUNCATED}"
+
+
+def is_sync(tool: BaseTool) -> bool:
+    """True for a tool written as a plain function (LangChain would run it in a thread)."""
+    if isinstance(tool, StructuredTool | Tool):
+        return tool.coroutine is None
+    return type(tool)._arun is BaseTool._arun
+
+
+async def _invoke(tool: BaseTool, args: dict[str, Any], sync: bool) -> Any:
+    """``tool.ainvoke``, but a sync tool runs in the runner's own thread pool."""
+    if not sync:
+        return await tool.ainvoke(args)
+    context = contextvars.copy_context()  # the run's config and callbacks go along
+    run = functools.partial(context.run, tool.invoke, args)
+    return await asyncio.get_running_loop().run_in_executor(_sync_tools, run)
 
 
 def _failure(name: str, server: str, detail: str) -> str:
