@@ -23,6 +23,8 @@ SERVER = "tool-files"
 MAX_READ_CHARS = 100_000
 #: Bytes of a file read_file reads at most, however far in the offset points.
 MAX_SCAN_BYTES = 32 * 2**20
+#: Files list_files shows at most.
+MAX_LISTED = 10_000
 MAX_DOWNLOAD_BYTES = 50 * 2**20
 
 
@@ -219,21 +221,30 @@ _KINDS = {
 
 
 def _list(workspace: Path, relative: str, path: str) -> list[str]:
-    """Regular files under the folder (links are not followed), paths from the workspace."""
+    """Regular files under the folder (links are not followed), paths from the workspace.
+
+    At most ``MAX_LISTED`` files are listed: code in the sandbox can make
+    millions, or folders nested past the recursion of ``os.fwalk``.
+    """
     try:
         dir_fd = _open_inside(workspace, relative, os.O_RDONLY | os.O_DIRECTORY, path)
     except (FileNotFoundError, NotADirectoryError):
         raise ToolException(f"no folder {path!r} in the workspace") from None
     root = os.path.realpath(workspace)
+    lines: list[str] = []
     try:
         base = os.path.relpath(os.readlink(f"/proc/self/fd/{dir_fd}"), root)
-        lines = []
         for folder, _, names, fd in os.fwalk(".", dir_fd=dir_fd):
             for name in names:
-                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if stat.S_ISREG(info.st_mode):
-                    shown = posixpath.normpath(posixpath.join(base, folder, name))
-                    lines.append(f"{shown}\t{info.st_size}")
+                with contextlib.suppress(FileNotFoundError):  # removed while listed
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode):
+                        shown = posixpath.normpath(posixpath.join(base, folder, name))
+                        lines.append(f"{shown}\t{info.st_size}")
+            if len(lines) >= MAX_LISTED:
+                return [*sorted(lines[:MAX_LISTED]), f"(listing stopped at {MAX_LISTED} files)"]
+    except RecursionError:
+        raise ToolException(f"folders under {path!r} nest too deep to list") from None
     finally:
         os.close(dir_fd)
     return sorted(lines)

@@ -300,3 +300,14 @@ async def test_write_through_a_file_in_the_path_is_an_error(
     (workspace / "folder").mkdir()
     with pytest.raises(ToolException, match="cannot write 'folder': Is a directory"):
         await tools["write_file"].ainvoke({"path": "folder", "content": "y"})
+
+
+async def test_a_listing_stops_at_its_cap(
+    tools: dict[str, BaseTool], workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mirograph.agents.tools.files.MAX_LISTED", 3)
+    for n in range(5):
+        (workspace / f"{n}.txt").write_text("x")
+    lines = (await tools["list_files"].ainvoke({})).splitlines()
+    assert len(lines) == 4
+    assert lines[-1] == "(listing stopped at 3 files)"
