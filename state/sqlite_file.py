@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,9 +87,9 @@ class SqliteFile:
         """``fn(*args)`` on this file's thread, after every call made before it."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on this file's thread, from synchronous code (never from that thread)."""
-        return self._executor.submit(fn, *args).result()
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue ``fn(*args)`` on this file's thread without waiting for it."""
+        return self._executor.submit(fn, *args)
 
     async def release(self) -> None:
         """One user fewer; the last one closes the connection and ends the thread."""

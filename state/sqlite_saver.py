@@ -77,6 +77,8 @@ class LoopSqliteSaver(SqliteSaver):
         self.lock = file.lock  # one lock per connection, whoever uses it
         self.is_setup = True  # ``create_checkpoint_tables`` ran when the file was opened
         self._blobs = blobs
+        #: The first write that failed (shared with the copies LangGraph makes of a saver).
+        self._failed: list[BaseException] = []
 
     def get_next_version(self, current: str | int | None, channel: None) -> str | int:
         """The next version in the thread's own form: compact for new threads,
@@ -125,8 +127,11 @@ class LoopSqliteSaver(SqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        # Queued, not awaited: the thread commits in call order, so these writes
+        # land before the checkpoint that follows them, and a failure fails that
+        # checkpoint (and every later write) instead of going unseen.
         staged = self._staged_blobs()
-        await self.file.call(
+        self.file.submit(
             self._with_blobs, staged, self.put_writes, config, writes, task_id, task_path
         )
 
@@ -145,13 +150,17 @@ class LoopSqliteSaver(SqliteSaver):
         return self._blobs.take_staged() if self._blobs is not None else {}
 
     def _with_blobs(self, staged: dict[str, str], write: Any, *args: Any) -> Any:
-        """``write(*args)`` in one transaction with the inserts of ``staged``."""
+        """``write(*args)`` in one transaction with the inserts of ``staged``;
+        refused once a write of this saver failed (a later one may refer to it)."""
         with self.lock:
+            if self._failed:
+                raise self._failed[0]
             try:
                 if staged:
                     write_blobs(self.conn, staged)
                 return write(*args)  # commits, blobs included
-            except BaseException:
+            except BaseException as exc:
                 if self.conn.in_transaction:  # never leave the write lock held
                     self.conn.rollback()
+                self._failed.append(exc)
                 raise
