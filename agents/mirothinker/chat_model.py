@@ -43,7 +43,7 @@ from mirograph.state.retention import OMITTED
 
 DEFAULT_SERVER = "tools"
 #: Where a streamed reply's last chunk carries its calls exactly as parsed (see
-#: ``_with_parsed_calls``); removed before anyone downstream sees the message.
+#: ``_as_parsed``); removed before anyone downstream sees the message.
 _PARSED_CALLS = "mirothinker_parsed_calls"
 
 
@@ -143,7 +143,8 @@ class MiroThinkerChatModel(BaseChatModel):
             response = await self._aclient().post(
                 "/chat/completions", body=body, cast_to=ChatCompletion
             )
-            return _result(_plain_message(response))
+            reply = _plain_reply(response)
+        return _result(_message(*reply))
 
     async def _astream(
         self,
@@ -169,10 +170,14 @@ class MiroThinkerChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        # LangChain assembles a streamed reply by merging chunks, which re-parses
+        # tool-call arguments: a malformed call would lose its error or even turn
+        # valid. Put the calls back as parsed, so the graph stores what the
+        # non-streamed path would have (see ``_last_chunk``).
         result = await super()._agenerate_with_cache(
             messages, stop=stop, run_manager=run_manager, **kwargs
         )
-        return _with_parsed_calls(result)
+        return _as_parsed(result, text=self.output_version != "v1")
 
     def _generate(
         self,
@@ -189,7 +194,8 @@ class MiroThinkerChatModel(BaseChatModel):
             return _result(parts.message())
         with self._server_faults("the body"):
             response = self._client().post("/chat/completions", body=body, cast_to=ChatCompletion)
-            return _result(_plain_message(response))
+            reply = _plain_reply(response)
+        return _result(_message(*reply))
 
     def _stream(
         self,
@@ -213,7 +219,7 @@ class MiroThinkerChatModel(BaseChatModel):
         result = super()._generate_with_cache(
             messages, stop=stop, run_manager=run_manager, **kwargs
         )
-        return _with_parsed_calls(result)
+        return _as_parsed(result, text=self.output_version != "v1")
 
     def _body(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
         return self.request_body(messages, kwargs.get("tool_servers"), kwargs.get("max_tokens"))
@@ -514,8 +520,9 @@ class _StreamParts:
         return _message("".join(self._content), reasoning, self.finish_reason, self.usage)
 
 
-def _plain_message(response: Any) -> AIMessage:
-    """The reply in a non-streamed body, or ``MalformedResponse`` saying what is missing."""
+def _plain_reply(response: Any) -> tuple[str, str | None, str | None, Any]:
+    """Content, reasoning, finish reason and usage of a non-streamed body, or
+    ``MalformedResponse`` saying what is missing."""
     choices = getattr(response, "choices", None)
     if not isinstance(choices, list):
         raise MalformedResponse("the body has no choices list")
@@ -531,7 +538,7 @@ def _plain_message(response: Any) -> AIMessage:
         raise MalformedResponse("message content is null and there are no tool calls")
     text = "" if content is None else _text_of(content, "message content")
     finish = getattr(choice, "finish_reason", None)
-    return _message(text, reasoning, finish, getattr(response, "usage", None))
+    return text, reasoning, finish, getattr(response, "usage", None)
 
 
 def _text_of(value: Any, what: str) -> str:
@@ -594,7 +601,7 @@ def _last_chunk(message: AIMessage) -> ChatGenerationChunk:
     """No text: the calls parsed from the whole reply, its usage and finish reason.
 
     Chunk merging re-parses tool-call arguments and drops a malformed call's
-    error, so the calls also ride along as parsed, for ``_with_parsed_calls``.
+    error, so the calls also ride along as parsed, for ``_as_parsed``.
     """
     calls = [(c["name"], json.dumps(c["args"]), c["id"]) for c in message.tool_calls]
     calls += [(c["name"], c["args"], c["id"]) for c in message.invalid_tool_calls]
@@ -612,14 +619,20 @@ def _last_chunk(message: AIMessage) -> ChatGenerationChunk:
     return ChatGenerationChunk(message=chunk)
 
 
-def _with_parsed_calls(result: ChatResult) -> ChatResult:
-    """Put back the calls of a streamed reply exactly as the non-streamed path has them."""
+def _as_parsed(result: ChatResult, *, text: bool) -> ChatResult:
+    """A streamed reply as the non-streamed path has it: its calls exactly as parsed
+    and, unless content blocks were asked for (``output_version="v1"``), its content
+    as text even where LangChain's content-block (v2) streaming assembled blocks."""
     for generation in result.generations:
         message = generation.message
         parsed = message.response_metadata.pop(_PARSED_CALLS, None)
-        if isinstance(message, AIMessage) and parsed is not None:
-            message.tool_calls = parsed["tool_calls"]
-            message.invalid_tool_calls = parsed["invalid_tool_calls"]
+        if not isinstance(message, AIMessage) or parsed is None:
+            continue
+        message.tool_calls = parsed["tool_calls"]
+        message.invalid_tool_calls = parsed["invalid_tool_calls"]
+        if text and isinstance(message.content, list):
+            message.content = _text(message)
+            message.response_metadata.pop("output_version", None)
     return result
 
 

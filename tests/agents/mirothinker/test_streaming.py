@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from langchain_core.tools import tool
+from langchain_core.tracers._streaming import _V2StreamingCallbackHandler
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from loop_kit import make_loop, scripted, servers
 
@@ -86,6 +88,26 @@ async def test_streamed_reply_assembles_to_the_non_streamed_one(srv: SimServer) 
     assert as_compared(invoked) == as_compared(plain)
     assert "mirothinker_parsed_calls" not in invoked.response_metadata
     assert as_compared(streaming.invoke(HISTORY)) == as_compared(plain)  # blocking twin
+
+
+class ContentBlockListener(AsyncCallbackHandler, _V2StreamingCallbackHandler):
+    """What LangGraph attaches for content-block (protocol v2) message streaming."""
+
+    def __init__(self) -> None:
+        self.events = 0
+
+    def on_stream_event(self, event: Any, **kwargs: Any) -> None:
+        self.events += 1
+
+
+async def test_content_block_streaming_stores_the_same_reply(srv: SimServer) -> None:
+    model = MiroThinkerChatModel(base_url=srv.base_url, max_retries=0)
+    plain = await model.areply(HISTORY)
+    listener = ContentBlockListener()
+    streamed = await model.ainvoke(HISTORY, {"callbacks": [listener]})
+    assert listener.events > 10
+    assert as_compared(streamed) == as_compared(plain)
+    assert set(streamed.response_metadata) == set(plain.response_metadata)
 
 
 def _graph_config(thread: str) -> dict[str, Any]:
