@@ -33,6 +33,7 @@ PLACEHOLDERS: frozenset[str] = frozenset(
     }
 )
 
+_BOX = "\\boxed"
 _BOX_OPEN_RE = re.compile(r"\\boxed\s*\{")
 
 
@@ -42,8 +43,17 @@ def is_placeholder(content: str) -> bool:
 
 
 def extract_boxed(text: str) -> str | None:
-    """Return the last non-placeholder box's content, stripped, or None."""
-    for opening in reversed(list(_BOX_OPEN_RE.finditer(text))):
+    """Return the last non-placeholder box's content, stripped, or None.
+
+    Boxes are found from the end, one at a time, so a reply of many boxes
+    costs no list of them all; each character is read a bounded number of times.
+    """
+    end = len(text)
+    while (start := text.rfind(_BOX, 0, end)) >= 0:
+        end = start
+        opening = _BOX_OPEN_RE.match(text, start)
+        if opening is None:
+            continue
         content = _box_content(text, opening.end()).strip()
         if not is_placeholder(content):
             return content

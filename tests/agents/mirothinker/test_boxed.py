@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mirograph.agents.mirothinker.boxed import PLACEHOLDERS, extract_boxed, is_placeholder
@@ -67,3 +69,32 @@ def test_placeholders_are_normalised_lowercase_and_stripped() -> None:
 def test_is_placeholder() -> None:
     assert is_placeholder("  UNKNOWN ")
     assert not is_placeholder("42")
+
+
+def _cpu_seconds(text: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        started = time.thread_time()
+        extract_boxed(text)
+        best = min(best, time.thread_time() - started)
+    return max(best, 0.005)
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "\\boxed{?} ",
+        "\\boxed{" + " " * 50 + "} ",
+        "\\boxed{",
+        "{" * 10,
+        "\\boxed{\\{",
+        "}\\boxed{}",
+    ],
+    ids=["placeholders", "blank-boxes", "unclosed", "braces", "escaped", "empty"],
+)
+def test_hostile_replies_take_linear_time_without_recursion(unit: str) -> None:
+    """The scan is iterative (no recursion on nesting) and reads each character a bounded
+    number of times: three times the text takes about three times as long, not nine."""
+    small = unit * (400_000 // len(unit))
+    extract_boxed(small)  # any exception fails the test
+    assert _cpu_seconds(small * 3) / _cpu_seconds(small) < 5.2
