@@ -7,7 +7,11 @@ intermediate boxed answer and why the agent stopped. Counters are small
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired
+
+# Not ``typing``'s: below Python 3.12 pydantic cannot build a JSON schema from it, and
+# LangGraph then reports null input/output schemas (``get_schemas``, Studio).
+from typing_extensions import TypedDict
 
 from mirograph.state.messages import Invocations, Messages, PendingResults, Queries
 
