@@ -3,7 +3,8 @@
 Tests, benchmarks and the demo drive the engine over real HTTP against this
 server, so that the model adapter, streaming, retries and context handling are
 exercised exactly as against vLLM, while a policy scripts what the model says
-and which faults it injects.
+and which faults it injects (errors, delays, cut streams, malformed 200s: the
+``Fault`` fields are documented in ``agents/sim/policy.py``).
 """
 
 from __future__ import annotations
