@@ -109,3 +109,9 @@ def read_until_closed(master: int) -> bytes:
         drawn += chunk
     os.close(master)
     return drawn
+
+
+def test_printable_shows_every_control_character_and_keeps_the_rest() -> None:
+    text = "a\tb\nc\rd\x00e\x7ff\x85g\u202eh\u2067i é 漢 ✓"
+    assert printable(text) == "a\tb\nc\\x0dd\\x00e\\x7ff\\x85g\\u202eh\\u2067i é 漢 ✓"
+    assert printable("a\tb\nc", multiline=False) == "a\\x09b\\x0ac"
