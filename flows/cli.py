@@ -29,7 +29,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mirograph.agents.tools.registry import ToolRefError
-from mirograph.flows.crash import write_crash_report
 from mirograph.flows.events import EventLogError
 from mirograph.flows.graph_ref import is_graph_ref
 from mirograph.flows.loader import FlowError, load_flow
@@ -93,6 +92,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _crash(exc: BaseException) -> NoReturn:
     """An internal error: the traceback goes to a report file, the user gets one line."""
+    from mirograph.flows.crash import write_crash_report
+
     try:
         where = f"details in {write_crash_report(exc)}"
     except OSError:
