@@ -9,6 +9,7 @@ other type goes through LangGraph's decoder unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ormsgpack
@@ -32,10 +33,37 @@ _MESSAGE_CLASSES: dict[str, type[lc_messages.BaseMessage]] = {
 
 
 def message_serializer() -> JsonPlusSerializer:
-    stock = JsonPlusSerializer()
-    fallback = getattr(stock, "_unpack_ext_hook", None)
-    if fallback is None:  # a LangGraph without the hook: stay on the stock path
-        return stock
+    """LangGraph's serializer with the fast path for chat messages."""
+    return MessageSerializer()
+
+
+class MessageSerializer(JsonPlusSerializer):
+    """``JsonPlusSerializer`` whose msgpack decoder rebuilds chat messages directly.
+
+    The fast path wraps the stock decoder instead of replacing it, and is put
+    back on the copy ``with_msgpack_allowlist`` returns: LangGraph passes a
+    graph's own state types (a user's dataclass) that way, and under
+    ``LANGGRAPH_STRICT_MSGPACK`` only the copy's decoder lets them through.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._use_fast_path()
+
+    def with_msgpack_allowlist(self, extra_allowlist: Iterable[Any]) -> JsonPlusSerializer:
+        clone = super().with_msgpack_allowlist(extra_allowlist)
+        if clone is not self and isinstance(clone, MessageSerializer):
+            clone._use_fast_path()  # the copy got a new stock decoder: wrap that one
+        return clone
+
+    def _use_fast_path(self) -> None:
+        stock = getattr(self, "_unpack_ext_hook", None)
+        if stock is not None:  # a LangGraph without the hook: stay on the stock path
+            self._unpack_ext_hook = _fast_messages(stock)
+
+
+def _fast_messages(fallback: Callable[[int, bytes], Any]) -> Callable[[int, bytes], Any]:
+    """An ext hook that builds chat messages itself and hands all else to ``fallback``."""
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code == EXT_DELTA_SNAPSHOT:  # a snapshot's messages: decode them here too
@@ -51,4 +79,4 @@ def message_serializer() -> JsonPlusSerializer:
                 return cls.model_construct(**fields)
         return fallback(code, data)
 
-    return JsonPlusSerializer(__unpack_ext_hook__=ext_hook)
+    return ext_hook
