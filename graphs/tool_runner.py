@@ -8,11 +8,12 @@ How ``timeout_s`` bounds a tool depends on how it is written:
   an async tool that computes without awaiting holds the event loop, and no
   in-process mechanism can stop it; CPU-bound work belongs in a thread or in
   ``agents.tools.bounded.run_bounded``, as the built-in tools do);
-- a sync tool runs in a thread of its own pool, never the loop's default
+- a sync tool runs in a daemon thread of its own, never in the loop's default
   executor; at the timeout the model is told, but a thread cannot be killed,
-  so it runs on in the background. The separate pool keeps such threads from
-  starving the file, network and store calls that the default executor serves
-  for every run of the process; the GIL is released to the loop every few
+  so it runs on in the background. Its own thread keeps it from starving the
+  file, network (DNS) and store calls that the default executor serves for
+  every run of the process, and a daemon thread does not hold up the exit of
+  ``asyncio.run`` or of the process; the GIL is handed to the loop every few
   milliseconds, so other runs go on (slower) while it computes;
 - built-in CPU-bound work (page to text, PDF text, corpus indexing) runs in a
   worker process that is killed at its own limit (``run_bounded``).
@@ -22,12 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -37,16 +36,13 @@ from langgraph.errors import GraphBubbleUp
 from pydantic import ValidationError
 
 from mirograph.agents.tools.base import server_of
+from mirograph.agents.tools.bounded import in_daemon_thread
 from mirograph.state.redact import redact
 
 TRUNCATED = "[Result truncated]"
 
 #: Told of each call once it has its result: the call, the result, seconds taken.
 ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float], None]
-
-#: Threads for sync tools, shared by the runs of a process (see the module's docstring).
-SYNC_TOOL_THREADS = 32
-_sync_tools = ThreadPoolExecutor(SYNC_TOOL_THREADS, thread_name_prefix="mirograph-sync-tool")
 
 
 class ToolRunner:
@@ -125,12 +121,11 @@ def is_sync(tool: BaseTool) -> bool:
 
 
 async def _invoke(tool: BaseTool, args: dict[str, Any], sync: bool) -> Any:
-    """``tool.ainvoke``, but a sync tool runs in the runner's own thread pool."""
+    """``tool.ainvoke``, but a sync tool runs in a daemon thread of its own."""
     if not sync:
         return await tool.ainvoke(args)
     context = contextvars.copy_context()  # the run's config and callbacks go along
-    run = functools.partial(context.run, tool.invoke, args)
-    return await asyncio.get_running_loop().run_in_executor(_sync_tools, run)
+    return await in_daemon_thread(context.run, tool.invoke, args)
 
 
 def _failure(name: str, server: str, detail: str) -> str:

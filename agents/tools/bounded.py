@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from langchain_core.tools import ToolException
 
-__all__ = ["run_bounded", "run_bounded_sync"]
+__all__ = ["in_daemon_thread", "run_bounded", "run_bounded_sync"]
 
 T = TypeVar("T")
 
@@ -38,9 +38,6 @@ PRELOAD = ("mirograph.agents.tools.scrape", "mirograph.agents.tools.local")
 MAX_IDLE = max(2, os.cpu_count() or 2)
 #: Seconds a new worker may take to start and import ``PRELOAD``.
 START_S = 120.0
-# Threads that only wait on a worker's pipe: cheap, and apart from the loop's
-# default executor, which file and store calls need.
-_waiters = ThreadPoolExecutor(max_workers=64, thread_name_prefix="mirograph-bounded")
 _idle: list[_Worker] = []
 _idle_lock = threading.Lock()
 
@@ -55,11 +52,45 @@ async def run_bounded(fn: Callable[..., T], *args: Any, limit_s: float, what: st
     """
     job = _Job(fn, args, limit_s)
     try:
-        outcome = await asyncio.get_running_loop().run_in_executor(_waiters, job.run)
+        outcome = await in_daemon_thread(job.run)
     except asyncio.CancelledError:
         job.cancel()
         raise
     return _result(outcome, limit_s, what)
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a new daemon thread, awaited without holding the loop.
+
+    Unlike an executor's threads, a daemon thread is neither waited for by
+    ``asyncio.run`` nor joined at interpreter exit, so work that never ends
+    (a sync tool past its timeout) cannot keep the process from exiting, and
+    it takes no thread from the loop's default executor.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # the caller may have been cancelled meanwhile
+            outcome()
+
+    def target() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            report = functools.partial(settle, functools.partial(future.set_exception, exc))
+        else:
+            report = functools.partial(settle, functools.partial(future.set_result, result))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(report)
+
+    threading.Thread(target=target, daemon=True, name=f"mirograph-{_name(fn)}").start()
+    return await future
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    inner = getattr(fn, "func", fn)  # a functools.partial
+    return str(getattr(inner, "__name__", "work"))
 
 
 def run_bounded_sync(fn: Callable[..., T], *args: Any, limit_s: float, what: str) -> T:

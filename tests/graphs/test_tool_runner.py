@@ -7,6 +7,8 @@ each against its own sim-model server over real HTTP, on one event loop.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -135,3 +137,33 @@ async def test_calls_past_the_cap_are_answered_as_skipped(server, tmp_path: Path
         "Tool call to echo was not executed: skipped: a reply may make at most 10 tool calls;"
         " this call and the 14 after it were not run; make them in later turns"
     ]
+
+
+STUCK_SCRIPT = """
+import asyncio, threading
+from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
+from mirograph.graphs.tool_runner import ToolRunner
+
+@tool
+def stuck(n: int) -> str:
+    '''Never returns.'''
+    threading.Event().wait()
+
+async def main():
+    runner = ToolRunner([stuck], timeout_s=0.2, max_chars=1000)
+    reply = AIMessage("", tool_calls=[{"name": "stuck", "args": {"n": 1}, "id": "c1"}])
+    [result] = await runner.run(reply)
+    print(result.content)
+
+asyncio.run(main())
+"""
+
+
+def test_a_stuck_sync_tool_does_not_keep_the_process_from_exiting() -> None:
+    """Its thread runs on, but neither ``asyncio.run`` nor the interpreter waits for it."""
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "timed out after 0.2 s (a sync tool cannot be stopped" in done.stdout
