@@ -388,7 +388,7 @@ async def compiled_run(
         ctx = GraphContext(record.id, workspace, store.blobs)
         try:
             compiled = builder(ctx).compile(checkpointer=store.checkpointer, name=record.flow)
-            workspace.mkdir(parents=True, exist_ok=True)
+            make_workspace(workspace)
             yield CompiledRun(compiled, _config(record.id, ctx.recursion_limit), None)
         finally:
             await ctx.aclose()
@@ -398,13 +398,24 @@ async def compiled_run(
     built = build_flow_graph(flow, tools, store.blobs, reading=reading)
     try:
         compiled = built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
-        workspace.mkdir(parents=True, exist_ok=True)
+        make_workspace(workspace)
         config = _config(record.id, flow_recursion_limit(flow))
         config["max_concurrency"] = flow.max_parallel
         entry = next((agent for agent in built.agents if agent.name == flow.entry), None)
         yield CompiledRun(compiled, config, flow, entry)
     finally:
         await built.aclose()
+
+
+def make_workspace(workspace: Path) -> None:
+    """The run's sandbox workspace, or one line saying why it cannot be made."""
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot create the run's workspace {workspace} ({exc.strerror or exc});"
+            " set MIROGRAPH_HOME to a writable folder"
+        ) from None
 
 
 def _config(run_id: str, limit: int) -> dict[str, Any]:
@@ -444,6 +455,7 @@ async def _execute(
         wall_before=wall_before,
         pause_check=_lease_keeper(store, lease),
     )
+    log = EventLog(events_path(run_id))  # first: a log that cannot open leaves the row as it was
     store.registry.update(
         run_id,
         lease=lease,
@@ -454,7 +466,6 @@ async def _execute(
         wall_seconds=wall_before,
         session_started_at=time.time(),
     )
-    log = EventLog(events_path(run_id))
     control.add_sink(log)
     control.emit(
         "run_resumed" if graph_input is None else "run_started",

@@ -153,3 +153,19 @@ async def test_start_run_refuses_a_flow_whose_tool_key_is_missing(
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         if "mirograph_runs" in tables:
             assert conn.execute("SELECT count(*) FROM mirograph_runs").fetchone() == (0,)
+
+
+async def test_an_unwritable_home_is_one_line_through_the_python_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unboxed: Any
+) -> None:
+    """The CLI checks MIROGRAPH_HOME first; a Python caller gets the same kind of line."""
+    home = tmp_path / "home-file"
+    home.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("MIROGRAPH_HOME", str(home))
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(unboxed) as srv, pytest.raises(ValueError) as refused:
+        await start_run("Why?", flow(srv.base_url), run_id="homeless", store_url=store)
+    message = str(refused.value)
+    assert "\n" not in message and "set MIROGRAPH_HOME to a writable folder" in message
+    with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM mirograph_runs").fetchone() == (0,)
