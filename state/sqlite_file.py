@@ -8,6 +8,12 @@ order, on one thread that owns one connection: each transaction opens and
 commits within one call, and the loop only ever awaits. Call order is commit
 order, so a blob written before the checkpoint that refers to it is committed
 no later than that checkpoint.
+
+A write that cannot wait runs at once on the caller's thread instead (``now``):
+when nothing is queued before it, the connection is free, and SQLite's write
+lock is free (a zero busy timeout: a held lock sends the write to the queue).
+A lone run thus pays no thread hand-off per step, and the loop still never
+waits for a lock. WAL checkpoints (which fsync) run on the thread too.
 """
 
 from __future__ import annotations
@@ -25,6 +31,14 @@ T = TypeVar("T")
 
 #: How long a write waits for another process's transaction (on this file's thread).
 BUSY_TIMEOUT_MS = 10_000
+#: Commits between two WAL checkpoints (the connection's own automatic ones are off).
+CHECKPOINT_EVERY = 200
+_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+class NotNow(Exception):
+    """A write ``SqliteFile.now`` could not run at once: it goes to the thread."""
+
 
 _open_files: dict[str, SqliteFile] = {}
 _open_files_lock = threading.Lock()
@@ -42,6 +56,10 @@ class SqliteFile:
         self._users = 0
         self._conn: sqlite3.Connection | None = None
         self._ready: list[Callable[[sqlite3.Connection], None]] = []
+        #: The call queued last (under ``_queueing``): while it runs, nothing runs at once.
+        self._last: Future[Any] | None = None
+        self._queueing = threading.Lock()
+        self._commits = 0
 
     @classmethod
     def share(cls, path: Path) -> SqliteFile:
@@ -74,6 +92,7 @@ class SqliteFile:
                     # durable against process crashes, which is what kill -9 is.
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute("PRAGMA wal_autocheckpoint=0")  # on the thread: see ``wrote``
                 except BaseException:
                     conn.close()
                     raise
@@ -85,11 +104,48 @@ class SqliteFile:
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on this file's thread, after every call made before it."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.wrap_future(self.submit(fn, *args))
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue ``fn(*args)`` on this file's thread without waiting for it."""
-        return self._executor.submit(fn, *args)
+        with self._queueing:
+            self._last = self._executor.submit(fn, *args)
+            return self._last
+
+    def now(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` here, at once, if it need not wait for anything; else ``NotNow``.
+
+        ``fn`` must be one transaction that rolls back on error; it runs with a
+        zero busy timeout, so a lock held elsewhere fails it at its first write.
+        """
+        if self._last is not None and not self._last.done():
+            raise NotNow  # keep call order: the queue goes first
+        if not self.lock.acquire(blocking=False):
+            raise NotNow
+        try:
+            self.conn.execute("PRAGMA busy_timeout=0")
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    raise NotNow from exc
+                raise
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            self.lock.release()
+
+    def wrote(self) -> None:
+        """Count a commit; every ``CHECKPOINT_EVERY``, move the WAL into the
+        database on the thread (a passive checkpoint: it never waits for readers)."""
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY:
+            self._commits = 0
+            self.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        with self.lock:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def release(self) -> None:
         """One user fewer; the last one closes the connection and ends the thread."""
@@ -109,3 +165,9 @@ class SqliteFile:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "locked by another connection" (any extended code)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _BUSY_CODES

@@ -29,7 +29,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from mirograph.state.blobs import SqliteBlobStore, write_blobs
-from mirograph.state.sqlite_file import SqliteFile
+from mirograph.state.sqlite_file import NotNow, SqliteFile, is_busy
 
 #: Lead characters of compact versions of 1 to 6 digits: whitespace, which ``int()``
 #: skips, in increasing order, and all below ``"0"``.
@@ -116,9 +116,11 @@ class LoopSqliteSaver(SqliteSaver):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         staged = self._staged_blobs()
-        return await self.file.call(
-            self._with_blobs, staged, self.put, config, checkpoint, metadata, new_versions
-        )
+        args = (config, checkpoint, metadata, new_versions)
+        try:
+            return self.file.now(self._write, staged, self.put, args, False)
+        except NotNow:
+            return await self.file.call(self._write, staged, self.put, args, True)
 
     async def aput_writes(
         self,
@@ -127,13 +129,15 @@ class LoopSqliteSaver(SqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        # Queued, not awaited: the thread commits in call order, so these writes
-        # land before the checkpoint that follows them, and a failure fails that
-        # checkpoint (and every later write) instead of going unseen.
         staged = self._staged_blobs()
-        self.file.submit(
-            self._with_blobs, staged, self.put_writes, config, writes, task_id, task_path
-        )
+        args = (config, writes, task_id, task_path)
+        try:
+            self.file.now(self._write, staged, self.put_writes, args, False)
+        except NotNow:
+            # Queued, not awaited: the thread commits in call order, so these writes
+            # land before the checkpoint that follows them, and a failure fails that
+            # checkpoint (and every later write) instead of going unseen.
+            self.file.submit(self._write, staged, self.put_writes, args, True)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self.file.call(self.delete_thread, thread_id)
@@ -149,18 +153,25 @@ class LoopSqliteSaver(SqliteSaver):
         """Blobs put since the last write: they are committed with this one."""
         return self._blobs.take_staged() if self._blobs is not None else {}
 
-    def _with_blobs(self, staged: dict[str, str], write: Any, *args: Any) -> Any:
+    def _write(
+        self, staged: dict[str, str], write: Any, args: tuple[Any, ...], waited: bool
+    ) -> Any:
         """``write(*args)`` in one transaction with the inserts of ``staged``;
-        refused once a write of this saver failed (a later one may refer to it)."""
+        refused once a write of this saver failed (a later one may refer to it).
+        ``waited``: with the busy timeout; a lock held elsewhere is then a failure,
+        not a reason to queue the write."""
         with self.lock:
             if self._failed:
                 raise self._failed[0]
             try:
                 if staged:
                     write_blobs(self.conn, staged)
-                return write(*args)  # commits, blobs included
+                result = write(*args)  # commits, blobs included
             except BaseException as exc:
                 if self.conn.in_transaction:  # never leave the write lock held
                     self.conn.rollback()
-                self._failed.append(exc)
+                if waited or not is_busy(exc):
+                    self._failed.append(exc)
                 raise
+        self.file.wrote()
+        return result

@@ -3,6 +3,7 @@ the stock savers can continue (and it theirs), statements off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from contextlib import closing
@@ -139,13 +140,26 @@ async def test_next_version_keeps_the_threads_form(
         assert saver.get_next_version(current, None) == following
 
 
-async def test_statements_run_off_the_event_loop_thread(tmp_path: Path) -> None:
+async def test_a_write_that_must_wait_waits_off_the_loop(tmp_path: Path) -> None:
+    """Another connection holds the write lock: the step's writes wait for it on the
+    store file's thread while the loop runs on, then complete once it is free."""
+    path = tmp_path / "cp.db"
     loop_thread = threading.get_ident()
-    seen: list[int] = []
-    async with open_store(f"sqlite:///{tmp_path / 'cp.db'}") as store:
-        saver = store.checkpointer
-        assert isinstance(saver, LoopSqliteSaver)
-        store.checkpointer.conn.set_trace_callback(lambda _: seen.append(threading.get_ident()))
-        await counting_graph(saver).ainvoke(start(), CONFIG, durability="sync")
-        await counting_graph(saver).aget_state(CONFIG)
-    assert seen and loop_thread not in seen
+    waiting = threading.Event()
+
+    def trace(statement: str) -> None:
+        if threading.get_ident() != loop_thread and statement.startswith("INSERT"):
+            waiting.set()  # a write reached the thread (where it waits for the lock)
+
+    async with open_store(f"sqlite:///{path}") as store:
+        store.checkpointer.conn.set_trace_callback(trace)
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+            run = asyncio.create_task(
+                counting_graph(store.checkpointer).ainvoke(start(), CONFIG, durability="sync")
+            )
+            assert await asyncio.to_thread(waiting.wait, 30)  # the loop was free meanwhile
+            assert not run.done()
+            other.execute("COMMIT")
+        out = await run
+    assert [m.content for m in out["messages"]] == expected_messages()
