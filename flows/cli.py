@@ -22,33 +22,22 @@ import time
 from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from mirograph.agents.tools.registry import ToolRefError
-from mirograph.flows.events import EventLogError
-from mirograph.flows.graph_ref import is_graph_ref
-from mirograph.flows.loader import FlowError, load_flow
-from mirograph.flows.progress import JsonEvents, RunProgress
-from mirograph.flows.runner import (
-    RunFailedError,
-    RunNotFoundError,
-    RunOutcome,
-    list_runs,
-    request_pause,
-    resume_run,
-    run_report,
-    start_run,
-)
 from mirograph.flows.terminal import printable
-from mirograph.graphs.builder import FlowBuildError
-from mirograph.graphs.config import FlowConfig
-from mirograph.graphs.run_control import RunControl
-from mirograph.state.registry import RUN_STATUSES, RunBusyError, RunRecord
-from mirograph.state.store import StoreURLError, mirograph_home
+from mirograph.state.registry import RUN_STATUSES
+
+if TYPE_CHECKING:
+    from mirograph.flows.runner import RunOutcome
+    from mirograph.graphs.config import FlowConfig
+    from mirograph.graphs.run_control import RunControl
+    from mirograph.state.registry import RunRecord
+
+# Commands import the engine when they run, not here: `--help`, `ls` and `pause`
+# must answer at once, without LangGraph, LangChain or the OpenAI client.
 
 
 class _App(typer.Typer):
@@ -112,22 +101,39 @@ def _call(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine, turning known failures into one line and an exit code."""
     try:
         return asyncio.run(coro)
-    except (
-        FlowError,
-        FlowBuildError,
-        ToolRefError,
-        StoreURLError,
-        RunNotFoundError,
-        RunBusyError,
-        EventLogError,
-    ) as exc:
-        _fail(str(exc), 2)
-    except ValueError as exc:
-        _fail(str(exc), 2)
-    except RunFailedError as exc:
-        _fail(str(exc), 1)
     except KeyboardInterrupt:
         _fail("interrupted; the run is paused and resumable with `mirograph resume RUN_ID`", 130)
+    except Exception as exc:
+        code = _exit_code(exc)
+        if code is None:
+            raise  # a bug: the app turns it into one line and a crash report
+        _fail(str(exc), code)
+
+
+#: Failures the user can act on, by module and class, with their exit codes.
+_KNOWN_FAILURES = (
+    ("mirograph.flows.loader", "FlowError", 2),
+    ("mirograph.graphs.builder", "FlowBuildError", 2),
+    ("mirograph.agents.tools.registry", "ToolRefError", 2),
+    ("mirograph.state.store", "StoreURLError", 2),
+    ("mirograph.flows.runner", "RunNotFoundError", 2),
+    ("mirograph.state.leases", "RunBusyError", 2),
+    ("mirograph.flows.events", "EventLogError", 2),
+    ("mirograph.flows.runner", "RunFailedError", 1),
+)
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code of a known failure (bad input 2, a failed run 1), None for a bug.
+
+    An error class can only have been raised once its module was imported, so it is
+    looked up in ``sys.modules``: the CLI never imports the engine just to classify.
+    """
+    for module, name, code in _KNOWN_FAILURES:
+        known = getattr(sys.modules.get(module), name, None)
+        if known is not None and isinstance(exc, known):
+            return code
+    return 2 if isinstance(exc, ValueError) else None
 
 
 def _resume_command(run_id: str, store: str | None) -> str:
@@ -145,6 +151,9 @@ def _drive(
     Ctrl-C once asks the run to pause after the step in progress; twice stops
     it at once. Either way the run stays resumable.
     """
+    from mirograph.flows.progress import JsonEvents, RunProgress
+    from mirograph.graphs.run_control import RunControl
+
     control = control or RunControl()
     if as_json:
         control.add_sink(JsonEvents(sys.stderr))
@@ -193,6 +202,8 @@ def _drive(
 
 
 def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:
+    from mirograph.flows.runner import run_report
+
     if as_json:
         out.print_json(data=_call(run_report(outcome.id, store_url=store)))
     if outcome.status == "paused":
@@ -227,6 +238,10 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Start an investigation; prints the final answer."""
+    from mirograph.flows.graph_ref import is_graph_ref
+    from mirograph.flows.loader import FlowError, load_flow
+    from mirograph.flows.runner import start_run
+
     if question == "-":
         question = sys.stdin.read()
     _check_home()
@@ -267,6 +282,8 @@ def resume(
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a paused, failed or killed run from its last checkpoint."""
+    from mirograph.flows.runner import resume_run
+
     _check_home()
     outcome = _drive(
         lambda control: resume_run(
@@ -285,6 +302,8 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """A run's timeline: agents, turns, tool calls with short results, sub-agent calls, answer."""
+    from mirograph.flows.runner import run_report
+
     if as_json:
         out.print_json(data=_call(run_report(run_id, store_url=store)))
         return
@@ -345,6 +364,8 @@ def _check_output(output: Path) -> None:
 def _check_home() -> None:
     """Refuse a ``MIROGRAPH_HOME`` that cannot hold runs (workspaces, event logs) before
     anything is stored: a file, a path under a file, or a folder that cannot be written."""
+    from mirograph.state.store import mirograph_home
+
     home = mirograph_home()
     existing = next((p for p in (home, *home.parents) if p.exists()), None)
     fix = "set MIROGRAPH_HOME to a writable folder"
@@ -370,6 +391,8 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array of runs.")] = False,
 ) -> None:
     """List runs, newest first: id, status, question, flow, turns, tokens, age."""
+    from mirograph.flows.runner import list_runs
+
     unknown = sorted(set(status or ()) - set(STATUSES))
     if unknown:
         _fail(f"unknown status {unknown[0]!r}; use one of: {', '.join(STATUSES)}", 2)
@@ -386,6 +409,8 @@ def list_command(
     if not out.is_terminal:
         _print_columns(cells)
         return
+    from rich.table import Table
+
     table = Table(*_LS_COLUMNS)
     for index in (0, 1):  # id and status are never cut, however narrow the terminal
         table.columns[index].no_wrap = True
@@ -457,6 +482,8 @@ def pause(
     store: StoreOpt = None,
 ) -> None:
     """Pause a run that another process is running, at its next step boundary."""
+    from mirograph.flows.runner import request_pause
+
     record = _call(request_pause(run_id, store_url=store))
     status = record.effective_status
     if status != "running":
@@ -477,6 +504,7 @@ def demo(store: StoreOpt = None) -> None:
     """See the whole engine work offline: a simulated model, a bundled corpus, pause, resume."""
     from mirograph.flows.demo import DEMO_NOTICE, run_demo
     from mirograph.flows.views import render_show
+    from mirograph.graphs.run_control import RunControl
 
     _check_home()
     err.print(DEMO_NOTICE, markup=False, soft_wrap=True)
