@@ -37,6 +37,9 @@ MAX_FLOW_BYTES = 1 << 20
 MAX_DEPTH = 32
 #: Most values a flow file may expand to, each alias counted at every use.
 MAX_NODES = 50_000
+#: Most characters of text a flow file may expand to, each alias counted at every use
+#: (one long string aliased many times is as much a bomb as many small values).
+MAX_EXPANDED_CHARS = 4 << 20
 
 #: A key path in a flow (mapping keys and list indexes) and what it held before expansion.
 KeyPath = tuple[str | int, ...]
@@ -142,6 +145,24 @@ class _BoundedLoader(yaml.SafeLoader):
         _check_expansion(node)
         return super().construct_document(node)
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A key given twice is refused: YAML would keep the last one silently."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if (
+                not isinstance(key_node, yaml.ScalarNode)
+                or key_node.tag == "tag:yaml.org,2002:merge"
+            ):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise _LimitError(
+                    problem=f"key {key!r} is given twice; keep one",
+                    problem_mark=key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
@@ -152,12 +173,13 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a node graph with a cycle, or one that expands past ``MAX_NODES`` values.
+    """Refuse a node graph with a cycle, or one that expands past ``MAX_NODES`` values or
+    ``MAX_EXPANDED_CHARS`` characters of text.
 
     Aliases make the composed document a DAG whose expansion may be exponential in
     its size; sizes are computed once per node (iteratively: no recursion limit).
     """
-    sizes: dict[int, int] = {}
+    sizes: dict[int, tuple[int, int]] = {}  # node -> (values, characters) once expanded
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -165,11 +187,20 @@ def _check_expansion(root: yaml.Node) -> None:
         key = id(node)
         if finished:
             on_path.discard(key)
-            sizes[key] = min(MAX_NODES + 1, 1 + sum(sizes[id(c)] for c in _children(node)))
-            if sizes[key] > MAX_NODES:
+            children = [sizes[id(c)] for c in _children(node)]
+            own = len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+            values = min(MAX_NODES + 1, 1 + sum(v for v, _ in children))
+            chars = min(MAX_EXPANDED_CHARS + 1, own + sum(c for _, c in children))
+            sizes[key] = (values, chars)
+            if values > MAX_NODES or chars > MAX_EXPANDED_CHARS:
+                what = (
+                    f"more than {MAX_NODES} values"
+                    if values > MAX_NODES
+                    else f"more than {MAX_EXPANDED_CHARS} characters"
+                )
                 raise _LimitError(
-                    problem=f"expands to more than {MAX_NODES} values (aliases counted at each"
-                    " use); write it out without nested aliases",
+                    problem=f"expands to {what} (aliases counted at each use);"
+                    " write it out without nested aliases",
                     problem_mark=node.start_mark,
                 )
             continue
@@ -198,6 +229,9 @@ def parse_yaml(text: str, *, where: str) -> Any:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "invalid YAML"
         raise FlowError(f"{where}: {_line(exc)}{problem}; fix the YAML syntax") from None
+    except (ValueError, OverflowError) as exc:  # a value YAML cannot build: 2001-13-45, 1e5000
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise FlowError(f"{where}: a value cannot be read ({first}); quote it or fix it") from None
     finally:
         loader.dispose()
 

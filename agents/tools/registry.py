@@ -211,7 +211,8 @@ def _import_module(module_name: str, ref: str, search_dir: str | Path | None) ->
             f"tool module {module_name!r} has a syntax error at {exc.filename}:{exc.lineno}:"
             f" {exc.msg}; fix the module"
         ) from None
-    except Exception as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        # A module that calls sys.exit() on import would otherwise end the run silently.
         raise ToolRefError(
             f"importing tool module {module_name!r} failed at {_raised_at(exc)}:"
             f" {type(exc).__name__}: {_first_line(exc)}; fix the module"

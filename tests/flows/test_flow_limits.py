@@ -13,6 +13,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mirograph.agents.fields import TIB_MB
 from mirograph.flows.loader import MAX_FLOW_BYTES, FlowError, load_flow, validate_flow
@@ -335,3 +336,47 @@ def test_memory_above_this_machine_is_a_warning_not_a_limit() -> None:
 def test_impossible_reasoning_and_mcp_options(tool: str, options: dict, key: str) -> None:
     message = _refused(_flow(agent={"tools": [{tool: options}]}))
     assert f"agents.main.tools[0]: {tool}.{key}:" in message
+
+
+def test_one_long_string_aliased_many_times_is_refused(tmp_path: Path) -> None:
+    """Few values, but megabytes of text once each alias is expanded."""
+    path = tmp_path / "bytes.yaml"
+    body = "x" * 100_000
+    uses = ", ".join(["*s"] * 100)
+    path.write_text(f"name: f\nlong: &s {body}\nmany: [{uses}]\n", encoding="utf-8")
+    message = _refused_file(path)
+    assert "characters (aliases counted at each use)" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: f\ndescription: 2001-13-45\n",  # a timestamp YAML cannot build
+        "name: f\nmax_turns: " + "9" * 5000 + "\n",
+    ],
+)
+def test_a_value_yaml_cannot_build_is_one_line(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert "a value cannot be read" in _refused_file(path)
+
+
+def test_a_bad_value_in_set_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump(_flow()), encoding="utf-8")
+    with pytest.raises(FlowError) as info:
+        load_flow(str(path), ("description=2001-13-45",))
+    assert str(info.value) == (
+        "--set description: a value cannot be read (month must be in 1..12); quote it or fix it"
+    )
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        "name: f\nmodels: {m: {base_url: 'http://127.0.0.1:9/v1'}}\n"
+        "agents:\n  main: {model: m, max_turns: 5}\n  main: {model: m, max_turns: 7}\n"
+        "entry: main\n",
+        encoding="utf-8",
+    )
+    assert "line 5: key 'main' is given twice; keep one" in _refused_file(path)

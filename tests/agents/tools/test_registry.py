@@ -225,6 +225,16 @@ def test_same_ref_twice(ctx: ToolContext) -> None:
             "import mg_missing_dependency_xyz\n",
             r"no module 'mg_missing_dependency_xyz'.*PYTHONPATH",
         ),
+        (  # would end `mirograph run` silently with exit 0
+            "mg_broken_exits",
+            "import sys\nsys.exit(0)\n",
+            r"'mg_broken_exits' failed at .*mg_broken_exits\.py:2: SystemExit: 0; fix the module",
+        ),
+        (
+            "mg_broken_interrupts",
+            "raise KeyboardInterrupt\n",
+            r"'mg_broken_interrupts' failed at .*: KeyboardInterrupt: \(no message\)",
+        ),
     ],
 )
 def test_a_broken_tool_module_is_one_line(
