@@ -239,8 +239,10 @@ async def test_one_sub_agent_called_twice_at_once_and_its_reports_count_toward_k
 ) -> None:
     def policy(body: dict[str, Any]) -> str:
         messages = body["messages"]
-        if "You are the main agent" not in messages[0]["content"] or is_closing(body):
+        if "You are the main agent" not in messages[0]["content"]:
             return team(body, browsing=2)
+        if is_closing(body):  # with keep-1 it sees no report: the closing request counts
+            return "All three are in.</think>\n\n\\boxed{three reports}"
         rounds = [["north", "south"], ["east"]]
         if turn(body) < len(rounds):
             tasks = [f"Sub-task for browsing: {side}" for side in rounds[turn(body)]]
@@ -258,7 +260,7 @@ async def test_one_sub_agent_called_twice_at_once_and_its_reports_count_toward_k
         planner_requests = [
             r for r in srv.requests if "You are the main agent" in r["messages"][0]["content"]
         ]
-    assert outcome.status == "completed", outcome.reason
+    assert (outcome.status, outcome.answer) == ("completed", "three reports"), outcome.reason
     rows = [(r["agent"], r["subtask"], r["turns"]) for r in report["invocations"]]
     assert rows == [
         ("browsing", "Sub-task for browsing: north", 3),
