@@ -40,7 +40,7 @@ from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.custom import DEFAULT_GRAPH_STEPS, GraphContext
 from mirograph.graphs.run_control import Budgets, PauseRequested, RunControl, controlling
 from mirograph.graphs.sub_agents import node_name
-from mirograph.state.leases import Lease
+from mirograph.state.leases import Lease, RunBusyError, SqliteLeases, process_alive
 from mirograph.state.redact import redact
 from mirograph.state.registry import RunRecord, UnknownRunError, check_run_id
 from mirograph.state.store import Store, mirograph_home, open_store
@@ -128,6 +128,11 @@ async def resume_run(
     async with open_store(store_url) as store:
         record = get_run(store, run_id)
         if record.status in ENDED:
+            if overrides:
+                raise ValueError(
+                    f"run {run_id} is {record.status}: there is nothing to continue, so"
+                    " --set changes nothing; start a new run with the changed flow"
+                )
             return _ended(record)
         async with holding_lease(store, run_id) as lease:
             # Read again under the lease: a runner that just let go may have finished it.
@@ -334,30 +339,68 @@ def get_run(store: Store, run_id: str) -> RunRecord:
 @asynccontextmanager
 async def holding_lease(store: Store, run_id: str) -> AsyncIterator[Lease]:
     """The run's lease for one session: taken before anything runs (``RunBusyError``
-    if a live runner holds it), given back however the session ends."""
+    if a live runner holds it), renewed in the background while the session runs
+    (a model or tool call may last longer than the lease), given back however the
+    session ends."""
     leases = store.registry.leases
+    _refuse_pre_lease_runner(store, run_id)
     lease = leases.acquire(run_id)
+    store.registry.update(run_id, pause_requested=None)  # a stale ask to a runner that died
+    heartbeat = asyncio.create_task(_keep_renewing(leases, lease), name=f"lease {run_id}")
     try:
         yield lease
     finally:
-        with contextlib.suppress(sqlite3.Error):  # too broken to write: it ends with us
-            leases.release(lease)
+        heartbeat.cancel()
+        await _release(leases, lease)
+
+
+def _refuse_pre_lease_runner(store: Store, run_id: str) -> None:
+    """A run last started by a version without leases has no lease row: its recorded
+    process, if alive on this host, may still be running it."""
+    if store.registry.leases.get(run_id) is not None:
+        return
+    try:
+        record = store.registry.get(run_id)
+    except UnknownRunError:
+        return
+    if record.status == "running" and process_alive(record.pid):
+        raise RunBusyError(
+            f"run {run_id} is running in pid {record.pid} on this host;"
+            f" `mirograph pause {run_id}` to stop it"
+        )
+
+
+async def _keep_renewing(leases: SqliteLeases, lease: Lease) -> None:
+    """Renew every ``renew_every_s``; stop once the lease is lost (the pause check
+    then stops the run at its next step: ``_lease_keeper``)."""
+    while True:
+        await asyncio.sleep(leases.renew_every_s)
+        with contextlib.suppress(sqlite3.Error):  # a broken store: the run's own writes fail
+            if await asyncio.to_thread(leases.renew, lease) is False:
+                return
+
+
+async def _release(leases: SqliteLeases, lease: Lease, attempts: int = 6) -> None:
+    """Give the lease back, retrying while the store is locked: a lease left held
+    blocks every resume until this process exits or its heartbeat expires."""
+    for attempt in range(attempts):
+        try:
+            await asyncio.to_thread(leases.release, lease)
+            return
+        except sqlite3.Error:
+            if attempt + 1 == attempts:
+                return  # expires on its own: nothing renews it any more
+            await asyncio.sleep(0.5 * 2**attempt)
 
 
 def _lease_keeper(store: Store, lease: Lease) -> Callable[[], str | None]:
-    """The per-step pause check, renewing the lease on the way (a write at most
-    every few seconds); a lease taken over stops this runner like a pause."""
+    """The per-step pause check: a lease taken over (the background renewal found
+    it gone) stops this runner like a pause."""
     leases, registry = store.registry.leases, store.registry
-    renewed = time.monotonic()
 
     def check() -> str | None:
-        nonlocal renewed
-        if time.monotonic() - renewed >= leases.renew_every_s:
-            kept = leases.renew(lease)
-            if kept is False:
-                return f"run {lease.run_id} was taken over by another runner"
-            if kept:
-                renewed = time.monotonic()
+        if not leases.holds(lease):
+            return f"run {lease.run_id} was taken over by another runner"
         return registry.pause_request(lease.run_id)
 
     return check
@@ -462,7 +505,6 @@ async def _execute(
         status="running",
         reason=None,
         pid=os.getpid(),
-        pause_requested=None,
         wall_seconds=wall_before,
         session_started_at=time.time(),
     )

@@ -71,13 +71,14 @@ class Lease:
     expires_at: float
 
     def is_live(self, *, host: str | None = None, now: float | None = None) -> bool:
-        """Whether a live runner holds it: on this host, its process is alive;
-        from another host, its heartbeat has not expired."""
+        """Whether a live runner holds it: its heartbeat has not expired and, on this
+        host, its process is alive (a dead one frees it at once). A live process that
+        stopped renewing (stopped, hung, or unable to release) loses it on expiry too."""
         if self.owner is None:
             return False
-        if self.host == (host or this_host()):
-            return process_alive(self.pid, self.pid_started)
-        return self.expires_at > (time.time() if now is None else now)
+        if self.expires_at <= (time.time() if now is None else now):
+            return False
+        return self.host != (host or this_host()) or process_alive(self.pid, self.pid_started)
 
     def busy_message(self) -> str:
         return (

@@ -111,16 +111,18 @@ class RunRecord:
 
     @property
     def effective_status(self) -> RunStatus:
-        """``running`` only while a live runner holds the run's lease.
+        """``running`` while a live runner holds the run's lease, and only then.
 
         A runner killed with SIGKILL cannot update its row; such a run is
         reported as ``paused`` (resumable), not as running forever. A run from
         before leases falls back to its recorded pid.
         """
+        live = self.lease is not None and self.lease.is_live()
         if self.status != "running":
-            return self.status
+            # A resume that holds the lease but has not yet marked the row is running.
+            return "running" if live and self.status in ("paused", "failed") else self.status
         if self.lease is not None:
-            return "running" if self.lease.is_live() else "paused"
+            return "running" if live else "paused"
         return "running" if process_alive(self.pid) else "paused"
 
 

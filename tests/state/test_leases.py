@@ -16,10 +16,11 @@ from mirograph.state.registry import RunRecord, SqliteRunRegistry
 
 
 class Clock:
-    """A clock the test moves by hand (expiry without waiting)."""
+    """A clock the test moves by hand (expiry without waiting), starting at the real
+    time: readers that use the real clock see its leases as current."""
 
     def __init__(self) -> None:
-        self.now = 1_000_000.0
+        self.now = time.time()
 
     def __call__(self) -> float:
         return self.now
