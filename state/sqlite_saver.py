@@ -1,10 +1,12 @@
-"""LangGraph's SqliteSaver on the store file's own thread, with compact channel versions.
+"""LangGraph's SqliteSaver on the store file's shared connection, with compact versions.
 
-Every statement runs on the ``SqliteFile``'s thread, over the connection all
-runs of this process share: the event loop never waits on SQLite's lock, and
-a write transaction never outlives the call that opened it. A step's staged
-blobs are inserted in the same transaction as the step's next write, so a
-checkpoint that refers to a blob is never committed without it.
+All runs of this process share one connection per file (``SqliteFile``).
+Reads run on the file's thread; a write runs at once when it need not wait
+(nothing queued, SQLite's lock free), else on that thread. Either way the
+event loop never waits on SQLite's lock, and a write transaction never
+outlives the call that opened it. A step's staged blobs are inserted in the
+same transaction as the step's next write, so a checkpoint that refers to a
+blob is never committed without it.
 
 Channel versions are short strings that sort like numbers and that the stock
 savers can continue (see ``get_next_version``), so a thread moves between
@@ -63,7 +65,7 @@ def create_checkpoint_tables(conn: sqlite3.Connection) -> None:
 
 
 class LoopSqliteSaver(SqliteSaver):
-    """``SqliteSaver`` whose async methods run on the store file's thread."""
+    """``SqliteSaver`` whose async methods never wait on the event loop."""
 
     def __init__(
         self,
