@@ -36,6 +36,7 @@ import bm25s
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mirograph.agents.fields import DAY_S, Float, Int
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, on_server
 from mirograph.agents.tools.bounded import run_bounded_sync
 from mirograph.state.store import mirograph_home
@@ -67,13 +68,13 @@ class Options(BaseModel):
     #: from the working directory and stored absolute.
     path: Path
     #: Results of one search unless the call asks for another number.
-    top_k: int = Field(5, gt=0, le=MAX_TOP_K)
+    top_k: Int = Field(5, gt=0, le=MAX_TOP_K)
     #: Characters of a document one ``read_document`` call returns.
-    max_chars: int = Field(20_000, gt=0)
+    max_chars: Int = Field(20_000, gt=0, le=100_000_000)
     #: Characters of a search result's snippet.
-    snippet_chars: int = Field(300, gt=0)
+    snippet_chars: Int = Field(300, gt=0, le=100_000)
     #: Seconds that reading and indexing the folder may take before it is stopped.
-    index_timeout_s: float = Field(600.0, gt=0)
+    index_timeout_s: Float = Field(600.0, gt=0, le=DAY_S)
 
     @field_validator("path")
     @classmethod

@@ -24,6 +24,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
+from mirograph.agents.fields import Int
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, on_server
 from mirograph.agents.tools.bounded import run_bounded
 
@@ -77,9 +78,9 @@ class Options(BaseModel):
     #: without one the cleaned page text itself is returned.
     extraction_model: str | None = None
     #: Characters of page text the extraction model reads.
-    extraction_chars: int = Field(100_000, gt=0)
+    extraction_chars: Int = Field(100_000, gt=0, le=100_000_000)
     #: Characters of page text returned without an extraction model.
-    max_chars: int = Field(20_000, gt=0)
+    max_chars: Int = Field(20_000, gt=0, le=100_000_000)
 
 
 EXTRACT_SYSTEM = (

@@ -380,3 +380,20 @@ def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert "line 5: key 'main' is given twice; keep one" in _refused_file(path)
+
+
+@pytest.mark.parametrize(
+    ("tool", "options", "key"),
+    [
+        ("scrape", {"max_chars": True}, "max_chars"),
+        ("scrape", {"extraction_chars": 10**30}, "extraction_chars"),
+        ("local", {"path": ".", "top_k": True}, "top_k"),
+        ("local", {"path": ".", "max_chars": 2.0}, "max_chars"),
+        ("local", {"path": ".", "index_timeout_s": float("inf")}, "index_timeout_s"),
+        ("local", {"path": ".", "index_timeout_s": True}, "index_timeout_s"),
+    ],
+)
+def test_impossible_scrape_and_local_options(tool: str, options: dict, key: str) -> None:
+    """An infinite time limit removes the hard limit and is stored as null (unresumable)."""
+    message = _refused(_flow(agent={"tools": [{tool: options}]}))
+    assert f"agents.main.tools[0]: {tool}.{key}:" in message
