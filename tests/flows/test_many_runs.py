@@ -32,7 +32,7 @@ from mirograph.flows.transcript import load_transcripts
 from mirograph.state.blobs import OFFLOAD_CHARS
 
 RUNS = 8
-TURNS = 6
+TURNS = 4
 #: The loop may pause for ordinary work (a graph build, a step), never for a lock wait.
 MAX_LOOP_GAP_S = 1.0
 OTHER = "other-process"
