@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
@@ -163,3 +163,25 @@ async def test_a_write_that_must_wait_waits_off_the_loop(tmp_path: Path) -> None
             other.execute("COMMIT")
         out = await run
     assert [m.content for m in out["messages"]] == expected_messages()
+
+
+async def test_a_queued_write_that_fails_fails_every_write_after_it(tmp_path: Path) -> None:
+    """Queued writes are not awaited: a failure must stop the checkpoint behind it
+    (it may refer to what failed), never go unseen."""
+    path = tmp_path / "cp.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        saver = store.checkpointer
+        assert isinstance(saver, LoopSqliteSaver)
+        gate = threading.Event()
+        saver.file.submit(gate.wait, 30)  # the file's thread is busy: writes queue behind it
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c"}}
+        await saver.aput_writes(config, [("finding", object())], "task")  # cannot serialize
+        checkpoint = empty_checkpoint()
+        writing = asyncio.create_task(saver.aput(config, checkpoint, {}, {}))
+        gate.set()
+        with pytest.raises(TypeError, match="not msgpack serializable"):
+            await writing
+        with pytest.raises(TypeError):
+            await saver.aput(config, checkpoint, {}, {})
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (0,)
