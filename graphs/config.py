@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from mirograph.agents.config import ModelConfig
+from mirograph.agents.config import MIN_PROMPT_TOKENS, ModelConfig
 from mirograph.agents.fields import DAY_S, Float, Int
 from mirograph.agents.tools.registry import (
     ToolRefError,
@@ -166,6 +166,11 @@ class FlowConfig(BaseModel):
                             f"agents.{name}.tools[{i}].{parse_ref(ref).name}.{key}: unknown model"
                             f" {model!r}; defined models: {_names(self.models)}"
                         )
+                    _check_reply_budget(
+                        getattr(options, "max_tokens", None),
+                        self.models[model],
+                        f"agents.{name}.tools[{i}].{parse_ref(ref).name}.max_tokens",
+                    )
                 if options is not None:  # stored resolved (e.g. absolute paths) for resume
                     agent.tools[i] = {parse_ref(ref).name: options.model_dump(mode="json")}
         edges = {name: a.sub_agents for name, a in self.agents.items()}
@@ -208,6 +213,19 @@ class FlowConfig(BaseModel):
                     check_environment(ref)
                 except ToolRefError as exc:
                     raise ValueError(f"agents.{name}.tools[{i}]: {exc}") from None
+
+
+def _check_reply_budget(max_tokens: int | None, model: ModelConfig, where: str) -> None:
+    """A tool's own reply budget on a flow model must leave that model room for a prompt."""
+    if max_tokens is None:
+        return
+    room = model.context_tokens - max_tokens
+    if room < MIN_PROMPT_TOKENS:
+        raise ValueError(
+            f"{where}: {max_tokens} leaves {room} of the model's context_tokens"
+            f" ({model.context_tokens}) for the prompt; at least {MIN_PROMPT_TOKENS} are"
+            " needed: lower it or raise the model's context_tokens"
+        )
 
 
 def _names(mapping: dict[str, object]) -> str:

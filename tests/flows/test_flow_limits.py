@@ -397,3 +397,10 @@ def test_impossible_scrape_and_local_options(tool: str, options: dict, key: str)
     """An infinite time limit removes the hard limit and is stored as null (unresumable)."""
     message = _refused(_flow(agent={"tools": [{tool: options}]}))
     assert f"agents.main.tools[0]: {tool}.{key}:" in message
+
+
+def test_a_reasoning_budget_must_leave_its_model_room_for_a_prompt() -> None:
+    tools = [{"reasoning": {"model": "m", "max_tokens": 100_000}}]
+    model = {"context_tokens": 8192, "max_tokens": 1024}
+    message = _refused(_flow(model=model, agent={"tools": tools}))
+    assert "agents.main.tools[0].reasoning.max_tokens: 100000 leaves -91808" in message
