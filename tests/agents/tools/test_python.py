@@ -65,8 +65,20 @@ async def make_run(tmp_path: Path) -> AsyncIterator[MakeRun]:
 
 
 def sandbox_processes() -> list[int]:
-    """Processes under this test process (the sandboxes' bwrap and interpreters)."""
-    return [pid for pid in process_tree(os.getpid()) if pid != os.getpid() and alive(pid)]
+    """Processes under this test process (the sandboxes' bwrap and interpreters), less the
+    bounded-work processes that other tools keep for reuse (``agents/tools/bounded.py``)."""
+    return [
+        pid
+        for pid in process_tree(os.getpid())
+        if pid != os.getpid() and alive(pid) and not _bounded_worker(pid)
+    ]
+
+
+def _bounded_worker(pid: int) -> bool:
+    try:
+        return b"mirograph.agents.tools.bounded" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 async def test_state_persists_and_output_and_tracebacks_come_back(make_run: MakeRun) -> None:
