@@ -116,7 +116,7 @@ _KNOWN_FAILURES = (
     ("mirograph.graphs.builder", "FlowBuildError", 2),
     ("mirograph.agents.tools.registry", "ToolRefError", 2),
     ("mirograph.state.store", "StoreURLError", 2),
-    ("mirograph.flows.runner", "RunNotFoundError", 2),
+    ("mirograph.flows.runs", "RunNotFoundError", 2),
     ("mirograph.state.leases", "RunBusyError", 2),
     ("mirograph.flows.events", "EventLogError", 2),
     ("mirograph.flows.runner", "RunFailedError", 1),
@@ -391,7 +391,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array of runs.")] = False,
 ) -> None:
     """List runs, newest first: id, status, question, flow, turns, tokens, age."""
-    from mirograph.flows.runner import list_runs
+    from mirograph.flows.runs import list_runs
 
     unknown = sorted(set(status or ()) - set(STATUSES))
     if unknown:
@@ -482,7 +482,7 @@ def pause(
     store: StoreOpt = None,
 ) -> None:
     """Pause a run that another process is running, at its next step boundary."""
-    from mirograph.flows.runner import request_pause
+    from mirograph.flows.runs import request_pause
 
     record = _call(request_pause(run_id, store_url=store))
     status = record.effective_status

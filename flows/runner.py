@@ -33,6 +33,7 @@ from mirograph.flows.events import EventLog, events_path, read_events
 from mirograph.flows.graph_ref import canonical, load_builder
 from mirograph.flows.loader import FlowError, apply_overrides, ready_to_run, validate_flow
 from mirograph.flows.report import build_report
+from mirograph.flows.runs import find_run
 from mirograph.flows.stand_in import stand_in_graph
 from mirograph.graphs.agent_loop import CHARS_PER_TOKEN, AgentLoop
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
@@ -44,11 +45,6 @@ from mirograph.state.leases import Lease, RunBusyError, SqliteLeases, process_al
 from mirograph.state.redact import redact
 from mirograph.state.registry import RunRecord, UnknownRunError, check_run_id
 from mirograph.state.store import Store, mirograph_home, open_store
-
-
-class RunNotFoundError(LookupError):
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run {run_id!r} in this store; `mirograph ls` lists run ids")
 
 
 class RunFailedError(RuntimeError):
@@ -269,18 +265,6 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
         return report
 
 
-async def request_pause(
-    run_id: str, *, store_url: str | None = None, reason: str = "paused by `mirograph pause`"
-) -> RunRecord:
-    """Ask the process running ``run_id`` (any process on this store) to pause at
-    its next step boundary; returns the run's row as it was."""
-    async with open_store(store_url) as store:
-        record = get_run(store, run_id)
-        if record.effective_status == "running":
-            store.registry.request_pause(run_id, reason)
-        return record
-
-
 def run_wall_seconds(record: RunRecord) -> float:
     """Seconds the run has been running, over all its sessions.
 
@@ -297,14 +281,6 @@ def run_wall_seconds(record: RunRecord) -> float:
     for event in read_events(events_path(record.id)):
         last = event.get("ts", last)
     return total + max(0.0, (last or started) - started)
-
-
-async def list_runs(
-    *, store_url: str | None = None, limit: int = 200, statuses: Sequence[str] = ()
-) -> list[RunRecord]:
-    """Runs newest first, optionally only those with one of ``statuses``."""
-    async with open_store(store_url) as store:
-        return store.registry.list(limit, statuses)
 
 
 # -- internals ------------------------------------------------------------------
@@ -328,12 +304,8 @@ class CompiledRun:
 
 
 def get_run(store: Store, run_id: str) -> RunRecord:
-    """The run's registry row, or ``RunNotFoundError``; every entry that takes a
-    run id comes through here (or ``run_dir``), so the id is checked here."""
-    try:
-        return store.registry.get(check_run_id(run_id))
-    except UnknownRunError:
-        raise RunNotFoundError(run_id) from None
+    """The run's registry row, or ``RunNotFoundError`` (the id is checked first)."""
+    return find_run(store.registry, run_id)
 
 
 @asynccontextmanager

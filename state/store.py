@@ -3,6 +3,9 @@
 ``sqlite:///path`` is the embedded default. Every agent turn is committed
 before the next model call starts (the graph runs with ``durability="sync"``),
 so the store is where a killed run continues from.
+
+Only the registry is imported up front: ``open_registry`` serves ``ls`` and
+``pause`` without loading LangGraph's checkpoint code.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-
-from mirograph.state.blobs import BlobStore, SqliteBlobStore, create_blob_table
 from mirograph.state.registry import SqliteRunRegistry
-from mirograph.state.serde import message_serializer
-from mirograph.state.sqlite_file import SqliteFile
-from mirograph.state.sqlite_saver import LoopSqliteSaver, create_checkpoint_tables
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    from mirograph.state.blobs import BlobStore
 
 
 class StoreURLError(ValueError):
@@ -64,19 +67,9 @@ async def open_store(url: str | None = None) -> AsyncIterator[Store]:
     SQLite database, a path under a file, a directory that cannot be written)
     raises ``StoreURLError``: one line naming the path and the fix.
     """
-    if url is None:
-        fix = _HOME_FIX.format(home=mirograph_home())
-        async with _open_sqlite(default_store_url(), fix=fix) as store:
-            yield store
-        return
-    if url.startswith("sqlite:///"):
-        async with _open_sqlite(url, fix=_URL_FIX) as store:
-            yield store
-        return
-    scheme = url.split(":", 1)[0]
-    raise StoreURLError(
-        f"unsupported store URL scheme {scheme!r} in {url!r}; use sqlite:///path/to/runs.db"
-    )
+    path, fix = _location(url)
+    async with _open_sqlite(url or default_store_url(), path, fix=fix) as store:
+        yield store
 
 
 _URL_FIX = "pass --store sqlite:///path/to/runs.db naming a file in a writable directory"
@@ -87,8 +80,41 @@ _HOME_FIX = (
 
 
 @asynccontextmanager
-async def _open_sqlite(url: str, *, fix: str) -> AsyncIterator[Store]:
-    path = sqlite_path(url)
+async def open_registry(url: str | None = None) -> AsyncIterator[SqliteRunRegistry]:
+    """Only the run registry of the store at ``url``: listing runs and asking one to
+    pause need no checkpoint code. Bad locations fail as ``open_store``'s do."""
+    path, fix = _location(url)
+    _prepare_location(path, fix)
+    try:
+        registry = SqliteRunRegistry(path)
+    except sqlite3.Error as exc:
+        raise _open_error(path, exc, fix) from None
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+def _location(url: str | None) -> tuple[Path, str]:
+    """The SQLite file of ``url`` (default: under ``$MIROGRAPH_HOME``) and the fix to
+    name when it cannot hold a store."""
+    if url is None:
+        return sqlite_path(default_store_url()), _HOME_FIX.format(home=mirograph_home())
+    if url.startswith("sqlite:///"):
+        return sqlite_path(url), _URL_FIX
+    scheme = url.split(":", 1)[0]
+    raise StoreURLError(
+        f"unsupported store URL scheme {scheme!r} in {url!r}; use sqlite:///path/to/runs.db"
+    )
+
+
+@asynccontextmanager
+async def _open_sqlite(url: str, path: Path, *, fix: str) -> AsyncIterator[Store]:
+    from mirograph.state.blobs import SqliteBlobStore, create_blob_table
+    from mirograph.state.serde import message_serializer
+    from mirograph.state.sqlite_file import SqliteFile
+    from mirograph.state.sqlite_saver import LoopSqliteSaver, create_checkpoint_tables
+
     _prepare_location(path, fix)
     file = SqliteFile.share(path)
     registry: SqliteRunRegistry | None = None

@@ -15,12 +15,12 @@ from testkit import SUPPORT, Cli
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import (
-    request_pause,
     resume_run,
     run_dir,
     run_report,
     start_run,
 )
+from mirograph.flows.runs import request_pause
 
 BAD_IDS = ["../../x", "/abs", ".", "..", "", "x" * 129, "a\x07b", "a/b"]
 

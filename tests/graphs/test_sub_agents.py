@@ -21,11 +21,11 @@ from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import FlowError, validate_flow
 from mirograph.flows.runner import (
     RunFailedError,
-    list_runs,
     resume_run,
     run_report,
     start_run,
 )
+from mirograph.flows.runs import list_runs
 from mirograph.graphs.builder import FlowBuildError
 from mirograph.state.retention import OMITTED
 
