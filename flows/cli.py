@@ -19,8 +19,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
-from contextlib import nullcontext
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -197,8 +197,36 @@ def _drive(
         finally:
             loop.remove_signal_handler(signal.SIGINT)
 
-    with progress or nullcontext():
+    with progress or nullcontext(), _tool_output_aside():
         return _call(main())
+
+
+@contextmanager
+def _tool_output_aside() -> Iterator[None]:
+    """While a run executes, what its tools print (Python's ``print`` and the file
+    descriptor alike, subprocesses included) goes to ``$MIROGRAPH_HOME/tool-output.log``:
+    stdout holds the answer or the ``--json`` report and nothing else, and a tool's
+    escape sequences never reach the terminal."""
+    from mirograph.state.store import mirograph_home
+
+    try:
+        mirograph_home().mkdir(parents=True, exist_ok=True)
+        log = open(mirograph_home() / "tool-output.log", "ab", buffering=0)  # noqa: SIM115
+    except OSError:
+        yield  # no home to write to: the run itself will say so in one line
+        return
+    sys.stdout.flush()
+    saved_fd, saved_stdout = os.dup(1), sys.stdout
+    os.dup2(log.fileno(), 1)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout = saved_stdout
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+        log.close()
 
 
 def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:

@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from hostile_text import CLEAR, HOSTILE, TITLE
+from hostile_text import CLEAR, HOSTILE, STRAY, TITLE
 from testkit import Cli
 
 from mirograph.flows.terminal import printable
@@ -115,3 +115,15 @@ def test_printable_shows_every_control_character_and_keeps_the_rest() -> None:
     text = "a\tb\nc\rd\x00e\x7ff\x85g\u202eh\u2067i é 漢 ✓"
     assert printable(text) == "a\tb\nc\\x0dd\\x00e\\x7ff\\x85g\\u202eh\\u2067i é 漢 ✓"
     assert printable("a\tb\nc", multiline=False) == "a\\x09b\\x0ac"
+
+
+def test_what_a_tool_prints_stays_out_of_the_answer_and_the_json(
+    cli: Cli, sim_model, tmp_path: Path
+) -> None:
+    flow = hostile_flow(tmp_path / "flow.yaml", sim_model("hostile_text:reply"))
+    ran = cli("run", "Q?", "--flow", str(flow), "--id", "stray", "--store", cli.store, "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["answer"] == f"forty{HOSTILE}two"
+    assert STRAY not in ran.stdout + ran.stderr
+    logged = (cli.home / "tool-output.log").read_text(encoding="utf-8")
+    assert f"{STRAY} via print" in logged and f"{STRAY} via the descriptor" in logged

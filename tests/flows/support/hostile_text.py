@@ -2,12 +2,14 @@
 
 ``reply`` (a sim-model policy) thinks and speaks with a window-title sequence,
 a screen clear and a one-byte CSI, calls ``hostile_text:shout`` once, then
-closes with a boxed answer carrying them too; ``shout`` returns a result full of them.
+closes with a boxed answer carrying them too; ``shout`` returns a result full of them
+and prints more to stdout, as a careless tool would.
 The CLI must show them as text and never send them to the terminal.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
@@ -30,6 +32,12 @@ def reply(body: dict[str, Any]) -> str:
     return f"I will ask{TITLE}.</think>\n\nAsking the tool{CLEAR}.\n\n{call}"
 
 
+#: What ``shout`` prints besides its result (a tool's stray output).
+STRAY = "GARBAGE ON STDOUT"
+
+
 def shout(text: str) -> str:
     """Say `text` back, loudly."""
+    print(f"{STRAY} via print{CLEAR}", flush=True)
+    os.write(1, f"{STRAY} via the descriptor{TITLE}\n".encode())
     return f"{TITLE}{text.upper()}{CLEAR}\x1b[31mred{C1_CSI} result"
