@@ -1,7 +1,9 @@
 """Run one turn's tool calls: concurrently, time-limited, never raising.
 
-A failure becomes a one-line error the model sees, naming tool and server;
-an empty result a short sentence; a long one is cut with the protocol's marker.
+A failure becomes a one-line error the model sees, naming tool and server
+(``sys.exit()`` or ``KeyboardInterrupt`` in a tool included: either would end
+the process); an empty result a short sentence; a long one is cut with the
+protocol's marker; text that cannot be encoded (a lone surrogate) is repaired.
 
 How ``timeout_s`` bounds a tool depends on how it is written:
 - an async tool is cancelled at the timeout (it must await to be cancellable:
@@ -13,8 +15,12 @@ How ``timeout_s`` bounds a tool depends on how it is written:
   so it runs on in the background. Its own thread keeps it from starving the
   file, network (DNS) and store calls that the default executor serves for
   every run of the process, and a daemon thread does not hold up the exit of
-  ``asyncio.run`` or of the process; the GIL is handed to the loop every few
-  milliseconds, so other runs go on (slower) while it computes;
+  ``asyncio.run`` or of the process. Python switches threads every few
+  milliseconds, so while the tool runs Python code the loop and other runs go
+  on (slower); but C code that holds the GIL (a backtracking regex, a big
+  ``json.loads``) is not interrupted: every run of the process, and the
+  tool's own timeout, wait until it returns. A CPU-heavy tool should use
+  ``run_bounded``;
 - built-in CPU-bound work (page to text, PDF text, corpus indexing) runs in a
   worker process that is killed at its own limit (``run_bounded``).
 """
@@ -23,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -36,7 +43,7 @@ from langgraph.errors import GraphBubbleUp
 from pydantic import ValidationError
 
 from mirograph.agents.tools.base import server_of
-from mirograph.agents.tools.bounded import in_daemon_thread
+from mirograph.agents.tools.bounded import Exited, in_daemon_thread
 from mirograph.state.redact import redact
 
 TRUNCATED = "[Result truncated]"
@@ -47,7 +54,7 @@ ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float], None]
 
 class ToolRunner:
     def __init__(self, tools: Sequence[BaseTool], *, timeout_s: float, max_chars: int) -> None:
-        self.tools = {tool.name: tool for tool in tools}
+        self.tools = {tool.name: _guarded(tool) for tool in tools}
         self.timeout_s = timeout_s
         self.max_chars = max_chars
 
@@ -88,12 +95,19 @@ class ToolRunner:
             return _error(call["id"], name, _failure(name, server, detail))
         except GraphBubbleUp:
             raise  # an interrupt raised inside a tool pauses the graph; it is not a failure
+        except Exited as exc:
+            return _error(call["id"], name, _failure(name, server, str(exc)))
         except Exception as exc:
             detail = f"{type(exc).__name__}: {_first_line(exc)}"
             return _error(call["id"], name, _failure(name, server, detail))
-        text = redact(_as_text(output), shapes=False)  # a tool may echo its environment
+        text = _as_text(output)
+        # Only what can be shown is cleaned and redacted (a tool may return 100 MB).
+        cut = len(text) > 2 * self.max_chars
+        text = redact(_clean(text[: 2 * self.max_chars]), shapes=False)  # it may echo its env
         if not text.strip():
             text = f"Tool call to {name} on {server} completed, but produced no output."
+        if cut:
+            text = f"{text[: self.max_chars]}\n{TRUNCATED}"
         return ToolMessage(
             content=self.truncate(text), tool_call_id=call["id"], name=name, id=_id()
         )
@@ -128,12 +142,38 @@ async def _invoke(tool: BaseTool, args: dict[str, Any], sync: bool) -> Any:
     return await in_daemon_thread(context.run, tool.invoke, args)
 
 
+def _guarded(tool: BaseTool) -> BaseTool:
+    """``tool`` with its coroutine's ``SystemExit`` or ``KeyboardInterrupt`` made ``Exited``.
+
+    LangChain runs the coroutine as a task of its own, and asyncio re-raises
+    either exception out of the loop when it ends a task: ``sys.exit(3)`` in
+    an async tool would end the process, before any caller could catch it.
+    (Ctrl-C reaches the CLI by a signal handler, not as an exception inside a
+    tool; cancellation still propagates.) A sync tool's are caught by
+    ``in_daemon_thread``.
+    """
+    if isinstance(tool, StructuredTool | Tool) and tool.coroutine is not None:
+        return tool.model_copy(update={"coroutine": _no_exit(tool.coroutine)})
+    return tool
+
+
+def _no_exit(coroutine: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(coroutine)  # keeps the signature LangChain inspects
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await coroutine(*args, **kwargs)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise Exited(exc) from None
+
+    return guarded
+
+
 def _failure(name: str, server: str, detail: str) -> str:
     return f"Tool call to {name} on {server} failed: {detail}"
 
 
 def _error(call_id: str, name: str, text: str) -> ToolMessage:
-    one_line = redact(" ".join(text.split()))
+    one_line = redact(_clean(" ".join(text.split())))
     return ToolMessage(content=one_line, tool_call_id=call_id, name=name, status="error", id=_id())
 
 
@@ -144,12 +184,29 @@ def _as_text(output: Any) -> str:
         return output.text
     try:
         return json.dumps(output, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
+    except Exception:  # not JSON, nested 100,000 deep, a __str__ (the default) that raises
+        pass
+    try:
         return str(output)
+    except Exception as exc:
+        return f"(the tool returned a {type(output).__name__} that cannot be shown: {exc!r:.200})"
+
+
+def _clean(text: str) -> str:
+    """``text`` with lone surrogates replaced: encoding it later would fail the run."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # pairs split in two are joined again; lone halves replaced
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
+    """The message's first line; a tool's exception whose ``__str__`` raises has none."""
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:
+        return "(its message cannot be shown)"
     return lines[0][:500] if lines else "(no message)"
 
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from langchain_core.tools import ToolException
 
-__all__ = ["in_daemon_thread", "run_bounded", "run_bounded_sync"]
+__all__ = ["Exited", "in_daemon_thread", "run_bounded", "run_bounded_sync"]
 
 T = TypeVar("T")
 
@@ -40,6 +40,21 @@ MAX_IDLE = max(2, os.cpu_count() or 2)
 START_S = 120.0
 _idle: list[_Worker] = []
 _idle_lock = threading.Lock()
+
+
+class Exited(Exception):
+    """Work that raised ``SystemExit``, ``KeyboardInterrupt`` or another non-``Exception``.
+
+    Handed to a coroutine as is, such an exception passes every ``except
+    Exception`` and asyncio re-raises it out of the loop: one tool calling
+    ``sys.exit(3)`` would end the process (exit code 3 means "paused"). As an
+    ordinary exception it is a failure of that work only.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+        code = f" {exc.code}" if isinstance(exc, SystemExit) and exc.code is not None else ""
+        super().__init__(f"the tool exited ({type(exc).__name__}{code})")
 
 
 async def run_bounded(fn: Callable[..., T], *args: Any, limit_s: float, what: str) -> T:
@@ -65,7 +80,9 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     Unlike an executor's threads, a daemon thread is neither waited for by
     ``asyncio.run`` nor joined at interpreter exit, so work that never ends
     (a sync tool past its timeout) cannot keep the process from exiting, and
-    it takes no thread from the loop's default executor.
+    it takes no thread from the loop's default executor. A ``BaseException``
+    that is not an ``Exception`` (``sys.exit()`` in the work) comes back as
+    ``Exited``, so that it cannot end the loop.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
@@ -77,8 +94,11 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     def target() -> None:
         try:
             result = fn(*args)
-        except BaseException as exc:  # handed to the awaiting coroutine
+        except Exception as exc:  # handed to the awaiting coroutine
             report = functools.partial(settle, functools.partial(future.set_exception, exc))
+        except BaseException as exc:  # SystemExit in a thread must not stop the loop
+            exited = Exited(exc).with_traceback(exc.__traceback__)
+            report = functools.partial(settle, functools.partial(future.set_exception, exited))
         else:
             report = functools.partial(settle, functools.partial(future.set_result, result))
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
