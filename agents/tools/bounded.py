@@ -14,10 +14,14 @@ parent's ``__main__`` (a CLI, a notebook, stdin) and fork a threaded process.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import ctypes
 import functools
 import importlib
 import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +42,8 @@ PRELOAD = ("mirograph.agents.tools.scrape", "mirograph.agents.tools.local")
 MAX_IDLE = max(2, os.cpu_count() or 2)
 #: Seconds a new worker may take to start and import ``PRELOAD``.
 START_S = 120.0
+#: ``prctl`` option: the signal the kernel sends a process when its parent dies.
+PR_SET_PDEATHSIG = 1
 _idle: list[_Worker] = []
 _idle_lock = threading.Lock()
 
@@ -180,7 +186,7 @@ class _Worker:
         self.conn, child = Pipe()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(child.fileno()), *PRELOAD],
+            [sys.executable, "-m", __name__, str(child.fileno()), str(os.getpid()), *PRELOAD],
             pass_fds=[child.fileno()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -218,7 +224,38 @@ def _take() -> _Worker:
             if worker.alive():
                 return worker
             worker.kill()
-    return _Worker()
+    return _spawn()
+
+
+_spawns: queue.SimpleQueue[concurrent.futures.Future[_Worker]] = queue.SimpleQueue()
+_spawner_lock = threading.Lock()
+_spawner: threading.Thread | None = None
+
+
+def _spawn() -> _Worker:
+    """A new worker, started by one thread that lives as long as the process.
+
+    A worker asks the kernel to kill it when its parent dies, and Linux takes
+    the parent to be the *thread* that started it: one started by a job's
+    short-lived thread would be killed as soon as that job ended.
+    """
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = threading.Thread(target=_spawn_forever, daemon=True, name="mirograph-spawn")
+            _spawner.start()
+    made: concurrent.futures.Future[_Worker] = concurrent.futures.Future()
+    _spawns.put(made)
+    return made.result()
+
+
+def _spawn_forever() -> None:
+    while True:
+        made = _spawns.get()
+        try:
+            made.set_result(_Worker())
+        except BaseException as exc:
+            made.set_exception(exc)
 
 
 def _give(worker: _Worker) -> None:
@@ -246,8 +283,22 @@ def _serve(conn: Connection) -> None:
             conn.send(("error", ToolException(f"{type(exc).__name__}: {exc}")))
 
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL the worker when its parent dies (killed -9 mid-job, say).
+
+    A watching thread would need the GIL, which a job in C code (a regex) can
+    hold for hours. Where ``prctl`` is missing (not Linux), a thread watches.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # it died before the request was made
+                os._exit(1)
+            return
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
 def _exit_with_parent(parent: int) -> None:
-    """End the worker once its parent is gone (killed -9 mid-job, say)."""
     while os.getppid() == parent:
         threading.Event().wait(1.0)
     os._exit(1)
@@ -255,8 +306,8 @@ def _exit_with_parent(parent: int) -> None:
 
 def main(argv: list[str]) -> None:
     conn = Connection(int(argv[0]))
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    for module in argv[1:]:
+    _die_with_parent(int(argv[1]))
+    for module in argv[2:]:
         importlib.import_module(module)
     conn.send("ready")
     _serve(conn)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,3 +92,63 @@ def _dead(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
     except FileNotFoundError:
         return True
+
+
+ORPHAN_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from mirograph.agents.tools.bounded import run_bounded
+from tests_bounded_jobs import tell_then_hold_the_gil
+
+asyncio.run(run_bounded(tell_then_hold_the_gil, Path(sys.argv[1]), limit_s=600, what="regex"))
+"""
+
+JOBS = """
+import os, re
+
+def tell_then_hold_the_gil(path):
+    path.write_text(str(os.getpid()))
+    re.match(r"(a+)+$", "a" * 60 + "b")  # backtracks for ages without releasing the GIL
+"""
+
+
+def test_a_worker_dies_with_its_parent_even_while_its_job_holds_the_gil(
+    tmp_path: Path,
+) -> None:
+    """Its watching thread needed the GIL: a parent killed -9 left it computing for hours."""
+    (tmp_path / "tests_bounded_jobs.py").write_text(JOBS)
+    said = tmp_path / "pid"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT, str(said)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not said.exists() or not said.read_text():  # the job has begun
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.01)  # polled, with a deadline
+        worker = int(said.read_text())
+    finally:
+        parent.kill()
+        parent.wait()
+    killed = time.monotonic()
+    try:
+        while not _dead(worker):
+            assert time.monotonic() - killed < 10, "the worker outlived its parent"
+            time.sleep(0.01)  # polled, with a deadline
+    finally:
+        if not _dead(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+async def test_a_worker_outlives_the_thread_that_started_it() -> None:
+    """The kernel's parent-death signal follows the starting *thread*: not a job's."""
+    first = await run_bounded(worker_pid, limit_s=60, what="asking")
+    deadline = time.monotonic() + 30
+    while any(t.name == "mirograph-run" for t in threading.enumerate()):  # the job's thread
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    assert not _dead(first)
+    assert await run_bounded(worker_pid, limit_s=60, what="asking") == first
