@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,18 +232,28 @@ def _read_call(server: str, tool: str, raw: str) -> ParsedCall | MalformedCall:
     return ParsedCall(server, tool, kept)
 
 
+_INT_DIGITS = sys.get_int_max_str_digits()  # 0: no limit
+_HUGE_INTEGER = f"arguments hold an integer of more than {_INT_DIGITS} digits"
+#: A number that long where a value starts: json_repair turns it into a string.
+_HUGE_INTEGER_RE = re.compile(rf"[:\[,]\s*-?\d{{{_INT_DIGITS + 1},}}") if _INT_DIGITS else None
+
+
 def _load_arguments(raw: str) -> dict[str, Any] | str:
     """Parse arguments as JSON, then with json_repair; a str return is the error."""
     if not raw:
         return {}
     try:
         value: Any = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         strict_error = _one_line(f"invalid JSON ({exc})")
+    except ValueError:  # valid JSON, but an integer longer than Python reads
+        return _HUGE_INTEGER
     else:
         if isinstance(value, dict):
             return _usable(value, raw)
         return f"arguments are a JSON {type(value).__name__}, not an object"
+    if _HUGE_INTEGER_RE is not None and _HUGE_INTEGER_RE.search(raw):
+        return f"{strict_error}; {_HUGE_INTEGER}"  # json_repair would make it a string
     if len(raw) > MAX_REPAIR_CHARS:
         # json_repair is pure Python and slower than linear on some inputs.
         return f"{strict_error}; too long to repair ({len(raw)} characters)"

@@ -307,11 +307,20 @@ def test_unusable_values_are_malformed(raw: str, problem: str) -> None:
     assert problem in reply.malformed[0].error
 
 
-@pytest.mark.parametrize("raw", ['{"n": ' + "9" * 5000 + "}", '{"n": ' + "9" * 5000 + ",}"])
-def test_huge_integers_do_not_raise(raw: str) -> None:
-    """Python refuses to convert integers this long; json_repair then keeps the digits."""
+@pytest.mark.parametrize(
+    "raw", ['{"n": ' + "9" * 5000 + "}", '{"n": ' + "9" * 5000 + ",}", '{"n": [-' + "9" * 5000]
+)
+def test_huge_integers_are_malformed_not_strings(raw: str) -> None:
+    """Python refuses to read integers this long, and json_repair would turn one into
+    a string the model never wrote: the call is malformed, and says why."""
     reply = parse_reply(HEAD + raw + TAIL)
-    assert [c.arguments for c in reply.calls] == [{"n": "9" * 5000}]
+    assert reply.calls == []
+    assert reply.malformed[0].error.endswith("arguments hold an integer of more than 4300 digits")
+
+
+def test_long_digit_strings_and_integers_within_the_limit_parse() -> None:
+    raw = '{"s": "' + "9" * 5000 + '", "n": ' + "9" * 4300 + "}"
+    assert _single(HEAD + raw + TAIL).arguments == {"s": "9" * 5000, "n": int("9" * 4300)}
 
 
 def test_repair_of_long_arguments_is_not_attempted() -> None:
