@@ -13,6 +13,7 @@ import os
 import posixpath
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -69,15 +70,19 @@ def _locate(root: str, relative: str, path: str, *, dir_fd: int | None = None) -
     return fd
 
 
-def _open_inside(workspace: Path, relative: str, flags: int, path: str) -> int:
-    """Open ``relative`` with ``flags`` once ``_locate`` has found it inside the workspace.
+def _open_inside(
+    workspace: Path, relative: str, flags: int, path: str, check: Callable[[int], None]
+) -> int:
+    """Open ``relative`` with ``flags`` once it is found inside the workspace and ``check``ed.
 
-    The file is reopened through its descriptor, so it is the same file; a
-    file that is not regular (or a folder, for ``O_DIRECTORY``) is opened
-    without blocking and refused by the caller's ``fstat``.
+    ``check`` gets the file's mode from ``fstat`` on the ``O_PATH`` descriptor
+    and raises to refuse it before it is opened: opening a FIFO wakes a writer
+    blocked opening it, opening a device runs its driver. The file is reopened
+    through the descriptor, so it is the file checked.
     """
     located = _locate(os.path.realpath(workspace), relative, path)
     try:
+        check(os.fstat(located).st_mode)
         return os.open(f"/proc/self/fd/{located}", flags | os.O_NONBLOCK | os.O_NOCTTY)
     finally:
         os.close(located)
@@ -191,25 +196,31 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
 def _read_text(workspace: Path, relative: str, path: str, chars: int) -> tuple[str, bool]:
     """The first ``chars`` characters of a regular file, and whether ``MAX_SCAN_BYTES`` cut it."""
     missing = f"no file {path!r} in the workspace; list_files shows what exists"
-    try:
-        fd = _open_inside(workspace, relative, os.O_RDONLY, path)
-    except (FileNotFoundError, NotADirectoryError):
-        raise ToolException(missing) from None
-    except OSError as exc:  # a socket, a device without a driver: not a file to read
-        raise ToolException(f"cannot read {path!r}: {exc.strerror or exc}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
+
+    def regular(mode: int) -> None:
         if stat.S_ISDIR(mode):
             raise ToolException(missing)
-        kind = _KINDS.get(stat.S_IFMT(mode), "special file")
-        raise ToolException(f"{path!r} is a {kind}, not a regular file; only files are read")
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "special file")
+            raise ToolException(f"{path!r} is a {kind}, not a regular file; only files are read")
+
+    try:
+        fd = _open_inside(workspace, relative, os.O_RDONLY, path, regular)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ToolException(missing) from None
+    except OSError as exc:  # refused by the system: not a file to read
+        raise ToolException(f"cannot read {path!r}: {exc.strerror or exc}") from None
     # UTF-8 takes at most 4 bytes a character: this many bytes hold ``chars`` of them.
     wanted = 4 * chars + 4
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(min(wanted, MAX_SCAN_BYTES))
     cut = wanted > MAX_SCAN_BYTES and len(data) == MAX_SCAN_BYTES
     return data.decode("utf-8", errors="replace"), cut
+
+
+def _folder(mode: int) -> None:
+    if not stat.S_ISDIR(mode):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
 
 
 _KINDS = {
@@ -227,7 +238,7 @@ def _list(workspace: Path, relative: str, path: str) -> list[str]:
     millions, or folders nested past the recursion of ``os.fwalk``.
     """
     try:
-        dir_fd = _open_inside(workspace, relative, os.O_RDONLY | os.O_DIRECTORY, path)
+        dir_fd = _open_inside(workspace, relative, os.O_RDONLY | os.O_DIRECTORY, path, _folder)
     except (FileNotFoundError, NotADirectoryError):
         raise ToolException(f"no folder {path!r} in the workspace") from None
     root = os.path.realpath(workspace)

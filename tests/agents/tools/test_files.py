@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,6 +252,38 @@ async def test_a_fifo_is_refused_without_blocking(
     os.symlink(tmp_path / "outside-pipe", workspace / "to-pipe")
     with pytest.raises(ToolException, match="leaves the workspace"):
         await tools["read_file"].ainvoke({"path": "to-pipe"})
+
+
+def test_a_fifo_is_refused_before_it_is_opened(tools: dict[str, BaseTool], workspace: Path) -> None:
+    """Opening it, even to refuse it, woke a writer blocked opening it for writing."""
+    fifo = workspace / "pipe"
+    os.mkfifo(fifo)
+    opened: list[int] = []
+    writer = threading.Thread(target=lambda: opened.append(os.open(fifo, os.O_WRONLY)))
+    writer.start()
+    try:
+        wchan = Path(f"/proc/self/task/{writer.native_id}/wchan")  # gone once it returns
+        deadline = time.monotonic() + 30
+        while _waits_in(wchan) != "wait_for_partner":  # blocked in open(), waiting for a reader
+            assert time.monotonic() < deadline and writer.is_alive()
+            time.sleep(0.001)  # polled, with a deadline
+        with pytest.raises(ToolException, match=r"'pipe' is a named pipe \(FIFO\)"):
+            asyncio.run(tools["read_file"].ainvoke({"path": "pipe"}))
+        # A woken writer is runnable at once, and the kernel then reports no wait channel.
+        assert _waits_in(wchan) == "wait_for_partner" and not opened
+    finally:
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the writer go
+        writer.join()
+        os.close(reader)
+        for fd in opened:
+            os.close(fd)
+
+
+def _waits_in(wchan: Path) -> str:
+    try:
+        return wchan.read_text()
+    except FileNotFoundError:  # the thread has ended
+        return ""
 
 
 async def test_a_socket_is_refused(tools: dict[str, BaseTool], workspace: Path) -> None:
