@@ -43,6 +43,17 @@ class ModelUnavailableError(ModelCallError):
         )
 
 
+class MalformedResponseError(ModelUnavailableError):
+    """The server answered, but not in the protocol: retried like any server fault,
+    then the run pauses with what was wrong (no hint to start a server that is up)."""
+
+    def __init__(self, base_url: str, what: str) -> None:
+        super().__init__(base_url, f"malformed response: {what}")
+
+    def describe(self) -> str:
+        return f"model server at {self.base_url} sent a {self.detail}; check its logs, then resume"
+
+
 class RetryLaterError(ModelUnavailableError):
     """The server asked for a longer wait than is worth sleeping through in-process:
     the run pauses instead, with the wait it asked for, and is resumed later."""
@@ -145,6 +156,10 @@ def classify_model_error(exc: BaseException, base_url: str) -> ModelCallError | 
         return ModelUnavailableError(
             base_url, f"HTTP 404: {_one_line(exc)}; check the model name", retryable=False
         )
+    if type(exc) is openai.APIError:
+        # The SDK raises the bare class for an ``{"error": ...}`` event inside a
+        # 200 stream: vLLM sends one when its engine fails mid-reply.
+        return ModelUnavailableError(base_url, f"error in stream: {_one_line(exc)}")
     return None
 
 

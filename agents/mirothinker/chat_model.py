@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import openai
@@ -34,9 +35,13 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from mirograph.agents.errors import ModelUnavailableError
+from mirograph.agents.errors import (
+    MalformedResponseError,
+    ModelUnavailableError,
+    classify_model_error,
+)
 from mirograph.agents.mirothinker.parsing import parse_reply, render_call
 from mirograph.agents.mirothinker.thinking import with_thinking
 from mirograph.state.retention import OMITTED
@@ -45,6 +50,12 @@ DEFAULT_SERVER = "tools"
 #: Where a streamed reply's last chunk carries its calls exactly as parsed (see
 #: ``_as_parsed``); removed before anyone downstream sees the message.
 _PARSED_CALLS = "mirothinker_parsed_calls"
+#: A UTF-16 surrogate: one left in decoded text was lone (JSON's ``"\ud800"``).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+T = TypeVar("T")
+
+__all__ = ["MalformedResponseError", "MessageConverter", "MiroThinkerChatModel"]
 
 
 class MiroThinkerChatModel(BaseChatModel):
@@ -139,10 +150,16 @@ class MiroThinkerChatModel(BaseChatModel):
         # The low-level post() sends the body as built: the SDK's per-field
         # request transform costs ~0.5 ms per message, and a 600-turn history
         # has 1,200 of them.
+        # httpx's timeout is per read: a server trickling bytes would hold the
+        # call forever, so the whole call gets ``timeout_s`` as its deadline.
         with self._server_faults("the body"):
-            response = await self._aclient().post(
-                "/chat/completions", body=body, cast_to=ChatCompletion
-            )
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    response = await self._aclient().post(
+                        "/chat/completions", body=body, cast_to=ChatCompletion
+                    )
+            except TimeoutError as exc:
+                raise self._timed_out() from exc
             reply = _plain_reply(response)
         return _result(_message(*reply))
 
@@ -227,22 +244,40 @@ class MiroThinkerChatModel(BaseChatModel):
     async def _adeltas(
         self, body: dict[str, Any], parts: _StreamParts
     ) -> AsyncIterator[tuple[str, str]]:
-        """(content, reasoning) pieces of a streamed reply, gathered into ``parts`` too."""
-        stream = await self._aclient().post(
+        """(content, reasoning) pieces of a streamed reply, gathered into ``parts`` too.
+
+        The whole stream shares one deadline, ``timeout_s`` from the request, checked
+        around each read only: a consumer slow between pieces is not the server's fault.
+        """
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        request = self._aclient().post(
             "/chat/completions",
             body=_streamed(body),
             cast_to=ChatCompletion,
             stream=True,
             stream_cls=openai.AsyncStream[ChatCompletionChunk],
         )
+        stream = await self._by(deadline, request)
         try:
             with self._server_faults("a stream event"):
-                async for chunk in stream:
+                chunks = aiter(stream)
+                while (chunk := await self._by(deadline, anext(chunks, None))) is not None:
                     if piece := parts.add(chunk):
                         yield piece
                 parts.check_complete()
         finally:
             await stream.close()
+
+    async def _by(self, deadline: float, step: Awaitable[T]) -> T:
+        """``step``'s result, or ``ModelUnavailableError`` once ``deadline`` has passed."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await step
+        except TimeoutError as exc:
+            raise self._timed_out() from exc
+
+    def _timed_out(self) -> ModelUnavailableError:
+        return ModelUnavailableError(self.base_url, "request timed out")
 
     def _deltas(self, body: dict[str, Any], parts: _StreamParts) -> Iterator[tuple[str, str]]:
         """The blocking twin of ``_adeltas``."""
@@ -272,6 +307,15 @@ class MiroThinkerChatModel(BaseChatModel):
         except json.JSONDecodeError as exc:
             what = f"{source} is not JSON ({exc.msg} at char {exc.pos})"
             raise MalformedResponseError(self.base_url, what) from exc
+        except openai.APIError as exc:
+            # An ``{"error": ...}`` event in the stream (vLLM's engine failing):
+            # retryable, like the 500 it would have been before the stream began.
+            mapped = (
+                classify_model_error(exc, self.base_url) if type(exc) is openai.APIError else None
+            )
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     async def aclose(self) -> None:
         """Close the HTTP connections while their event loop is still running."""
@@ -445,17 +489,6 @@ class MalformedResponse(ValueError):
     """A 200 response that breaks the chat-completions protocol; says what was wrong."""
 
 
-class MalformedResponseError(ModelUnavailableError):
-    """The server answered, but not in the protocol: retried like any server fault,
-    then the run pauses with what was wrong (no hint to start a server that is up)."""
-
-    def __init__(self, base_url: str, what: str) -> None:
-        super().__init__(base_url, f"malformed response: {what}")
-
-    def describe(self) -> str:
-        return f"model server at {self.base_url} sent a {self.detail}; check its logs, then resume"
-
-
 def _streamed(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "stream": True, "stream_options": {"include_usage": True}}
 
@@ -475,7 +508,7 @@ class _StreamParts:
         self.saw_content = False
         self.saw_tool_calls = False
         self.finish_reason: str | None = None
-        self.usage: Any = None
+        self.usage: UsageMetadata | None = None
 
     def add(self, chunk: Any) -> tuple[str, str] | None:
         """Take one chunk; return its (content, reasoning) text when it has any."""
@@ -484,7 +517,7 @@ class _StreamParts:
             raise MalformedResponse("a stream chunk has no choices list")
         self.chunks += 1
         if getattr(chunk, "usage", None) is not None:
-            self.usage = chunk.usage
+            self.usage = _usage(chunk.usage)
         content, reasoning = "", ""
         for choice in choices:
             delta = getattr(choice, "delta", None)
@@ -520,7 +553,7 @@ class _StreamParts:
         return _message("".join(self._content), reasoning, self.finish_reason, self.usage)
 
 
-def _plain_reply(response: Any) -> tuple[str, str | None, str | None, Any]:
+def _plain_reply(response: Any) -> tuple[str, str | None, str | None, UsageMetadata | None]:
     """Content, reasoning, finish reason and usage of a non-streamed body, or
     ``MalformedResponse`` saying what is missing."""
     choices = getattr(response, "choices", None)
@@ -538,19 +571,34 @@ def _plain_reply(response: Any) -> tuple[str, str | None, str | None, Any]:
         raise MalformedResponse("message content is null and there are no tool calls")
     text = "" if content is None else _text_of(content, "message content")
     finish = getattr(choice, "finish_reason", None)
-    return text, reasoning, finish, getattr(response, "usage", None)
+    return text, reasoning, finish, _usage(getattr(response, "usage", None))
 
 
 def _text_of(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise MalformedResponse(f"{what} is a {type(value).__name__}, not text")
-    return value
+    return _clean(value)
+
+
+def _clean(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD.
+
+    JSON can escape one (``"\ud800"``) and Python decodes it, but it cannot be
+    encoded as UTF-8: storing the reply or sending it back would fail.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def _reasoning_of(message_or_delta: Any) -> str | None:
     """vLLM's ``reasoning_content`` extension, when the reasoning parser is on."""
     reasoning = (getattr(message_or_delta, "model_extra", None) or {}).get("reasoning_content")
-    return reasoning if isinstance(reasoning, str) else None
+    return _clean(reasoning) if isinstance(reasoning, str) else None
 
 
 def _result(message: AIMessage) -> ChatResult:
@@ -558,7 +606,7 @@ def _result(message: AIMessage) -> ChatResult:
 
 
 def _message(
-    content: str, reasoning: str | None, finish_reason: str | None, usage: Any
+    content: str, reasoning: str | None, finish_reason: str | None, usage: UsageMetadata | None
 ) -> AIMessage:
     parsed = parse_reply(content)
     tool_calls = [
@@ -580,7 +628,7 @@ def _message(
         tool_calls=tool_calls,
         invalid_tool_calls=invalid,
         additional_kwargs={"reasoning_content": reasoning} if reasoning else {},
-        usage_metadata=_usage(usage),
+        usage_metadata=usage,
         response_metadata={
             "finish_reason": finish_reason,
             "stray_tags": parsed.stray_tags,
@@ -637,16 +685,36 @@ def _as_parsed(result: ChatResult, *, text: bool) -> ChatResult:
 
 
 def _usage(usage: Any) -> UsageMetadata | None:
+    """Token counts, or ``MalformedResponse`` when they are not counts.
+
+    A negative or non-integer count is refused rather than clamped: budgets and
+    the context estimate add these up, and a server that lies about them is
+    broken in a way a retry may fix and a pause reports; zero would hide it.
+    """
     if usage is None:
         return None
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) or 0
+    if not isinstance(usage, BaseModel | Mapping):
+        raise MalformedResponse(f"usage is a {type(usage).__name__}, not an object")
+    details = _field(usage, "prompt_tokens_details")
+    cached = _field(details, "cached_tokens") if isinstance(details, BaseModel | Mapping) else None
     return UsageMetadata(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
-        total_tokens=usage.total_tokens or 0,
-        input_token_details=InputTokenDetails(cache_read=cached),
+        input_tokens=_count(_field(usage, "prompt_tokens"), "prompt_tokens"),
+        output_tokens=_count(_field(usage, "completion_tokens"), "completion_tokens"),
+        total_tokens=_count(_field(usage, "total_tokens"), "total_tokens"),
+        input_token_details=InputTokenDetails(cache_read=_count(cached, "cached_tokens")),
     )
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _count(value: Any, name: str) -> int:
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise MalformedResponse(f"usage {name} is {str(value)[:40]!r}, not a count of tokens")
+    return value
 
 
 def _call_id() -> str:

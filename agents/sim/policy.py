@@ -28,6 +28,11 @@ demo can script the model without touching the server.
   ``empty_stream``  an empty body                    ``data: [DONE]`` and nothing else
   ``no_done``       a JSON body cut short (clean     content chunks, then a clean end:
                     close, no dropped connection)    no finish_reason, usage, [DONE]
+  ``bad_usage``     ``"usage": "abc"``               a last chunk with that usage
+  ``negative_usage``
+                    token counts below zero          a last chunk with such counts
+  ``error_event``   ``{"error": ...}`` as the body   content, then vLLM's error event
+                                                     (``message``), no [DONE]
   ================  ===============================  ================================
 """
 
@@ -51,6 +56,9 @@ MALFORMED_MODES = (
     "garbage_sse",
     "empty_stream",
     "no_done",
+    "bad_usage",
+    "negative_usage",
+    "error_event",
 )
 
 

@@ -401,6 +401,23 @@ def _plain_cut_short(fault: Fault, model: str) -> _RawResponse:
     return _RawResponse(200, "application/json", [full[: len(full) // 2].encode()], complete=True)
 
 
+#: What the ``*_usage`` modes report as ``usage``: not an object, or counts below zero.
+_BAD_USAGE: dict[str, Any] = {
+    "bad_usage": "abc",
+    "negative_usage": {"prompt_tokens": -(10**9), "completion_tokens": -5, "total_tokens": -1},
+}
+
+
+def _plain_bad_usage(fault: Fault, model: str) -> JSONResponse:
+    body = _completion(_Reply(fault.message, None, None, "stop", {}), model=model)
+    return JSONResponse({**body, "usage": _BAD_USAGE[fault.malformed or ""]})
+
+
+def _plain_error_event(fault: Fault, model: str) -> JSONResponse:
+    """The error object vLLM streams, sent as a 200 body: it has no choices."""
+    return JSONResponse({"error": {"message": fault.message, "type": "InternalServerError"}})
+
+
 _MALFORMED_BODIES: dict[str, Callable[[Fault, str], Response | _RawResponse]] = {
     "invalid_json": _plain_not_json,
     "garbage_sse": _plain_not_json,
@@ -409,6 +426,9 @@ _MALFORMED_BODIES: dict[str, Callable[[Fault, str], Response | _RawResponse]] = 
     "null_content": _plain_null_content,
     "empty_stream": _plain_empty,
     "no_done": _plain_cut_short,
+    "bad_usage": _plain_bad_usage,
+    "negative_usage": _plain_bad_usage,
+    "error_event": _plain_error_event,
 }
 
 
@@ -457,6 +477,21 @@ def _stream_empty(fault: Fault, model: str) -> _RawResponse:
     return _sse([])
 
 
+def _stream_bad_usage(fault: Fault, model: str) -> _RawResponse:
+    writer = _ChunkWriter(model, include_usage=False)
+    events = [writer.event({"content": fault.message}, "stop")]
+    writer.include_usage = True
+    return _sse([*events, writer.event(None, usage=_BAD_USAGE[fault.malformed or ""])])
+
+
+def _stream_error_event(fault: Fault, model: str) -> _RawResponse:
+    """Content, then the ``{"error": ...}`` event vLLM sends when its engine fails."""
+    writer = _ChunkWriter(model, include_usage=False)
+    error = {"error": {"message": fault.message, "type": "InternalServerError", "code": 500}}
+    events = [writer.event({"role": "assistant", "content": "partial "})]
+    return _sse([*events, f"data: {json.dumps(error)}\n\n".encode()], done=False)
+
+
 _MALFORMED_STREAMS: dict[str, Callable[[Fault, str], Response | _RawResponse]] = {
     "invalid_json": _stream_not_json,
     "garbage_sse": _stream_garbage,
@@ -465,6 +500,9 @@ _MALFORMED_STREAMS: dict[str, Callable[[Fault, str], Response | _RawResponse]] =
     "null_content": _stream_null_content,
     "empty_stream": _stream_empty,
     "no_done": _stream_no_done,
+    "bad_usage": _stream_bad_usage,
+    "negative_usage": _stream_bad_usage,
+    "error_event": _stream_error_event,
 }
 
 

@@ -36,6 +36,9 @@ PLAIN = {
     "garbage_sse": "the body is not JSON (Expecting value at char 53)",
     "empty_stream": "the body is not JSON (Expecting value at char 0)",
     "no_done": "the body is not JSON",
+    "bad_usage": "usage is a str, not an object",
+    "negative_usage": "usage prompt_tokens is '-1000000000', not a count of tokens",
+    "error_event": "the body has no choices list",
 }
 STREAMED = {
     "invalid_json": "a stream event is not JSON (Expecting value at char 53)",
@@ -45,6 +48,8 @@ STREAMED = {
     "garbage_sse": "a stream event is not JSON (Expecting value at char 0)",
     "empty_stream": "the stream had no chunks",
     "no_done": "the stream ended without a finish_reason or [DONE]",
+    "bad_usage": "usage is a str, not an object",
+    "negative_usage": "usage prompt_tokens is '-1000000000', not a count of tokens",
 }
 CASES = [(m, False, w) for m, w in PLAIN.items()] + [(m, True, w) for m, w in STREAMED.items()]
 
@@ -89,7 +94,7 @@ async def test_langchain_path_reports_what_was_malformed(
 @pytest.mark.parametrize("streaming", [False, True])
 def test_blocking_calls_report_it_too(srv: SimServer, streaming: bool) -> None:
     table = STREAMED if streaming else PLAIN
-    for mode in ("no_choices", "invalid_json", "no_done"):
+    for mode in ("no_choices", "invalid_json", "no_done", "bad_usage"):
         with pytest.raises(ModelUnavailableError) as raised:
             chat(srv, streaming).invoke([HumanMessage(mode)])
         check(raised.value, srv, table[mode])
@@ -105,18 +110,19 @@ def echo(text: str) -> str:
 async def test_malformed_replies_are_retried_until_a_good_one(
     serve: Callable[..., SimServer], tmp_path: Path, streaming: bool
 ) -> None:
-    bad = [Fault(malformed=m) for m in ("invalid_json", "no_choices", "no_message", "no_done")]
+    modes = ("invalid_json", "no_choices", "no_message", "no_done", "bad_usage")
+    bad = [Fault(malformed=m) for m in modes]
     srv = serve(scripted([*bad, call("echo", text="x"), Fault(malformed="empty_stream")], ANSWER))
     sleeps = Sleeps()
     loop = make_loop(
         srv,
         [on_server(echo, "lab")],
         model={"streaming": streaming},
-        retry=RetryPolicy(max_retries=4, sleep=sleeps),
+        retry=RetryPolicy(max_retries=5, sleep=sleeps),
     )
     values = await run_loop(loop, tmp_path)
     assert values["answer"] == "42"
-    assert values["stats"]["retries"] == 5 and len(sleeps.delays) == 5
+    assert values["stats"]["retries"] == 6 and len(sleeps.delays) == 6
     assert values["stats"]["turns"] == 2
 
 
