@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from mcp import ClientSession, McpError, StdioServerParameters, types
@@ -120,8 +121,17 @@ class Options(BaseModel):
         return value
 
     def where(self) -> str:
-        """The server as error messages name it."""
-        return f"`{shlex.join(self.command)}`" if self.command else str(self.url)
+        """The server as error messages name it: its program, or its URL's host and path.
+        Arguments and URL credentials are left out: they may hold a ``${SECRET}``."""
+        if self.command:
+            more = len(self.command) - 1
+            args = f" with {more} argument{'s' if more != 1 else ''}" if more else ""
+            return f"`{shlex.quote(self.command[0])}`{args}"
+        parts = urlsplit(str(self.url))
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     def transport_key(self) -> str:
         """What identifies the server process or endpoint (not its name, tools or timeout)."""

@@ -143,7 +143,7 @@ def test_a_server_that_cannot_start_fails_the_build_in_one_line(tmp_path: Path) 
     with pytest.raises(ValueError) as err:
         resolve_tools([entry], context(tmp_path))
     assert str(err.value) == (
-        "mcp server 'weather': could not start `no-such-mcp-server-xyz --stdio`:"
+        "mcp server 'weather': could not start `no-such-mcp-server-xyz` with 1 argument:"
         " no such program: 'no-such-mcp-server-xyz'"
     )
 
@@ -154,6 +154,19 @@ def test_a_server_that_cannot_start_fails_the_build_in_one_line(tmp_path: Path) 
     assert message.startswith("mcp server 'weather': could not start `")
     assert "No module named no_such_mcp_mod" in message  # the server's stderr
     assert "\n" not in message
+
+
+def test_a_start_failure_does_not_show_arguments_or_url_credentials(tmp_path: Path) -> None:
+    """Arguments and URLs may carry a ``${SECRET}`` the flow expanded: not in the error."""
+    secret = "hunter2-SEKRIT"
+    entry = {"mcp": {"name": "vault", "command": ["no-such-mcp-server-xyz", f"--auth={secret}"]}}
+    with pytest.raises(ValueError) as err:
+        resolve_tools([entry], context(tmp_path))
+    assert secret not in str(err.value) and "`no-such-mcp-server-xyz`" in str(err.value)
+    url = f"http://user:{secret}@127.0.0.1:9/mcp?token={secret}"
+    with pytest.raises(ValueError) as err:
+        resolve_tools([{"mcp": {"name": "docs", "url": url}}], context(tmp_path))
+    assert secret not in str(err.value) and "http://127.0.0.1:9/mcp" in str(err.value)
 
 
 @pytest.mark.parametrize(
