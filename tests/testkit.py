@@ -9,6 +9,8 @@ import select
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +99,29 @@ def show(cli: Cli, run_id: str) -> dict:
     result = cli("show", run_id, "--store", cli.store, "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+@contextmanager
+def held_run(cli: Cli, flow: Path, fifo: Path) -> Iterator[subprocess.Popen[str]]:
+    """``mirograph run`` of a team flow on ``pause_tools`` (run id ``held``), held in
+    browsing's turn-3 tool call; killed at the end if it still runs."""
+    runner = cli.popen(
+        "run", "Compare alpha and beta.", "--flow", str(flow), "--id", "held",
+        "--store", cli.store, env={"PAUSE_BLOCK_AT": "browsing:3"},
+    )  # fmt: skip
+    assert wait_for_fifo(fifo, runner) == "holding browsing:3\n"
+    try:
+        yield runner
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(timeout=30)
+
+
+def release(go: Path) -> None:
+    """Let the held tool call go on."""
+    with open(go, "w", encoding="utf-8") as fifo:
+        fifo.write("go\n")
 
 
 def wait_for_fifo(fifo: Path, proc, timeout: float = 120) -> str:

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from testkit import Cli, show, wait_for_fifo, write_team_flow
+from testkit import Cli, held_run, release, show, write_team_flow
 
 POLICY = "team_policy:team?browsing=6&coding=2"
 ANSWER = "REPORT[browsing:6], REPORT[coding:2]"
@@ -36,20 +36,8 @@ def held(cli: Cli, sim_model, tmp_path: Path):
         browsing="pause_tools:lookup",
         coding="pause_tools:compute",
     )
-    runner = cli.popen(
-        "run", "Compare alpha and beta.", "--flow", str(flow), "--id", "held",
-        "--store", cli.store, env={"PAUSE_BLOCK_AT": "browsing:3"},
-    )  # fmt: skip
-    assert wait_for_fifo(fifo, runner) == "holding browsing:3\n"
-    yield runner, go, log
-    if runner.poll() is None:
-        runner.kill()
-        runner.wait(timeout=30)
-
-
-def release(go: Path) -> None:
-    with open(go, "w", encoding="utf-8") as fifo:
-        fifo.write("go\n")
+    with held_run(cli, flow, fifo) as runner:
+        yield runner, go, log
 
 
 def stderr_line(runner: subprocess.Popen[str], wanted: str, timeout: float = 60) -> str:

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from testkit import Cli, show, wait_for_fifo, write_team_flow
+from testkit import Cli, held_run, release, show, wait_for_fifo, write_team_flow
 
 POLICY = "team_policy:team?browsing=6&coding=2"
 ANSWER = "REPORT[browsing:6], REPORT[coding:2]"
@@ -51,20 +51,8 @@ def team(cli: Cli, sim_model, tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 def held(cli: Cli, team: dict[str, Path]):
     """``mirograph run`` held in browsing's turn-3 tool call; yields the process."""
-    runner = cli.popen(
-        "run", "Compare alpha and beta.", "--flow", str(team["flow"]), "--id", "held",
-        "--store", cli.store, env={"PAUSE_BLOCK_AT": "browsing:3"},
-    )  # fmt: skip
-    assert wait_for_fifo(team["fifo"], runner) == "holding browsing:3\n"
-    yield runner
-    if runner.poll() is None:
-        runner.kill()
-        runner.wait(timeout=30)
-
-
-def release(go: Path) -> None:
-    with open(go, "w", encoding="utf-8") as fifo:
-        fifo.write("go\n")
+    with held_run(cli, team["flow"], team["fifo"]) as runner:
+        yield runner
 
 
 def busy_line(run_id: str, pid: int) -> str:
