@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -350,6 +351,7 @@ def load_mirograph(store: str) -> None:
 
         async with open_store(store) as st:
             graph = _mirograph_graph(st)
+            gc.freeze()  # as the CLI does once its imports are done (flows/cli.py, _call)
             start = time.perf_counter()
             state = await graph.aget_state({"configurable": {"thread_id": "bench"}})
             ms = (time.perf_counter() - start) * 1000
