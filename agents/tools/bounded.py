@@ -81,7 +81,8 @@ async def run_bounded(fn: Callable[..., T], *args: Any, limit_s: float, what: st
 
 
 async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a new daemon thread, awaited without holding the loop.
+    """``fn(*args)`` in a daemon thread (reused: ``_DaemonThreads``), awaited without
+    holding the loop.
 
     Unlike an executor's threads, a daemon thread is neither waited for by
     ``asyncio.run`` nor joined at interpreter exit, so work that never ends
@@ -110,13 +111,39 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
             loop.call_soon_threadsafe(report)
 
-    threading.Thread(target=target, daemon=True, name=f"mirograph-{_name(fn)}").start()
+    _DAEMONS.submit(target)
     return await future
 
 
-def _name(fn: Callable[..., Any]) -> str:
-    inner = getattr(fn, "func", fn)  # a functools.partial
-    return str(getattr(inner, "__name__", "work"))
+class _DaemonThreads:
+    """Daemon threads kept for reuse. Starting a thread makes the caller wait until
+    the new thread has run, and a new thread goes straight on to its work, holding
+    the GIL: the loop stood still for most of a sync tool's call (~1 ms a turn).
+    An idle thread takes the next job at once; one stuck in a job never comes back,
+    so a new thread is started whenever none is idle."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1  # that thread is now spoken for
+        self._jobs.put(job)
+        if start:
+            threading.Thread(target=self._serve, daemon=True, name="mirograph-sync-tool").start()
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._lock:
+                self._idle += 1
+
+
+_DAEMONS = _DaemonThreads()
 
 
 def run_bounded_sync(fn: Callable[..., T], *args: Any, limit_s: float, what: str) -> T:
