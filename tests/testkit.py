@@ -124,6 +124,24 @@ def release(go: Path) -> None:
         fifo.write("go\n")
 
 
+def read_until_closed(master: int, timeout: float = 60) -> bytes:
+    """All a process wrote to the terminal (pty) whose master end is ``master``,
+    until it closed it; closes ``master``."""
+    drawn = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], timeout)
+        assert ready, "the runner stopped writing to its terminal"
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the runner closed its terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    return drawn
+
+
 def wait_for_fifo(fifo: Path, proc, timeout: float = 120) -> str:
     """Block until the tool announces itself on the FIFO (or the runner dies)."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import pty
 import re
-import select
 import subprocess
 from pathlib import Path
 
 from rich.console import Console
-from testkit import Cli, write_team_flow
+from testkit import Cli, read_until_closed, write_team_flow
 
 from mirograph.flows.progress import RunProgress
 from mirograph.graphs.run_control import RunControl
@@ -90,18 +89,7 @@ def test_on_a_terminal_run_draws_progress_and_off_it_stays_quiet(
         text=True,
     )
     os.close(slave)
-    drawn = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        assert ready, "the runner stopped writing to its terminal"
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the runner closed its terminal
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(master)
+    drawn = read_until_closed(master)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert stdout == "REPORT[browsing:3]\n"

@@ -13,13 +13,12 @@ import json
 import os
 import pty
 import re
-import select
 import subprocess
 from pathlib import Path
 
 import yaml
 from hostile_text import CLEAR, HOSTILE, STRAY, TITLE
-from testkit import Cli
+from testkit import Cli, read_until_closed
 
 from mirograph.flows.terminal import printable
 
@@ -93,22 +92,6 @@ def test_live_progress_on_a_terminal_shows_escapes_as_text(
         assert sequence not in screen, sequence
     assert "shout" in screen and "\\x1b]0;pwned\\x07HELLO" in screen  # the tool-call line
     assert "run tty completed" in screen
-
-
-def read_until_closed(master: int) -> bytes:
-    drawn = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        assert ready, "the runner stopped writing to its terminal"
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the runner closed its terminal
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(master)
-    return drawn
 
 
 def test_printable_shows_every_control_character_and_keeps_the_rest() -> None:
