@@ -38,6 +38,13 @@ def _refused(spec: dict) -> str:
     return message
 
 
+def _refused_text(tmp_path: Path, text: str) -> str:
+    """The one-line refusal of a flow file holding ``text``."""
+    path = tmp_path / "flow.yaml"
+    path.write_text(text, encoding="utf-8")
+    return _refused_file(path)
+
+
 def _refused_file(path: Path, overrides: tuple[str, ...] = ()) -> str:
     with pytest.raises(FlowError) as info:
         load_flow(str(path), overrides)
@@ -211,16 +218,12 @@ def test_merge_key_bomb_is_refused(tmp_path: Path) -> None:
     lines += [
         f"a{i}: &a{i} {{<<: [*a{i - 1}], x{i}: [*a{i - 1}, *a{i - 1}]}}" for i in range(1, 40)
     ]
-    path = tmp_path / "merge.yaml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert "expands to more than" in _refused_file(path)
+    assert "expands to more than" in _refused_text(tmp_path, "\n".join(lines) + "\n")
 
 
 @pytest.mark.parametrize("text", ["name: &a [*a]\n", "x: &a {k: *a}\nname: n\n"])
 def test_recursive_anchor_is_refused(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "loop.yaml"
-    path.write_text(text, encoding="utf-8")
-    assert "recursive anchor" in _refused_file(path)
+    assert "recursive anchor" in _refused_text(tmp_path, text)
 
 
 @pytest.mark.parametrize(
@@ -232,15 +235,13 @@ def test_recursive_anchor_is_refused(tmp_path: Path, text: str) -> None:
     ids=["flow-style", "block-style"],
 )
 def test_deep_nesting_is_refused(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "deep.yaml"
-    path.write_text(text, encoding="utf-8")
-    assert "nested deeper than" in _refused_file(path)
+    assert "nested deeper than" in _refused_text(tmp_path, text)
 
 
 def test_oversized_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "big.yaml"
-    path.write_text("name: x\n" + "# padding\n" * (MAX_FLOW_BYTES // 10 + 1), encoding="utf-8")
-    assert "at most" in _refused_file(path)
+    assert "at most" in _refused_text(
+        tmp_path, "name: x\n" + "# padding\n" * (MAX_FLOW_BYTES // 10 + 1)
+    )
 
 
 def test_aliases_within_bounds_still_work(tmp_path: Path) -> None:
@@ -356,9 +357,7 @@ def test_one_long_string_aliased_many_times_is_refused(tmp_path: Path) -> None:
     ],
 )
 def test_a_value_yaml_cannot_build_is_one_line(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "odd.yaml"
-    path.write_text(text, encoding="utf-8")
-    assert "a value cannot be read" in _refused_file(path)
+    assert "a value cannot be read" in _refused_text(tmp_path, text)
 
 
 def test_a_bad_value_in_set_is_one_line(tmp_path: Path) -> None:
