@@ -11,7 +11,7 @@ environment), median of ``--repeat`` runs.
   (created against a port where nothing listened yet; the server then starts on
   that port).
 
-    python benchmarks/cli_latency.py [--repeat 5]
+    python -m benchmarks.cli_latency [--repeat 5]
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ tool-call sequence is 1..turns in order (as an uninterrupted run's), every
 step ran, and a step ran again only if a kill landed while it was in flight
 (logged, but its result not yet checkpointed); and `PRAGMA integrity_check`.
 
-    python benchmarks/crash_run.py [--turns 600] [--kills 20] [--seed 1] [--latency-ms 2]
+    python -m benchmarks.crash_run [--turns 600] [--kills 20] [--seed 1] [--latency-ms 2]
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
 # The workload is the crash test's own tool and policy, with ~8 KB results.
-SUPPORT = HERE.parent / "tests" / "flows" / "support"
-sys.path.insert(0, str(SUPPORT))  # crash_tools, for compiling the run's graph here
+from tests.support.crash_tools import drain, read_log
 
-from crash_tools import drain, read_log  # noqa: E402
+#: The repository root: on the runners' PYTHONPATH, for ``tests.support``.
+ROOT = Path(__file__).resolve().parents[1]
 
 RUN_ID = "crash"
 MAX_DELAY_S = 0.015
@@ -172,7 +171,14 @@ def in_flight(store_url: str, log_last: int) -> str:
 
 
 def start_sim_model(procs: Processes, env: dict[str, str], latency_ms: int) -> str:
-    argv = [sys.executable, "-m", "mirograph", "sim-model", "--policy", "crash_policy:count"]
+    argv = [
+        sys.executable,
+        "-m",
+        "mirograph",
+        "sim-model",
+        "--policy",
+        "tests.support.crash_policy:count",
+    ]
     proc = procs.start([*argv, "--port", "0", "--latency-ms", str(latency_ms)], env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -190,7 +196,7 @@ def crash_run(workdir: Path, args: argparse.Namespace, procs: Processes) -> dict
     env = {
         **os.environ,
         "MIROGRAPH_HOME": str(workdir / "home"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "CRASH_RESULT_CHARS": "8000",
         "CRASH_LOG": str(log),
         "CRASH_PIPE": str(fifo),
@@ -207,7 +213,7 @@ def crash_run(workdir: Path, args: argparse.Namespace, procs: Processes) -> dict
         "--set",
         "agents.main.keep_tool_results=5",
         "--set",
-        "agents.main.tools=[crash_tools:step]",
+        "agents.main.tools=[tests.support.crash_tools:step]",
     ]
     argv = [*cli, "run", "Count the pages.", *flow, "--id", RUN_ID, "--store", store]
     targets = [round(args.turns * (i + 1) / (args.kills + 1)) for i in range(args.kills)]

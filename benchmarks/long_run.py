@@ -16,7 +16,7 @@ Engine time per turn is the time between two model calls, minus:
 
 State load is timed in a fresh process.
 
-    python benchmarks/long_run.py [--turns 600] [--skip-stock]
+    python -m benchmarks.long_run [--turns 600] [--skip-stock]
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from benchmarks import bench_tools
 
-import bench_tools  # noqa: E402
+#: The repository root: on the sim server's PYTHONPATH, for ``benchmarks.bench_policy``.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ToolClock:
@@ -180,7 +180,7 @@ def load_stock(path: str, turns: int) -> None:
 def start_sim_model(turns: int) -> tuple[subprocess.Popen[str], str]:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.Popen(
         [
@@ -191,7 +191,7 @@ def start_sim_model(turns: int) -> tuple[subprocess.Popen[str], str]:
             "--port",
             "0",
             "--policy",
-            f"bench_policy:long_run?turns={turns}",
+            f"benchmarks.bench_policy:long_run?turns={turns}",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -286,7 +286,7 @@ def run_mirograph(workdir: Path, turns: int, retention: list[str]) -> dict[str, 
                 f"models.thinker.base_url={base_url}",
                 f"agents.main.max_turns={turns}",
                 "agents.main.keep_tool_results=5",
-                "agents.main.tools=[bench_tools:distinct_text]",
+                "agents.main.tools=[benchmarks.bench_tools:distinct_text]",
                 *retention,
             ],
         )

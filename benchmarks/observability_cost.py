@@ -7,7 +7,7 @@ stored. Whole-run timings on a 2-core machine vary by ±15% from run to run,
 more than these costs, so they are timed here one by one, many times, and
 compared with the engine's time per turn (``long_run.py``, ~3 ms p50).
 
-    python benchmarks/observability_cost.py [--n 20000]
+    python -m benchmarks.observability_cost [--n 20000]
 """
 
 from __future__ import annotations

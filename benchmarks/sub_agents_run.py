@@ -11,7 +11,7 @@ Engine time per turn (between two model calls, minus the tool's time) is
 compared for the worker turns against the single agent's turns. State load
 of a run stopped inside a sub-agent is timed in a fresh process.
 
-    python benchmarks/sub_agents_run.py [--repeat 3] [--latency-ms 0]
+    python -m benchmarks.sub_agents_run [--repeat 3] [--latency-ms 0]
 """
 
 from __future__ import annotations
@@ -30,11 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import bench_tools  # noqa: E402
-from long_run import db_size, p50  # noqa: E402
+from benchmarks import bench_tools
+from benchmarks.long_run import ROOT, db_size, p50
 
 TURNS, PARTS = 600, 6
 
@@ -80,7 +77,7 @@ class Clock:
 def start_sim(policy: str, latency_ms: int) -> tuple[subprocess.Popen[str], str]:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     argv = [sys.executable, "-m", "mirograph", "sim-model", "--port", "0", "--policy", policy]
     if latency_ms:
@@ -96,7 +93,7 @@ def start_sim(policy: str, latency_ms: int) -> tuple[subprocess.Popen[str], str]
 
 def flow_spec(base_url: str, shape: str) -> dict[str, Any]:
     model = {"base_url": base_url, "max_tokens": 512}
-    tools = ["bench_tools:distinct_text"]
+    tools = ["benchmarks.bench_tools:distinct_text"]
     if shape == "single":
         agents = {"main": {"model": "m", "max_turns": TURNS, "tools": tools}}
         return {"name": "bench-single", "models": {"m": model}, "agents": agents, "entry": "main"}
@@ -107,10 +104,11 @@ def flow_spec(base_url: str, shape: str) -> dict[str, Any]:
     return {"name": f"bench-{shape}", "models": {"m": model}, "agents": agents, "entry": "planner"}
 
 
+DELEGATING = f"benchmarks.bench_policy:delegating?parts={PARTS}&turns={TURNS // PARTS}"
 POLICIES = {
-    "single": f"bench_policy:long_run?turns={TURNS}",
-    "one at a time": f"bench_policy:delegating?parts={PARTS}&parallel=1&turns={TURNS // PARTS}",
-    "in parallel": f"bench_policy:delegating?parts={PARTS}&parallel=3&turns={TURNS // PARTS}",
+    "single": f"benchmarks.bench_policy:long_run?turns={TURNS}",
+    "one at a time": f"{DELEGATING}&parallel=1",
+    "in parallel": f"{DELEGATING}&parallel=3",
 }
 
 

@@ -119,7 +119,7 @@ def _call(coro: Coroutine[Any, Any, T]) -> T:
 _KNOWN_FAILURES = (
     ("mirograph.flows.loader", "FlowError", 2),
     ("mirograph.graphs.builder", "FlowBuildError", 2),
-    ("mirograph.agents.tools.registry", "ToolRefError", 2),
+    ("mirograph.agents.tools.tool_refs", "ToolRefError", 2),
     ("mirograph.state.store", "StoreURLError", 2),
     ("mirograph.flows.runs", "RunNotFoundError", 2),
     ("mirograph.state.leases", "RunBusyError", 2),
@@ -577,7 +577,7 @@ def sim_model(
     model_name: Annotated[str, typer.Option("--model-name")] = "mirothinker",
 ) -> None:
     """Serve a simulated OpenAI-compatible model (for tests, benchmarks, the demo)."""
-    from mirograph.agents.sim.policy import load_policy
+    from mirograph.agents.sim.scripting import load_policy
     from mirograph.agents.sim.server import serve_forever
 
     try:

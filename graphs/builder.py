@@ -9,7 +9,7 @@ from langgraph.graph import StateGraph
 from mirograph.agents.models import build_chat_model
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import ToolContext
-from mirograph.agents.tools.registry import ToolRefError, resolve_tools
+from mirograph.agents.tools.tool_refs import ToolRefError, resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import FlowConfig, recursion_limit
 from mirograph.graphs.sub_agents import SubAgent, sub_agent_tool

@@ -19,7 +19,7 @@ from pydantic import (
 
 from mirograph.agents.config import MIN_PROMPT_TOKENS, ModelConfig
 from mirograph.agents.fields import DAY_S, Float, Int
-from mirograph.agents.tools.registry import (
+from mirograph.agents.tools.tool_refs import (
     ToolRefError,
     check_environment,
     check_ref,

@@ -30,7 +30,7 @@ from mirograph.agents.config import ModelConfig
 from mirograph.agents.models import build_chat_model
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import ToolContext
-from mirograph.agents.tools.registry import ToolRefSpec, resolve_tools
+from mirograph.agents.tools.tool_refs import ToolRefSpec, resolve_tools
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import AgentConfig, recursion_limit
 from mirograph.graphs.run_control import announce_call

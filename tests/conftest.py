@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from testkit import LISTENING, Cli
+from support.testkit import LISTENING, Cli
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from mirograph.agents.mirothinker.parsing import parse_reply
-from mirograph.agents.sim.policy import Fault, Policy, PolicyResult, SimReply, load_policy
+from mirograph.agents.sim.scripting import Fault, Policy, PolicyResult, SimReply, load_policy
 from mirograph.agents.sim.tokens import PrefixCache, count_tokens, encode_request
 
 __all__ = ["SimServer", "create_app", "serve_forever"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from testkit import free_port
+from support.testkit import free_port
 
 from mirograph.agents.errors import ModelUnavailableError, server_port
 from mirograph.flows.loader import validate_flow

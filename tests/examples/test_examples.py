@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from testkit import Cli, show, wait_for_fifo
+from support.testkit import Cli, show, wait_for_fifo
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -44,7 +44,7 @@ def test_verify_loop_sends_the_work_back_and_resumes_inside_the_researcher(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
     blocked, killed, final = run_killed_and_resumed(
-        cli, sim_model, tmp_path, "examples_policy:verify?block=researcher2:1",
+        cli, sim_model, tmp_path, "support.examples_policy:verify?block=researcher2:1",
         "verify_loop.py", "verify",
     )  # fmt: skip
     assert blocked == "blocked at researcher2:1\n"
@@ -70,7 +70,7 @@ def test_native_model_with_a_custom_tool_resumes_inside_the_analyst(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
     blocked, killed, final = run_killed_and_resumed(
-        cli, sim_model, tmp_path, "examples_policy:native?block=analyst:2",
+        cli, sim_model, tmp_path, "support.examples_policy:native?block=analyst:2",
         "native_tools.py", "native",
     )  # fmt: skip
     assert blocked == "blocked at analyst:2\n"

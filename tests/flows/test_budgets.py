@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from team_policy import team
+from support.team_policy import team
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.events import events_path, read_events
@@ -27,7 +27,7 @@ def team_flow(base_url: str, **top: Any) -> Any:
             "models": {"m": {"base_url": base_url, "max_tokens": 512}},
             "agents": {
                 "planner": {"model": "m", "role": "main", "sub_agents": ["browsing"]},
-                "browsing": {"model": "m", "max_turns": 30, "tools": ["team_tools:lookup"]},
+                "browsing": {"model": "m", "max_turns": 30, "tools": ["support.team_tools:lookup"]},
             },
             "entry": "planner",
             **top,

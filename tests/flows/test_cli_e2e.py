@@ -14,10 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from testkit import Cli, free_port, show, wait_for_fifo
+from support.testkit import Cli, free_port, show, wait_for_fifo
 
-POLICY = "e2e_policy:count"
-TOOL = "e2e_tools:record_index"
+POLICY = "support.e2e_policy:count"
+TOOL = "support.e2e_tools:record_index"
 
 
 def write_flow(path: Path, base_url: str, *, max_turns: int = 30, max_retries: int = 2) -> Path:
@@ -140,7 +140,9 @@ def test_run_dash_reads_a_long_question_from_a_pipe(cli: Cli, sim_model, tmp_pat
     flow = tmp_path / "flow.yaml"
     spec = {
         "name": "measure",
-        "models": {"m": {"base_url": sim_model("measure_policy:measure"), "max_tokens": 512}},
+        "models": {
+            "m": {"base_url": sim_model("support.measure_policy:measure"), "max_tokens": 512}
+        },
         "agents": {"main": {"model": "m", "max_turns": 2}},
         "entry": "main",
     }

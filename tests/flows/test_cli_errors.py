@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testkit import Cli, free_port, show
+from support.testkit import Cli, free_port, show
 
 GRAPHS = """
 from langgraph.graph import END, START, StateGraph

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from crash_tools import drain, read_log
-from testkit import SUPPORT, Cli
+from support.crash_tools import drain, read_log
+from support.testkit import Cli
 
 RUN_ID = "crash"
 TURNS = 40
@@ -54,7 +54,7 @@ def write_flow(path: Path, base_url: str) -> Path:
                 "model": "thinker",
                 "max_turns": TURNS,
                 "keep_tool_results": 5,
-                "tools": ["crash_tools:step"],
+                "tools": ["support.crash_tools:step"],
             }
         },
         "entry": "main",
@@ -108,10 +108,9 @@ def final_tool_sequence(store_url: str) -> list[int]:
 
 @pytest.mark.timeout(300)
 def test_twenty_sigkills_at_random_instants_then_resume(
-    cli: Cli, sim_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, sim_model, tmp_path: Path
 ) -> None:
-    monkeypatch.syspath_prepend(str(SUPPORT))  # the flow's tool, for reading the store here
-    base_url = sim_model("crash_policy:count", "--latency-ms", "2")
+    base_url = sim_model("support.crash_policy:count", "--latency-ms", "2")
     flow = write_flow(tmp_path / "flow.yaml", base_url)
     log, fifo = tmp_path / "steps.log", tmp_path / "progress.fifo"
     os.mkfifo(fifo)

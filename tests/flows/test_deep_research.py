@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from http_server import HttpServer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from testkit import Cli, show
+from support.http_server import HttpServer
+from support.testkit import Cli, show
 
 PAGE = (
     "<html><head><title>Alpha</title></head><body><nav>Home | About</nav>"
@@ -59,7 +59,7 @@ def test_deep_research_runs_planner_and_three_sub_agents(
     cli: Cli, sim_model, web: HttpServer, tmp_path: Path
 ) -> None:
     env = {
-        "MIROGRAPH_BASE_URL": sim_model("deep_policy:deep"),
+        "MIROGRAPH_BASE_URL": sim_model("support.deep_policy:deep"),
         "TAVILY_API_KEY": "tvly-test-key",
         "TAVILY_API_BASE_URL": web.root_url,
         "MIROGRAPH_ALLOW_PRIVATE_URLS": "1",  # the page is served on 127.0.0.1

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import Cli, show
+from support.testkit import Cli, show
 
 from mirograph.agents.mirothinker.parsing import parse_reply
 from mirograph.agents.sim.demo_policy import demo

@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from testkit import Cli, show, write_team_flow
+from support.testkit import Cli, show, write_team_flow
 
 TAVILY_KEY = "tvly-planted-secret-abcdef123456"
 MODEL_KEY = "sk-planted-model-key-0123456789"
@@ -21,9 +21,9 @@ def test_events_match_the_run_and_hold_no_secret(cli: Cli, sim_model, tmp_path: 
     )
     flow = write_team_flow(
         tmp_path / "leaky.yaml",
-        sim_model("team_policy:team?browsing=3&coding=2"),
-        browsing="leaky_tools:lookup",
-        coding="leaky_tools:compute",
+        sim_model("support.team_policy:team?browsing=3&coding=2"),
+        browsing="support.leaky_tools:lookup",
+        coding="support.leaky_tools:compute",
         name="leaky",
     )
     run = cli("run", "Compare.", "--flow", str(flow), "--id", "leaky", "--store", cli.store,

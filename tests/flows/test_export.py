@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from examples_policy import verify
-from testkit import Cli
-from transcript_kit import QUESTION, SECRET, STEPS, TeamRun, team_run
-from transcript_tools import page
+from support.examples_policy import verify
+from support.testkit import Cli
+from support.transcript_kit import QUESTION, SECRET, STEPS, TeamRun, team_run
+from support.transcript_tools import page
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.events import events_path

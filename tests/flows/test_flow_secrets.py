@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testkit import SUPPORT, Cli, wait_for_fifo
-from vault_mcp_server import digest
+from support.testkit import SUPPORT, Cli, wait_for_fifo
+from support.vault_mcp_server import digest
 
 from mirograph.flows.loader import FlowError, validate_flow
 
@@ -74,7 +74,7 @@ def store_bytes(home: Path) -> bytes:
 def test_secret_is_stored_as_a_reference_and_resolved_on_resume(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
-    flow = write_flow(tmp_path / "project", sim_model("secret_policy:vault"))
+    flow = write_flow(tmp_path / "project", sim_model("support.secret_policy:vault"))
     fifo = tmp_path / "blocked.fifo"
     os.mkfifo(fifo)
     with_secret = {"MG_SECRET_TOKEN": SECRET}

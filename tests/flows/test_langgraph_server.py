@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from langgraph_sdk import get_client
-from testkit import free_port
+from support.testkit import free_port
 
 from mirograph.flows import langgraph_app
 from mirograph.flows.loader import FlowError, load_flow, shipped_flows

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corpus_policy import houses
+from support.corpus_policy import houses
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow

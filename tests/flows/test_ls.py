@@ -10,11 +10,11 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from testkit import Cli, free_port, write_team_flow
+from support.testkit import Cli, free_port, write_team_flow
 
 
 def test_ls_lists_filters_and_counts(cli: Cli, sim_model, tmp_path: Path) -> None:
-    policy = sim_model("team_policy:team?browsing=2")
+    policy = sim_model("support.team_policy:team?browsing=2")
     up = write_team_flow(tmp_path / "up.yaml", policy, coding=None)
     down = write_team_flow(
         tmp_path / "down.yaml", f"http://127.0.0.1:{free_port()}/v1", coding=None, max_retries=0

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from many_tools import page_text
-from testkit import Cli
+from support.many_tools import page_text
+from support.testkit import Cli
 
 from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.prompts import CLOSING_HEADER
@@ -79,7 +79,7 @@ def flow_spec(base_url: str) -> dict[str, Any]:
                 "model": "m",
                 "max_turns": TURNS + 2,
                 "keep_tool_results": 3,
-                "tools": ["many_tools:fetch"],
+                "tools": ["support.many_tools:fetch"],
             }
         },
         "entry": "main",

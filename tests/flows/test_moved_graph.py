@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from examples_policy import verify
-from testkit import Cli
+from support.examples_policy import verify
+from support.testkit import Cli
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.runner import start_run

@@ -17,9 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from testkit import Cli, held_run, release, show, write_team_flow
+from support.testkit import Cli, held_run, release, show, write_team_flow
 
-POLICY = "team_policy:team?browsing=6&coding=2"
+POLICY = "support.team_policy:team?browsing=6&coding=2"
 ANSWER = "REPORT[browsing:6], REPORT[coding:2]"
 
 
@@ -33,8 +33,8 @@ def held(cli: Cli, sim_model, tmp_path: Path):
     flow = write_team_flow(
         tmp_path / "team.yaml",
         sim_model(POLICY),
-        browsing="pause_tools:lookup",
-        coding="pause_tools:compute",
+        browsing="support.pause_tools:lookup",
+        coding="support.pause_tools:compute",
     )
     with held_run(cli, flow, fifo) as runner:
         yield runner, go, log

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from rich.console import Console
-from testkit import Cli, read_until_closed, write_team_flow
+from support.testkit import Cli, read_until_closed, write_team_flow
 
 from mirograph.flows.progress import RunProgress
 from mirograph.graphs.run_control import RunControl
@@ -71,7 +71,7 @@ def test_on_a_terminal_run_draws_progress_and_off_it_stays_quiet(
 ) -> None:
     flow = write_team_flow(
         tmp_path / "team.yaml",
-        sim_model("team_policy:team?browsing=3", "--latency-ms", "50"),
+        sim_model("support.team_policy:team?browsing=3", "--latency-ms", "50"),
         coding=None,
     )
     quiet = cli("run", "Compare.", "--flow", str(flow), "--id", "quiet", "--store", cli.store)

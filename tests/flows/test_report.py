@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
-from team_policy import team
+from support.team_policy import team
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import ToolContext
@@ -32,8 +32,8 @@ async def test_calls_finished_before_their_merge_are_reported_once(tmp_path: Pat
                 "models": {"m": {"base_url": srv.base_url, "max_tokens": 256}},
                 "agents": {
                     "planner": {"model": "m", "role": "main", "sub_agents": ["browsing", "coding"]},
-                    "browsing": {"model": "m", "tools": ["team_tools:lookup"]},
-                    "coding": {"model": "m", "tools": ["team_tools:compute"]},
+                    "browsing": {"model": "m", "tools": ["support.team_tools:lookup"]},
+                    "coding": {"model": "m", "tools": ["support.team_tools:compute"]},
                 },
                 "entry": "planner",
             }

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import SUPPORT, write_team_flow
+from support.testkit import write_team_flow
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import FlowError, load_flow
@@ -21,10 +21,9 @@ ANSWER = "REPORT[browsing:3], REPORT[coding:1]"
 
 
 @pytest.fixture
-def team_server(monkeypatch: pytest.MonkeyPatch) -> Any:
+def team_server() -> Any:
     """The team policy (planner, browsing 3 turns, coding 1) on an in-process sim server."""
-    monkeypatch.syspath_prepend(str(SUPPORT))  # team_tools and team_policy
-    from team_policy import team
+    from support.team_policy import team
 
     with SimServer(functools.partial(team, browsing=3, coding=1)) as srv:
         yield srv

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from testkit import SUPPORT, Cli
+from support.testkit import Cli
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow
@@ -26,10 +26,9 @@ BAD_IDS = ["../../x", "/abs", ".", "..", "", "x" * 129, "a\x07b", "a/b"]
 
 
 @pytest.fixture
-def unboxed(monkeypatch: pytest.MonkeyPatch) -> Any:
+def unboxed() -> Any:
     """The policy of a model that never boxes an answer (and never calls a tool)."""
-    monkeypatch.syspath_prepend(str(SUPPORT))
-    from unboxed_policy import unboxed
+    from support.unboxed_policy import unboxed
 
     return unboxed
 
@@ -77,7 +76,7 @@ async def test_a_run_without_an_answer_ends_no_answer_with_the_reason(
 
 
 def test_the_cli_exits_4_and_says_why(cli: Cli, sim_model, tmp_path: Path) -> None:
-    path = write_flow(tmp_path / "one.yaml", sim_model("unboxed_policy:unboxed"))
+    path = write_flow(tmp_path / "one.yaml", sim_model("support.unboxed_policy:unboxed"))
     ran = cli("run", "What is 3+4?", "--flow", str(path), "--id", "n", "--store", cli.store)
     assert ran.returncode == 4, ran.stderr
     assert ran.stderr.strip().startswith(

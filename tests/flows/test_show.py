@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from rich.console import Console
-from testkit import Cli, write_team_flow
-from transcript_kit import QUESTION, SECRET, TeamRun, killed_team_run, team_run
+from support.testkit import Cli, write_team_flow
+from support.transcript_kit import QUESTION, SECRET, TeamRun, killed_team_run, team_run
 
 from mirograph.flows.transcript import AgentCall, RunTranscript
 from mirograph.flows.views import show_view
@@ -88,7 +88,9 @@ def test_show_of_a_completed_run_prints_the_timeline_with_nested_calls(
 def test_show_of_a_killed_run_shows_the_call_in_flight_as_running(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
-    killed_team_run(cli, sim_model("team_policy:team?browsing=9&coding=3"), tmp_path, "killed")
+    killed_team_run(
+        cli, sim_model("support.team_policy:team?browsing=9&coding=3"), tmp_path, "killed"
+    )
     shown = cli("show", "killed", "--store", cli.store)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
@@ -173,7 +175,7 @@ def test_show_and_export_work_where_the_runs_tools_cannot_be_imported(
     )
     flow = write_team_flow(
         tmp_path / "moved.yaml",
-        sim_model("team_policy:team?browsing=2"),
+        sim_model("support.team_policy:team?browsing=2"),
         browsing="moved_tools:lookup",
         coding=None,
     )

@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from testkit import Cli, held_run, release, show, wait_for_fifo, write_team_flow
+from support.testkit import Cli, held_run, release, show, wait_for_fifo, write_team_flow
 
-POLICY = "team_policy:team?browsing=6&coding=2"
+POLICY = "support.team_policy:team?browsing=6&coding=2"
 ANSWER = "REPORT[browsing:6], REPORT[coding:2]"
 
 
@@ -42,8 +42,8 @@ def team(cli: Cli, sim_model, tmp_path: Path) -> dict[str, Path]:
     paths["flow"] = write_team_flow(
         tmp_path / "team.yaml",
         sim_model(POLICY),
-        browsing="pause_tools:lookup",
-        coding="pause_tools:compute",
+        browsing="support.pause_tools:lookup",
+        coding="support.pause_tools:compute",
     )
     return paths
 

@@ -14,9 +14,9 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-from testkit import Cli, show, wait_for_fifo, write_team_flow
+from support.testkit import Cli, show, wait_for_fifo, write_team_flow
 
-POLICY = "team_policy:team?browsing=9&coding=3"
+POLICY = "support.team_policy:team?browsing=9&coding=3"
 
 
 def coding_finished(cli: Cli, run_id: str) -> dict:

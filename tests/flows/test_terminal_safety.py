@@ -17,8 +17,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from hostile_text import CLEAR, HOSTILE, STRAY, TITLE
-from testkit import Cli, read_until_closed
+from support.hostile_text import CLEAR, HOSTILE, STRAY, TITLE
+from support.testkit import Cli, read_until_closed
 
 from mirograph.flows.terminal import printable
 
@@ -31,7 +31,7 @@ def hostile_flow(path: Path, base_url: str) -> Path:
         "name": "hostile",
         "description": f"a flow{CLEAR}",
         "models": {"m": {"base_url": base_url, "max_tokens": 512, "max_retries": 0}},
-        "agents": {"main": {"model": "m", "max_turns": 5, "tools": ["hostile_text:shout"]}},
+        "agents": {"main": {"model": "m", "max_turns": 5, "tools": ["support.hostile_text:shout"]}},
         "entry": "main",
     }
     path.write_text(yaml.safe_dump(flow), encoding="utf-8")
@@ -46,7 +46,7 @@ def assert_safe(text: str) -> None:
 def test_run_show_and_ls_neutralise_escapes_and_json_keeps_them(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
-    flow = hostile_flow(tmp_path / "flow.yaml", sim_model("hostile_text:reply"))
+    flow = hostile_flow(tmp_path / "flow.yaml", sim_model("support.hostile_text:reply"))
     ran = cli("run", QUESTION, "--flow", str(flow), "--id", "hostile", "--store", cli.store)
     assert ran.returncode == 0, ran.stderr
     assert_safe(ran.stdout + ran.stderr)
@@ -74,7 +74,7 @@ def test_run_show_and_ls_neutralise_escapes_and_json_keeps_them(
 def test_live_progress_on_a_terminal_shows_escapes_as_text(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
-    flow = hostile_flow(tmp_path / "flow.yaml", sim_model("hostile_text:reply"))
+    flow = hostile_flow(tmp_path / "flow.yaml", sim_model("support.hostile_text:reply"))
     master, slave = pty.openpty()  # stdout and stderr are a terminal: progress is drawn
     proc = subprocess.Popen(
         cli.argv("run", QUESTION, "--flow", str(flow), "--id", "tty", "--store", cli.store),
@@ -103,7 +103,7 @@ def test_printable_shows_every_control_character_and_keeps_the_rest() -> None:
 def test_what_a_tool_prints_stays_out_of_the_answer_and_the_json(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
-    flow = hostile_flow(tmp_path / "flow.yaml", sim_model("hostile_text:reply"))
+    flow = hostile_flow(tmp_path / "flow.yaml", sim_model("support.hostile_text:reply"))
     ran = cli("run", "Q?", "--flow", str(flow), "--id", "stray", "--store", cli.store, "--json")
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["answer"] == f"forty{HOSTILE}two"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from examples_policy import native, verify
-from team_policy import team
-from testkit import Cli
-from transcript_kit import SECRET, TeamRun, killed_team_run, team_run
-from transcript_tools import page
+from support.examples_policy import native, verify
+from support.team_policy import team
+from support.testkit import Cli
+from support.transcript_kit import SECRET, TeamRun, killed_team_run, team_run
+from support.transcript_tools import page
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow
@@ -101,7 +101,9 @@ def test_turn_numbers_group_each_reply_with_its_results() -> None:
 async def test_a_killed_run_reads_the_call_in_flight_from_its_last_checkpoint(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
-    killed_team_run(cli, sim_model("team_policy:team?browsing=9&coding=3"), tmp_path, "killed")
+    killed_team_run(
+        cli, sim_model("support.team_policy:team?browsing=9&coding=3"), tmp_path, "killed"
+    )
     transcript = await load_transcripts("killed", store_url=cli.store)
     assert transcript.report["status"] == "paused"
     planner = transcript.calls[0]
@@ -133,10 +135,10 @@ async def test_nested_calls_hang_under_the_call_that_made_them(tmp_path: Path, h
                     "planner": {"model": "m", "role": "main", "sub_agents": ["browsing"]},
                     "browsing": {
                         "model": "m",
-                        "tools": ["team_tools:lookup"],
+                        "tools": ["support.team_tools:lookup"],
                         "sub_agents": ["coding"],
                     },
-                    "coding": {"model": "m", "tools": ["team_tools:compute"]},
+                    "coding": {"model": "m", "tools": ["support.team_tools:compute"]},
                 },
                 "entry": "planner",
             }

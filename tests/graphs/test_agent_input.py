@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loop_kit import make_loop, servers
+from support.loop_kit import make_loop, servers
 
 server = pytest.fixture(servers)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from langchain_core.tools import BaseTool, tool
-from loop_kit import call, is_closing, make_loop, run_loop, scripted, servers
+from support.loop_kit import call, is_closing, make_loop, run_loop, scripted, servers
 
 from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.sim.server import SimServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
-from loop_kit import call, is_closing, make_loop, run_loop, scripted, servers
+from support.loop_kit import call, is_closing, make_loop, run_loop, scripted, servers
 
 from mirograph.agents.sim.tokens import encode_request
 from mirograph.agents.tools.base import on_server

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from langchain_core.tools import tool
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from loop_kit import call, make_loop, scripted, servers
-from team_policy import team
-from testkit import write_team_flow
+from support.loop_kit import call, make_loop, scripted, servers
+from support.team_policy import team
+from support.testkit import write_team_flow
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import ToolContext, on_server

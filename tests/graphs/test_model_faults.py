@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.tools import tool
-from loop_kit import Sleeps, call, make_loop, run_loop, scripted, servers
+from support.loop_kit import Sleeps, call, make_loop, run_loop, scripted, servers
 
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.retry import RetryPolicy
-from mirograph.agents.sim.policy import Fault
+from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.tools.base import on_server
 
 ANSWER = "Done.</think>\n\n\\boxed{42}"

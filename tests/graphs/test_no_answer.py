@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loop_kit import is_closing, make_loop, run_loop, servers
+from support.loop_kit import is_closing, make_loop, run_loop, servers
 
-from mirograph.agents.sim.policy import Fault, SimReply
+from mirograph.agents.sim.scripting import Fault, SimReply
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import start_run

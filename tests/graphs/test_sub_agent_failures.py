@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import START, StateGraph
-from team_policy import team
-from testkit import write_team_flow
+from support.team_policy import team
+from support.testkit import write_team_flow
 from typing_extensions import TypedDict
 
 from mirograph.agents.config import ModelConfig
 from mirograph.agents.errors import TaskFailedError
 from mirograph.agents.models import build_chat_model
-from mirograph.agents.sim.policy import Fault
+from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import ToolContext
 from mirograph.flows.loader import load_flow

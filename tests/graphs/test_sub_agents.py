@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from team_policy import team
+from support.team_policy import team
 
 from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.prompts import CLOSING_HEADER, task_message
-from mirograph.agents.sim.policy import Fault
+from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import FlowError, validate_flow
 from mirograph.flows.runner import (
@@ -45,13 +45,13 @@ def team_flow(planner_url: str, worker_url: str, **agents: dict[str, Any]) -> An
                 "model": "worker_m",
                 "max_turns": 10,
                 "keep_tool_results": 2,
-                "tools": ["team_tools:lookup"],
+                "tools": ["support.team_tools:lookup"],
             },
             "coding": {
                 "model": "worker_m",
                 "max_turns": 10,
                 "keep_tool_results": 1,
-                "tools": ["team_tools:compute"],
+                "tools": ["support.team_tools:compute"],
             },
         },
         "entry": "planner",
@@ -150,10 +150,10 @@ async def test_three_levels_run_and_report_nested_calls(home: Path, tmp_path: Pa
                     "planner": {"model": "m", "sub_agents": ["browsing"]},
                     "browsing": {
                         "model": "m",
-                        "tools": ["team_tools:lookup"],
+                        "tools": ["support.team_tools:lookup"],
                         "sub_agents": ["helper"],
                     },
-                    "helper": {"model": "m", "tools": ["team_tools:compute"]},
+                    "helper": {"model": "m", "tools": ["support.team_tools:compute"]},
                 },
                 "entry": "planner",
             }

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from langchain_core.tools import BaseTool, tool
-from loop_kit import call, make_loop, run_loop, scripted, servers
+from support.loop_kit import call, make_loop, run_loop, scripted, servers
 
 from mirograph.agents.mirothinker.parsing import MAX_CALLS_PER_REPLY, render_call
 from mirograph.agents.tools.base import ToolContext, on_server

@@ -12,7 +12,7 @@ from mirograph.agents.config import ModelConfig
 from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.models import build_chat_model
-from mirograph.agents.sim.policy import SimReply
+from mirograph.agents.sim.scripting import SimReply
 from mirograph.agents.sim.server import SimServer
 
 TWO_CALLS = (

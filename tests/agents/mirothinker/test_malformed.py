@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
-from loop_kit import Sleeps, call, make_loop, run_loop, scripted, servers
+from support.loop_kit import Sleeps, call, make_loop, run_loop, scripted, servers
 
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.retry import RetryPolicy
-from mirograph.agents.sim.policy import Fault
+from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import on_server
 from mirograph.flows.loader import validate_flow

@@ -13,17 +13,17 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from http_server import HttpServer
 from langchain_core.messages import HumanMessage
-from loop_kit import Sleeps, make_loop, run_loop, scripted, servers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from support.http_server import HttpServer
+from support.loop_kit import Sleeps, make_loop, run_loop, scripted, servers
 
 from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.retry import RetryPolicy
-from mirograph.agents.sim.policy import Fault
+from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 
 ANSWER = "Done.</think>\n\n\\boxed{42}"

@@ -18,11 +18,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from langchain_core.tools import tool
 from langchain_core.tracers._streaming import _V2StreamingCallbackHandler
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from loop_kit import make_loop, scripted, servers
+from support.loop_kit import make_loop, scripted, servers
 
 from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.sim.policy import SimReply
+from mirograph.agents.sim.scripting import SimReply
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import on_server
 from mirograph.graphs.config import recursion_limit

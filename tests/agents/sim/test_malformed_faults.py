@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from loop_kit import servers
+from support.loop_kit import servers
 
-from mirograph.agents.sim.policy import MALFORMED_MODES, Fault
+from mirograph.agents.sim.scripting import MALFORMED_MODES, Fault
 from mirograph.agents.sim.server import SimServer
 
 serve = pytest.fixture(servers)

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from loop_kit import servers
+from support.loop_kit import servers
 
 from mirograph.agents.mirothinker.parsing import parse_reply, render_call
 from mirograph.agents.sim import policies
-from mirograph.agents.sim.policy import Fault, SimReply, load_policy
+from mirograph.agents.sim.scripting import Fault, SimReply, load_policy
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.sim.tokens import PrefixCache, count_message_tokens
 

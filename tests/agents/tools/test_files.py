@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_server import HttpServer
 from langchain_core.tools import BaseTool, ToolException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from support.http_server import HttpServer
 
 from mirograph.agents.tools.base import ToolContext
 from mirograph.agents.tools.files import SERVER, make_tools

@@ -15,7 +15,7 @@ from langchain_core.tools import BaseTool, ToolException
 
 from mirograph.agents.tools import local
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, server_of
-from mirograph.agents.tools.registry import ToolRefError, check_ref, resolve_tools
+from mirograph.agents.tools.tool_refs import ToolRefError, check_ref, resolve_tools
 from mirograph.flows.loader import FlowError, validate_flow
 
 DEMO = Path(__file__).resolve().parents[3] / "flows" / "demo_corpus"

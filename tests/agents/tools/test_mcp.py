@@ -27,7 +27,7 @@ from mirograph.agents.prompts import CLOSING_HEADER
 from mirograph.agents.sim.server import NotifyingServer, SimServer
 from mirograph.agents.tools import mcp
 from mirograph.agents.tools.base import ToolContext, server_of, tool_specs
-from mirograph.agents.tools.registry import ToolRefError, check_ref, resolve_tools
+from mirograph.agents.tools.tool_refs import ToolRefError, check_ref, resolve_tools
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import start_run
 

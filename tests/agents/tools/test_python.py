@@ -20,8 +20,8 @@ from langchain_core.tools import BaseTool, ToolException
 
 from mirograph.agents.tools import sandbox
 from mirograph.agents.tools.base import ToolContext, server_of, tool_specs
-from mirograph.agents.tools.registry import ToolRefError, resolve_tools
 from mirograph.agents.tools.sandbox import NOTE_FALLBACK, NOTE_RESET, alive, process_tree
+from mirograph.agents.tools.tool_refs import ToolRefError, resolve_tools
 
 SECRET = "sk-test-secret"
 RESTARTED = "[sandbox: the Python interpreter was restarted"

@@ -9,11 +9,11 @@ import pytest
 from langchain_core.tools import ToolException
 
 from mirograph.agents.config import ModelConfig
-from mirograph.agents.sim.policy import Fault
+from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import ToolContext, server_of
 from mirograph.agents.tools.reasoning import SYSTEM
-from mirograph.agents.tools.registry import resolve_tools
+from mirograph.agents.tools.tool_refs import resolve_tools
 from mirograph.flows.loader import FlowError, validate_flow
 
 

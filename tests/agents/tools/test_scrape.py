@@ -12,17 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_server import HttpServer
 from langchain_core.tools import BaseTool, ToolException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
+from support.http_server import HttpServer
 
 from mirograph.agents.config import ModelConfig
-from mirograph.agents.sim.policy import Fault
+from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, server_of
-from mirograph.agents.tools.registry import check_ref, resolve_tools
 from mirograph.agents.tools.scrape import (
     ALLOW_PRIVATE,
     EXTRACT_SYSTEM,
@@ -33,6 +32,7 @@ from mirograph.agents.tools.scrape import (
     make_tools,
     page_text,
 )
+from mirograph.agents.tools.tool_refs import check_ref, resolve_tools
 
 CENSUS_PDF = Path(__file__).parents[3] / "flows" / "demo_corpus" / "census-returns.pdf"
 

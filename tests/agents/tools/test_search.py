@@ -8,21 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_server import HttpServer
 from langchain_core.tools import BaseTool, ToolException
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from support.http_server import HttpServer
 
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, server_of
-from mirograph.agents.tools.registry import (
+from mirograph.agents.tools.search import MISSING_KEY, make_tools
+from mirograph.agents.tools.tool_refs import (
     ToolRefError,
     check_environment,
     check_ref,
     resolve_tools,
 )
-from mirograph.agents.tools.search import MISSING_KEY, make_tools
 
 KEY = "tvly-test-SECRET-0123456789"
 RESULTS = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from team_tools import _record
+from .team_tools import _record
 
 
 def lookup(topic: str, step: int) -> str:

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from testkit import Cli, wait_for_fifo
-from transcript_policy import story
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.sim.tokens import PrefixCache, count_tokens, encode_request
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import start_run
+
+from .testkit import Cli, wait_for_fifo
+from .transcript_policy import story
 
 QUESTION = "How do alpha and beta compare?"
 #: Planted in the environment; the model repeats it and a tool echoes it.
@@ -77,17 +78,17 @@ async def team_run(tmp_path: Path, run_id: str = "story") -> TeamRun:
                         "model": "planner",
                         "role": "main",
                         "sub_agents": ["browsing", "coding"],
-                        "tools": ["transcript_tools:reveal"],
+                        "tools": ["support.transcript_tools:reveal"],
                     },
                     "browsing": {
                         "model": "browsing",
                         "keep_tool_results": 1,
-                        "tools": ["transcript_tools:fetch"],
+                        "tools": ["support.transcript_tools:fetch"],
                     },
                     "coding": {
                         "model": "coding",
                         "keep_tool_results": 1,
-                        "tools": ["transcript_tools:fetch"],
+                        "tools": ["support.transcript_tools:fetch"],
                     },
                 },
                 "entry": "planner",
@@ -109,8 +110,8 @@ def killed_team_run(cli: Cli, base_url: str, tmp_path: Path, run_id: str) -> Non
         "models": {"m": {"base_url": base_url, "max_tokens": 512}},
         "agents": {
             "planner": {"model": "m", "role": "main", "sub_agents": ["browsing", "coding"]},
-            "browsing": {"model": "m", "max_turns": 20, "tools": ["team_tools:lookup"]},
-            "coding": {"model": "m", "max_turns": 20, "tools": ["team_tools:compute"]},
+            "browsing": {"model": "m", "max_turns": 20, "tools": ["support.team_tools:lookup"]},
+            "coding": {"model": "m", "max_turns": 20, "tools": ["support.team_tools:compute"]},
         },
         "entry": "planner",
     }

@@ -10,7 +10,7 @@ import pytest
 from langchain_core.tools import BaseTool
 
 from mirograph.agents.tools.base import ToolContext, server_of
-from mirograph.agents.tools.registry import BUILTIN_SETS, ToolRefError, check_ref, resolve_tools
+from mirograph.agents.tools.tool_refs import BUILTIN_SETS, ToolRefError, check_ref, resolve_tools
 
 HELPER = '''
 from langchain_core.tools import tool

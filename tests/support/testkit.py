@@ -1,4 +1,4 @@
-"""Test helpers shared across the suite (importable: pytest puts tests/ on sys.path)."""
+"""Test helpers shared across the suite: the CLI as a subprocess, flows, ports, pipes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from pathlib import Path
 
 import yaml
 
-SUPPORT = Path(__file__).parent / "flows" / "support"
+#: This folder: the policies, tools and servers that flows in tests name.
+SUPPORT = Path(__file__).parent
+#: On the Python path of every test and subprocess, so that ``support.NAME`` imports.
+TESTS = SUPPORT.parent
 LISTENING = re.compile(r"sim-model listening on (http://127\.0\.0\.1:(\d+)/v1)")
 
 
@@ -24,8 +27,8 @@ def write_team_flow(
     path: Path,
     base_url: str,
     *,
-    browsing: str = "team_tools:lookup",
-    coding: str | None = "team_tools:compute",
+    browsing: str = "support.team_tools:lookup",
+    coding: str | None = "support.team_tools:compute",
     name: str = "team",
     **model: object,
 ) -> Path:
@@ -66,7 +69,7 @@ class Cli:
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {**os.environ, "MIROGRAPH_HOME": str(self.home), **self.env, **(extra or {})}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
         return env
 
     def argv(self, *args: str) -> list[str]:
