@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import openai
 
+from mirograph.text import first_line
+
 #: The port a hint names when the base URL gives none we can read.
 DEFAULT_PORT = 8000
 
@@ -139,7 +141,7 @@ def classify_model_error(exc: BaseException, base_url: str) -> ModelCallError | 
     if isinstance(exc, ModelCallError):
         return exc
     if isinstance(exc, openai.BadRequestError) and "maximum context length" in str(exc):
-        return ContextOverflowError(_one_line(exc))
+        return ContextOverflowError(first_line(exc))
     if isinstance(exc, openai.APITimeoutError):
         return ModelUnavailableError(base_url, "request timed out")
     if isinstance(exc, openai.APIConnectionError):
@@ -149,25 +151,20 @@ def classify_model_error(exc: BaseException, base_url: str) -> ModelCallError | 
     ):
         return ModelUnavailableError(
             base_url,
-            f"HTTP {exc.status_code}: {_one_line(exc)}",
+            f"HTTP {exc.status_code}: {first_line(exc)}",
             retry_after=_retry_after(exc),
         )
     if isinstance(exc, openai.NotFoundError):
         return ModelUnavailableError(
-            base_url, f"HTTP 404: {_one_line(exc)}; check the model name", retryable=False
+            base_url, f"HTTP 404: {first_line(exc)}; check the model name", retryable=False
         )
     if type(exc) is openai.APIError:
         # The SDK raises the bare class for an ``{"error": ...}`` event inside a
         # 200 stream: vLLM sends one when its engine fails mid-reply.
-        return ModelUnavailableError(base_url, f"error in stream: {_one_line(exc)}")
+        return ModelUnavailableError(base_url, f"error in stream: {first_line(exc)}")
     return None
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     headers = exc.response.headers if exc.response is not None else {}
     return parse_retry_after(headers.get("retry-after"))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

@@ -30,6 +30,7 @@ from rich.console import Console
 
 from mirograph.flows.terminal import printable
 from mirograph.state.registry import RUN_STATUSES
+from mirograph.text import clip, describe
 
 if TYPE_CHECKING:
     from mirograph.flows.runner import RunOutcome
@@ -88,9 +89,8 @@ def _crash(exc: BaseException) -> NoReturn:
         where = f"details in {write_crash_report(exc)}"
     except OSError:
         where = "no crash report could be written"
-    first = (str(exc).strip().splitlines() or ["(no message)"])[0]
     err.print(
-        f"error: internal error ({type(exc).__name__}: {printable(first, multiline=False)});"
+        f"error: internal error ({printable(describe(exc), multiline=False)});"
         f" {where}; please report it with that file",
         markup=False,
         soft_wrap=True,
@@ -485,7 +485,7 @@ def _ls_cells(row: dict[str, Any]) -> list[str]:
     cells = [
         row["id"],
         row["status"],
-        _short(row["question"], 50),
+        clip(row["question"], 50),
         row["flow"],
         "-" if row["turns"] is None else str(row["turns"]),
         "-" if row["tokens"] is None else f"{row['tokens']:,}",
@@ -502,11 +502,6 @@ def _print_columns(cells: list[list[str]]) -> None:
     for line in lines:
         padded = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
         print("  ".join(padded).rstrip())
-
-
-def _short(text: str, width: int) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 @app.command()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mirograph.flows.loader import FlowError
+from mirograph.text import describe
 
 GraphBuilder = Callable[[Any], Any]
 
@@ -67,9 +68,8 @@ def _checked(ref: str, attribute: str, builder: GraphBuilder) -> GraphBuilder:
         try:
             graph = builder(ctx)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or ["(no message)"])[0]
             raise FlowError(
-                f"graph {ref!r}: {attribute}(ctx) raised {type(exc).__name__}: {first}"
+                f"graph {ref!r}: {attribute}(ctx) raised {describe(exc)}"
                 f"{_where(exc)}; fix the function"
             ) from None
         if not callable(getattr(graph, "compile", None)):
@@ -105,8 +105,5 @@ def _import_file(path: Path, ref: str) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        first = (str(exc).strip().splitlines() or ["(no message)"])[0]
-        raise FlowError(
-            f"graph {ref!r}: importing {path.name} failed: {type(exc).__name__}: {first}"
-        ) from None
+        raise FlowError(f"graph {ref!r}: importing {path.name} failed: {describe(exc)}") from None
     return module

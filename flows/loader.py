@@ -27,6 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from mirograph.graphs.config import FLOW_DIR, IMPORT_TOOLS, FlowConfig, override_keys
+from mirograph.text import first_line
 
 SHIPPED_DIR = Path(__file__).parent
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -230,7 +231,7 @@ def parse_yaml(text: str, *, where: str) -> Any:
         problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "invalid YAML"
         raise FlowError(f"{where}: {_line(exc)}{problem}; fix the YAML syntax") from None
     except (ValueError, OverflowError) as exc:  # a value YAML cannot build: 2001-13-45, 1e5000
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200)
         raise FlowError(f"{where}: a value cannot be read ({first}); quote it or fix it") from None
     finally:
         loader.dispose()

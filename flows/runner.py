@@ -45,6 +45,7 @@ from mirograph.state.leases import Lease, RunBusyError, SqliteLeases, process_al
 from mirograph.state.redact import redact
 from mirograph.state.registry import RunRecord, UnknownRunError, check_run_id
 from mirograph.state.store import Store, mirograph_home, open_store
+from mirograph.text import describe
 
 
 class RunFailedError(RuntimeError):
@@ -520,8 +521,7 @@ async def _invoke(
         # An interrupted step may hold an open write (its blobs) that would
         # lock the registry's row update: it was never checkpointed, drop it.
         store.discard_uncommitted()
-        lines = str(exc).strip().splitlines()
-        reason = redact(f"{type(exc).__name__}: {lines[0] if lines else '(no message)'}")
+        reason = redact(describe(exc))
         interrupted = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
         status = "paused" if isinstance(exc, interrupted) else "failed"
         if status == "paused":

@@ -28,6 +28,7 @@ from mirograph.agents.mirothinker.thinking import split_thinking
 from mirograph.flows.terminal import printable
 from mirograph.flows.transcript import AgentCall, RunTranscript, Turn, load_transcripts, turns_of
 from mirograph.state.redact import scrub
+from mirograph.text import clip, one_line
 
 #: An agent with more turns than this shows its first and last ``EDGE_TURNS``.
 MAX_TURNS = 40
@@ -278,8 +279,7 @@ def _one_line(value: Any) -> str:
 def _short(text: str, width: int) -> str:
     """One line of at most ``width`` characters, secrets masked before it is cut,
     control characters shown as escapes."""
-    line = printable(" ".join(scrub(text).split()), multiline=False)
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return clip(printable(one_line(scrub(text)), multiline=False), width)
 
 
 def _args(args: Any) -> str:

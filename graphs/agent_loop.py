@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -59,9 +58,11 @@ from mirograph.graphs.run_control import agent_namespace, current_control
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
 from mirograph.graphs.tool_runner import ToolReport, ToolRunner
 from mirograph.state.blobs import BlobStore, hydrate, offload
+from mirograph.state.messages import new_id
 from mirograph.state.redact import scrub, secret_values
 from mirograph.state.retention import RetentionWindow
 from mirograph.state.schema import AgentInput, AgentOutput, AgentState, AgentStats, empty_stats
+from mirograph.text import clip, describe
 
 #: Conservative characters per token, for the context estimate before /tokenize.
 CHARS_PER_TOKEN = 3.0
@@ -176,8 +177,8 @@ class AgentLoop:
         )
         return {
             "messages": [
-                SystemMessage(system, id=_id()),
-                HumanMessage(prompts.task_message(question, role=self.role), id=_id()),
+                SystemMessage(system, id=new_id()),
+                HumanMessage(prompts.task_message(question, role=self.role), id=new_id()),
             ],
             "agent": self.name,
             "stats": empty_stats(),
@@ -337,7 +338,9 @@ class AgentLoop:
         """The closing request: summary and final answer (or report), no tools."""
         stats = _stats(state)
         self._take_tool_time(config, stats)
-        request = HumanMessage(prompts.closing_request(state["question"], role=self.role), id=_id())
+        request = HumanMessage(
+            prompts.closing_request(state["question"], role=self.role), id=new_id()
+        )
         history = list(state["messages"])
         if state.get("stop_reason") == "context_overflow":
             history = _without_last_turn(history)  # the turn whose result overflowed
@@ -486,7 +489,6 @@ class AgentLoop:
         try:
             reply = await self.retry.call(once, count_retry)
         except Exception as exc:
-            lines = str(exc).strip().splitlines()
             self._emit(
                 config,
                 "model_call",
@@ -494,11 +496,11 @@ class AgentLoop:
                 max_turns=self.config.max_turns,
                 phase="work" if tools else "close",
                 outcome="error",
-                detail=f"{type(exc).__name__}: {lines[0][:300] if lines else ''}",
+                detail=describe(exc, 300),
             )
             raise
         if not reply.id:
-            reply.id = _id()
+            reply.id = new_id()
         return reply
 
     async def _call(
@@ -564,8 +566,7 @@ def _preview(value: Any, width: int) -> str:
     """A one-line, bounded rendering of tool arguments or a result, for events."""
     if not isinstance(value, str):
         value = json.dumps(value, ensure_ascii=False, default=str)
-    line = " ".join(value[: width * 2].split())  # a long result is cut before it is split
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return clip(value, width)
 
 
 def _estimate_tokens(messages: Sequence[BaseMessage]) -> int:
@@ -692,11 +693,7 @@ def _with_unique_call_ids(reply: AIMessage) -> AIMessage:
     for call in reply.tool_calls:
         call_id = call.get("id")
         if not call_id or call_id in seen:
-            call = {**call, "id": _id()}
+            call = {**call, "id": new_id()}
         seen.add(call["id"])
         calls.append(call)
     return reply.model_copy(update={"tool_calls": calls})
-
-
-def _id() -> str:
-    return uuid.uuid4().hex

@@ -15,7 +15,6 @@ killed run resumes inside the agent at the turn it reached.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import AgentConfig, recursion_limit
 from mirograph.graphs.run_control import announce_call
 from mirograph.state.blobs import BlobStore
+from mirograph.state.messages import new_id
 from mirograph.state.schema import AgentStats, Invocation, empty_stats
 
 #: Steps the custom graph itself may take (agents count their own steps).
@@ -73,7 +73,7 @@ class Agent:
         async def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
             question = ask(state)
             ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
-            call_id = uuid.uuid4().hex
+            call_id = new_id()
             finished = announce_call(name, "graph", ns, call_id, question)
             out = await graph.ainvoke({"question": question}, config)
             stats = out.get("stats") or empty_stats()

@@ -10,7 +10,6 @@ checkpoint namespace, and a killed run resumes each where it stopped.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,10 @@ from pydantic import BaseModel, Field
 from mirograph.agents.errors import TaskFailedError
 from mirograph.agents.tools.base import DEDUPE_KEY, SERVER_KEY
 from mirograph.graphs.run_control import announce_call
+from mirograph.state.messages import new_id
 from mirograph.state.redact import redact
 from mirograph.state.schema import AgentStats, Invocation, empty_stats
+from mirograph.text import describe
 
 #: Tool metadata naming the sub-agent a tool stands for.
 SUB_AGENT_KEY = "mirograph_sub_agent"
@@ -152,11 +153,12 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
         except Exception as exc:
             if (reason := task_failure(exc)) is None:
                 raise  # the run pauses or fails, resumable at the sub-agent's checkpoint
-            lines = str(exc).strip().splitlines()
-            detail = f"{type(exc).__name__}: {lines[0][:500] if lines else '(no message)'}"
-            text = f"Tool call to {tool_name} on {server} failed: the sub-agent stopped ({detail})"
+            text = (
+                f"Tool call to {tool_name} on {server} failed:"
+                f" the sub-agent stopped ({describe(exc)})"
+            )
             message = ToolMessage(
-                redact(text), tool_call_id=call_id, name=tool_name, status="error", id=_id()
+                redact(text), tool_call_id=call_id, name=tool_name, status="error", id=new_id()
             )
             record.update(status="failed", stop_reason=reason, stats=await _last_stats(config))
         else:
@@ -166,7 +168,7 @@ def delegate_node(sub: SubAgent, parent: str) -> Delegate:
                     f"The {sub.name} agent ended without a report"
                     f" (stop reason: {out.get('stop_reason') or 'unknown'})."
                 )
-            message = ToolMessage(report, tool_call_id=call_id, name=tool_name, id=_id())
+            message = ToolMessage(report, tool_call_id=call_id, name=tool_name, id=new_id())
             record["stop_reason"] = out.get("stop_reason")
             record["stats"] = out.get("stats") or empty_stats()
             nested = [{**r, "depth": r["depth"] + 1} for r in out.get("invocations") or ()]
@@ -212,7 +214,3 @@ async def _last_stats(config: RunnableConfig) -> AgentStats:
     saved = await saver.aget_tuple(where)
     stats = (saved.checkpoint["channel_values"].get("stats") if saved else None) or {}
     return AgentStats(**{**empty_stats(), **stats})
-
-
-def _id() -> str:
-    return uuid.uuid4().hex

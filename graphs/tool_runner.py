@@ -32,7 +32,6 @@ import contextvars
 import functools
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -44,7 +43,9 @@ from pydantic import ValidationError
 
 from mirograph.agents.tools.base import server_of
 from mirograph.agents.tools.bounded import Exited, in_daemon_thread
+from mirograph.state.messages import new_id
 from mirograph.state.redact import redact
+from mirograph.text import describe, one_line
 
 TRUNCATED = "[Result truncated]"
 
@@ -98,7 +99,7 @@ class ToolRunner:
         except Exited as exc:
             return _error(call["id"], name, _failure(name, server, str(exc)))
         except Exception as exc:
-            detail = f"{type(exc).__name__}: {_first_line(exc)}"
+            detail = describe(exc)
             return _error(call["id"], name, _failure(name, server, detail))
         text = _as_text(output)
         # Only what can be shown is cleaned and redacted (a tool may return 100 MB).
@@ -109,7 +110,7 @@ class ToolRunner:
         if cut:
             text = f"{text[: self.max_chars]}\n{TRUNCATED}"
         return ToolMessage(
-            content=self.truncate(text), tool_call_id=call["id"], name=name, id=_id()
+            content=self.truncate(text), tool_call_id=call["id"], name=name, id=new_id()
         )
 
     def _malformed(self, call: InvalidToolCall) -> ToolMessage:
@@ -117,7 +118,7 @@ class ToolRunner:
         name = call.get("name") or "unknown"
         reason = call.get("error") or "its arguments are not valid JSON"
         return _error(
-            call.get("id") or _id(), name, f"Tool call to {name} was not executed: {reason}"
+            call.get("id") or new_id(), name, f"Tool call to {name} was not executed: {reason}"
         )
 
     def truncate(self, text: str) -> str:
@@ -173,8 +174,8 @@ def _failure(name: str, server: str, detail: str) -> str:
 
 
 def _error(call_id: str, name: str, text: str) -> ToolMessage:
-    one_line = redact(_clean(" ".join(text.split())))
-    return ToolMessage(content=one_line, tool_call_id=call_id, name=name, status="error", id=_id())
+    line = redact(_clean(one_line(text)))
+    return ToolMessage(content=line, tool_call_id=call_id, name=name, status="error", id=new_id())
 
 
 def _as_text(output: Any) -> str:
@@ -201,19 +202,6 @@ def _clean(text: str) -> str:
     return text
 
 
-def _first_line(exc: BaseException) -> str:
-    """The message's first line; a tool's exception whose ``__str__`` raises has none."""
-    try:
-        lines = str(exc).strip().splitlines()
-    except Exception:
-        return "(its message cannot be shown)"
-    return lines[0][:500] if lines else "(no message)"
-
-
 def _validation_summary(exc: ValidationError) -> str:
     parts = [f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()]
     return "; ".join(parts[:5])
-
-
-def _id() -> str:
-    return uuid.uuid4().hex

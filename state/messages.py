@@ -7,6 +7,7 @@ proportional to what the turn added instead of to the length of the history.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -64,3 +65,9 @@ def merge_results(current: dict[str, Any] | None, update: dict[str, Any] | None)
 
 #: One turn's results while its sub-agents run in parallel; emptied when they are merged.
 PendingResults = Annotated[dict[str, Any], merge_results]
+
+
+def new_id() -> str:
+    """A fresh message or tool-call id: unique across runs, so that a message added by
+    a resumed step never replaces one of an earlier step."""
+    return uuid.uuid4().hex

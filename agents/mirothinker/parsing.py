@@ -18,6 +18,8 @@ from typing import Any
 
 import json_repair
 
+from mirograph.text import one_line
+
 __all__ = [
     "MAX_CALLS_PER_REPLY",
     "MalformedCall",
@@ -245,7 +247,7 @@ def _load_arguments(raw: str) -> dict[str, Any] | str:
     try:
         value: Any = json.loads(raw)
     except (json.JSONDecodeError, RecursionError) as exc:
-        strict_error = _one_line(f"invalid JSON ({exc})")
+        strict_error = one_line(f"invalid JSON ({exc})")
     except ValueError:  # valid JSON, but an integer longer than Python reads
         return _HUGE_INTEGER
     else:
@@ -260,7 +262,7 @@ def _load_arguments(raw: str) -> dict[str, Any] | str:
     try:
         repaired: Any = json_repair.loads(raw)
     except Exception as exc:  # json_repair has no narrow error type of its own
-        return _one_line(f"{strict_error}; repair failed: {type(exc).__name__}: {exc}")
+        return one_line(f"{strict_error}; repair failed: {type(exc).__name__}: {exc}")
     if not isinstance(repaired, dict):
         return f"{strict_error}; repair gave a {type(repaired).__name__}, not an object"
     if not repaired and not _EMPTY_OBJECT_RE.fullmatch(raw):
@@ -283,7 +285,7 @@ def _usable(arguments: dict[str, Any], raw: str) -> dict[str, Any] | str:
     except UnicodeEncodeError:
         return "arguments hold invalid unicode (a lone surrogate); write the text itself"
     except (ValueError, TypeError, RecursionError) as exc:
-        return _one_line(f"arguments cannot be written as JSON: {exc}")
+        return one_line(f"arguments cannot be written as JSON: {exc}")
     return arguments
 
 
@@ -301,11 +303,6 @@ def _depth(value: Any) -> int:
         children = node.values() if isinstance(node, dict) else node
         stack.extend((child, depth + 1) for child in children)
     return deepest
-
-
-def _one_line(message: str) -> str:
-    """Collapse whitespace so that an error fits on one line."""
-    return " ".join(message.split())
 
 
 def _has_stray_tags(text: str, spans: list[tuple[int, int]]) -> bool:

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl
 
+from mirograph.text import describe
+
 __all__ = ["MALFORMED_MODES", "Fault", "Policy", "PolicyResult", "SimReply", "load_policy"]
 
 #: What a ``Fault(malformed=...)`` can get wrong (see the module docstring).
@@ -118,7 +120,7 @@ def load_policy(spec: str) -> Policy:
     try:
         obj: Any = importlib.import_module(module_name.strip())
     except Exception as exc:  # any import-time failure is a bad spec to the caller
-        raise ValueError(f"invalid policy spec {spec!r}: {_first_line(exc)} ({_SHAPE})") from exc
+        raise ValueError(f"invalid policy spec {spec!r}: {describe(exc)} ({_SHAPE})") from exc
     for name in attr_path.strip().split("."):
         try:
             obj = getattr(obj, name)
@@ -149,9 +151,3 @@ def _convert(value: str) -> Any:
         except ValueError:
             pass
     return value
-
-
-def _first_line(exc: BaseException) -> str:
-    """One line naming the exception, for single-line error messages."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

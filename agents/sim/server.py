@@ -32,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 from mirograph.agents.mirothinker.parsing import parse_reply
 from mirograph.agents.sim.scripting import Fault, Policy, PolicyResult, SimReply, load_policy
 from mirograph.agents.sim.tokens import PrefixCache, count_tokens, encode_request
+from mirograph.text import describe
 
 __all__ = ["SimServer", "create_app", "serve_forever"]
 
@@ -136,7 +137,7 @@ def create_app(
             result = await _call_policy(policy, body)
         except Exception as exc:
             logger.warning("sim-model policy raised", exc_info=True)
-            return _error(500, _one_line(exc))
+            return _error(500, describe(exc))
         stream = bool(body.get("stream"))
         if isinstance(result, Fault):
             return await _fault_response(result, stream=stream, model=model_name)
@@ -533,11 +534,6 @@ def _error(status: int, message: str, *, headers: dict[str, str] | None = None) 
     kind = _ERROR_TYPES.get(status, "InternalServerError" if status >= 500 else "BadRequestError")
     payload = {"error": {"message": message, "type": kind, "param": None, "code": status}}
     return JSONResponse(payload, status_code=status, headers=headers)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 class NotifyingServer(uvicorn.Server):

@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from mirograph.agents.fields import DAY_S, Float
 from mirograph.agents.tools.base import ToolContext, on_server
+from mirograph.text import clip
 
 #: Host variables a stdio server gets (the MCP SDK adds LOGNAME, SHELL, TERM, USER).
 INHERITED_ENV = ("PATH", "HOME", "LANG")
@@ -209,7 +210,7 @@ class _StartError(Exception):
 
 def _start_failure(options: Options, exc: BaseException) -> str:
     verb = "could not start" if options.command else "could not connect to"
-    return _one_line(f"mcp server {options.name!r}: {verb} {options.where()}: {exc}")
+    return clip(f"mcp server {options.name!r}: {verb} {options.where()}: {exc}", MAX_ERROR_CHARS)
 
 
 # -- run time: one session per server per run ----------------------------------------------
@@ -303,7 +304,7 @@ class _Connection:
                 raise _Dead(self.why_dead()) from None
             if exc.error.code == 408:  # the SDK's read timeout
                 raise ToolException(f"no answer within {self.options.timeout_s:g} s") from None
-            raise ToolException(_one_line(exc.error.message)) from None
+            raise ToolException(clip(exc.error.message, MAX_ERROR_CHARS)) from None
         except (OSError, EOFError) as exc:
             raise _Dead(_reason(exc, self.options)) from None
         except Exception as exc:
@@ -418,7 +419,7 @@ def _as_tool(listed: types.Tool, handle: _Handle) -> BaseTool:
         result = await handle.link().call(name, arguments)
         text = _result_text(result)
         if result.isError:
-            raise ToolException(_one_line(text) or "the tool reported an error")
+            raise ToolException(clip(text, MAX_ERROR_CHARS) or "the tool reported an error")
         return text
 
     return StructuredTool(
@@ -471,14 +472,14 @@ def _reason(exc: BaseException, options: Options) -> str:
     leaves = [e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError)] or [exc]
     leaf = leaves[0]
     if isinstance(leaf, McpError):
-        return _one_line(leaf.error.message)
+        return clip(leaf.error.message, MAX_ERROR_CHARS)
     if isinstance(leaf, TimeoutError) and not str(leaf):
         return f"no answer within {options.timeout_s:g} s"
     if isinstance(leaf, FileNotFoundError) and options.command:
         return f"no such program: {options.command[0]!r}"
     if isinstance(leaf, _StartError | ConnectionError) and str(leaf):
-        return _one_line(str(leaf))
-    text = _one_line(str(leaf))
+        return clip(str(leaf), MAX_ERROR_CHARS)
+    text = clip(str(leaf), MAX_ERROR_CHARS)
     return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
 
 
@@ -491,8 +492,4 @@ def _stderr_tail(errlog: IO[str]) -> str:
     except (OSError, ValueError):
         return ""
     lines = [line.strip() for line in data.splitlines() if line.strip()]
-    return _one_line(lines[-1]) if lines else ""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:MAX_ERROR_CHARS]
+    return clip(lines[-1], MAX_ERROR_CHARS) if lines else ""

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mirograph.agents.fields import Int
 from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, on_server
 from mirograph.agents.tools.bounded import run_bounded
+from mirograph.text import describe
 
 SERVER = "jina_scrape_llm_summary"
 TRUNCATED = "[Content truncated]"
@@ -151,8 +152,7 @@ class _Extractor:
             reply = await self.model.ainvoke([SystemMessage(EXTRACT_SYSTEM), HumanMessage(request)])
             extracted = split_thinking(reply.text)[1]
         except Exception as exc:  # the page text still helps: return it with the reason
-            lines = str(exc).strip().splitlines()
-            answer["extraction_error"] = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+            answer["extraction_error"] = describe(exc)
             return answer
         return {
             "url": answer["url"],

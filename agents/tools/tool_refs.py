@@ -28,6 +28,7 @@ from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, ValidationError
 
 from mirograph.agents.tools.base import ToolContext, on_server
+from mirograph.text import first_line
 
 ToolSet = Callable[[ToolContext], list[BaseTool]]
 #: What a flow file writes in ``tools``: a name, or ``{name: {option: value}}``.
@@ -215,7 +216,7 @@ def _import_module(module_name: str, ref: str, search_dir: str | Path | None) ->
         # A module that calls sys.exit() on import would otherwise end the run silently.
         raise ToolRefError(
             f"importing tool module {module_name!r} failed at {_raised_at(exc)}:"
-            f" {type(exc).__name__}: {_first_line(exc)}; fix the module"
+            f" {type(exc).__name__}: {first_line(exc)}; fix the module"
         ) from None
 
 
@@ -241,10 +242,6 @@ def _import_from(module_name: str, folder: Path) -> ModuleType:
 def _raised_at(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "import"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or ["(no message)"])[0][:300]
 
 
 def _items(target: Any) -> list[Any]:
