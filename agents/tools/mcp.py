@@ -13,14 +13,16 @@ How it works:
   called from inside a running event loop (the runner builds graphs in async
   code), so it lists the server's tools on a short-lived worker thread with
   its own event loop: start the server, ``initialize``, ``tools/list``, stop it.
-  The listing is cached for the process per server (command/url, env, cwd),
-  so later builds of the same flow start nothing.
+  The listing is cached for the whole process per server (command/url, env,
+  cwd): a build has no run yet to keep it in, and later builds of the same
+  flow (every run's) then start nothing.
 - **Run time.** The first call in a run opens ONE session per server per run
   (shared by every agent of the run that lists the same server), in the run's
   event loop, held open by a background task of its own (MCP transports are
   anyio task groups, which must be entered and left by the same task); every
-  later call reuses it, concurrently if need be. ``ctx.on_close`` stops it
-  when the run ends (a stdio server gets its stdin closed, then SIGTERM/SIGKILL).
+  later call reuses it, concurrently if need be. The session is kept in the
+  run's resources (``ctx.resources``), which stop it when the run ends (a
+  stdio server gets its stdin closed, then SIGTERM/SIGKILL).
 - **A dead session** (the server crashed or closed the connection) is
   reopened once and the call retried; otherwise the call fails with a
   one-line ``ToolException``, as do MCP errors and results flagged ``isError``.
@@ -55,7 +57,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mirograph.agents.fields import DAY_S, Float
-from mirograph.agents.tools.base import ToolContext, on_server
+from mirograph.agents.tools.base import RunResources, ToolContext, on_server
 from mirograph.text import clip
 
 #: Host variables a stdio server gets (the MCP SDK adds LOGNAME, SHELL, TERM, USER).
@@ -151,21 +153,24 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
                 f" (it has: {', '.join(sorted(names)) or 'none'})"
             )
         listed = [t for t in listed if t.name in options.tools]
-    handle = _Handle(ctx, options)
-    return [on_server(_as_tool(t, handle), options.name) for t in listed]
+    server = _ServerInRun(ctx.resources, options)
+    return [on_server(_as_tool(t, server), options.name) for t in listed]
 
 
 # -- build time: list the tools on a worker thread ---------------------------------------
 
-_LISTINGS: dict[str, list[types.Tool]] = {}
-_LISTINGS_LOCK = threading.Lock()
+#: Tool listings by ``Options.transport_key()``, kept for the whole process: they
+#: are needed at build time, before any run exists to hold them, and a flow built
+#: again (each run builds its graph) should not start its servers again to list them.
+_PROCESS_LISTINGS: dict[str, list[types.Tool]] = {}
+_PROCESS_LISTINGS_LOCK = threading.Lock()
 
 
 def _listed_tools(options: Options) -> list[types.Tool]:
     """The server's tools, listed once per process; a one-line ValueError if it cannot be."""
     key = options.transport_key()
-    with _LISTINGS_LOCK:
-        cached = _LISTINGS.get(key)
+    with _PROCESS_LISTINGS_LOCK:
+        cached = _PROCESS_LISTINGS.get(key)
     if cached is not None:
         return cached
     outcome: dict[str, Any] = {}
@@ -181,8 +186,8 @@ def _listed_tools(options: Options) -> list[types.Tool]:
     worker.join()
     if "error" in outcome:
         raise ValueError(_start_failure(options, outcome["error"])) from None
-    with _LISTINGS_LOCK:
-        _LISTINGS[key] = outcome["tools"]
+    with _PROCESS_LISTINGS_LOCK:
+        _PROCESS_LISTINGS[key] = outcome["tools"]
     return outcome["tools"]
 
 
@@ -247,8 +252,9 @@ class _Dead(Exception):
     """The session ended under a call (the server exited or closed the connection)."""
 
 
-class _Connection:
-    """One open session, held by a task of its own until ``close``."""
+class _OpenSession:
+    """One open MCP session (one server process or HTTP session), held by a task of
+    its own until ``close``; a run's session replaces it if it dies."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
@@ -335,88 +341,76 @@ class _Connection:
 
 
 @dataclass
-class _Link:
-    """The run's session on one server: opened on first use, reopened once if it died."""
+class _RunSession:
+    """The run's session on one server: opened on first use, reopened once if it died,
+    closed with the run (kept in the run's resources)."""
 
     options: Options
-    connection: _Connection | None = None
+    current: _OpenSession | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
         for attempt in (1, 2):
-            connection = await self._connected()
+            session = await self._open_session()
             try:
-                return await connection.call(tool, arguments)
+                return await session.call(tool, arguments)
             except _Dead as exc:
-                await self._drop(connection)
+                await self._drop(session)
                 if attempt == 2:
                     raise ToolException(
                         f"mcp server {self.options.name!r} stopped: {exc}; retried once"
                     ) from None
         raise AssertionError("unreachable")
 
-    async def _connected(self) -> _Connection:
+    async def _open_session(self) -> _OpenSession:
         async with self.lock:
-            current = self.connection
+            current = self.current
             if current is not None and current.alive:
                 return current
             if current is not None:  # died while idle
-                self.connection = None
+                self.current = None
                 await current.close()
-            connection = _Connection(self.options)
+            session = _OpenSession(self.options)
             try:
-                await connection.started()
+                await session.started()
             except _StartError as exc:
                 raise ToolException(_start_failure(self.options, exc)) from None
-            self.connection = connection
-            return connection
+            self.current = session
+            return session
 
-    async def _drop(self, connection: _Connection) -> None:
+    async def _drop(self, session: _OpenSession) -> None:
         async with self.lock:
-            if self.connection is connection:
-                self.connection = None
-        await connection.close()
+            if self.current is session:
+                self.current = None
+        await session.close()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         async with self.lock:
-            connection, self.connection = self.connection, None
-        if connection is not None:
-            await connection.close()
-
-
-#: Open links by (run's closer list, server); an entry lives from first call to run end.
-_LINKS: dict[tuple[int, str], tuple[list[Any], _Link]] = {}
+            session, self.current = self.current, None
+        if session is not None:
+            await session.close()
 
 
 @dataclass(frozen=True)
-class _Handle:
-    """What a tool holds: the run it belongs to and the server to reach."""
+class _ServerInRun:
+    """What a tool holds: the server it calls and the resources of the run it belongs to
+    (lives as long as the tools; the session itself is the run's)."""
 
-    ctx: ToolContext
+    resources: RunResources
     options: Options
 
-    def link(self) -> _Link:
-        # The closers list is the one object every copy of a run's context shares.
-        key = (id(self.ctx.closers), f"{self.options.name}\0{self.options.transport_key()}")
-        entry = _LINKS.get(key)
-        if entry is None:
-            link = _Link(self.options)
-            _LINKS[key] = (self.ctx.closers, link)  # holding the list keeps its id unique
-
-            async def close() -> None:
-                _LINKS.pop(key, None)
-                await link.close()
-
-            self.ctx.on_close(close)
-            return link
-        return entry[1]
+    def session(self) -> _RunSession:
+        # Keyed by the server's name and transport: agents of a run that list the same
+        # server share its session; another run has other resources, so another session.
+        key = (__name__, self.options.name, self.options.transport_key())
+        return self.resources.get_or_create(key, lambda: _RunSession(self.options))
 
 
-def _as_tool(listed: types.Tool, handle: _Handle) -> BaseTool:
+def _as_tool(listed: types.Tool, server: _ServerInRun) -> BaseTool:
     name = listed.name
 
     async def call(**arguments: Any) -> str:
-        result = await handle.link().call(name, arguments)
+        result = await server.session().call(name, arguments)
         text = _result_text(result)
         if result.isError:
             raise ToolException(clip(text, MAX_ERROR_CHARS) or "the tool reported an error")

@@ -92,7 +92,23 @@ async def test_calls_share_one_session_per_run_which_closing_the_run_ends(
 
     await ctx.aclose()
     assert gone(pid)
-    assert not mcp._LINKS
+
+
+async def test_each_run_has_its_own_session_which_its_end_closes(tmp_path: Path) -> None:
+    first, second = context(tmp_path), ToolContext(run_id="r2", workspace=tmp_path)
+    ones = by_name(resolve_tools([demo()], first))
+    twos = by_name(resolve_tools([demo()], second))
+    try:
+        one = int(await ones["pid"].ainvoke({}))
+        two = int(await twos["pid"].ainvoke({}))
+        assert one != two
+
+        await first.aclose()
+        assert gone(one) and not gone(two)
+        assert int(await twos["pid"].ainvoke({})) == two
+    finally:
+        await second.aclose()
+    assert gone(two)
 
 
 async def test_a_tool_error_is_a_one_line_tool_exception(tmp_path: Path) -> None:
@@ -307,4 +323,38 @@ async def test_an_agent_calls_an_mcp_tool_end_to_end(home: Path, tmp_path: Path)
     assert "## Server name: demo\n\n### Tool name: add" in system
     assert "### Tool name: pid" in system and "### Tool name: lookup" not in system
     assert requests[1]["messages"][-1]["content"].strip() == "5"
-    assert not mcp._LINKS  # the run closed its session
+
+
+def pid_teller(body: dict[str, Any]) -> str:
+    """Call ``pid`` on the first reply; box the process id the tool returned after."""
+    messages = body["messages"]
+    if not any(m["role"] == "assistant" for m in messages):
+        return "Asking.</think>\n\nCalling pid.\n\n" + render_call("demo", "pid", {})
+    results = [m["content"] for m in messages[2:] if m["role"] == "user"]
+    results = [r for r in results if CLOSING_HEADER not in r]
+    number = re.fullmatch(r"\s*(\d+)\s*", results[-1])
+    assert number, results[-1]
+    return f"Done.</think>\n\nFinal answer: \\boxed{{{number.group(1)}}}"
+
+
+async def test_runs_at_once_get_one_session_each_closed_at_their_end(
+    home: Path, tmp_path: Path
+) -> None:
+    with SimServer(pid_teller) as srv:
+        flow = validate_flow(
+            {
+                "name": "mcp-pids",
+                "models": {"m": {"base_url": srv.base_url, "max_tokens": 512}},
+                "agents": {"main": {"model": "m", "tools": [demo(tools=["pid"])]}},
+                "entry": "main",
+            }
+        )
+        store = f"sqlite:///{tmp_path}/runs.db"
+        outcomes = await asyncio.gather(
+            *(start_run("Your pid?", flow, run_id=f"pid-{n}", store_url=store) for n in (1, 2))
+        )
+
+    assert [o.status for o in outcomes] == ["completed", "completed"], outcomes
+    pids = {int(str(o.answer)) for o in outcomes}
+    assert len(pids) == 2  # one server per run
+    assert all(gone(pid) for pid in pids)  # each run closed its session
