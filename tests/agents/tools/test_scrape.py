@@ -56,6 +56,8 @@ ARTICLE = f"""<!doctype html>
 </body></html>"""
 #: 300 KB of unclosed ``<script>`` tags: minutes of regex backtracking for a tag stripper.
 HOSTILE = "<html><body><p>Visible words.</p>" + "<script>" * 37_500
+#: ~5 MB of paragraphs: about a second to convert, far past any scheduling delay.
+LONG = "<html><body>" + "".join(f"<p>part {i} " + "word " * 50 + "</p>" for i in range(20_000))
 LATIN = "Crème brûlée à la façade: naïve café, 20 °C."
 BIG_BYTES = 20 * 1024 * 1024
 CHUNK = b"0123456789abcdef" * 4095 + b"0123456789abcde\n"  # 64 KiB, one line
@@ -82,6 +84,7 @@ class Site:
             "/census.pdf": self.census,
             "/image.png": self.image,
             "/hostile": self.hostile,
+            "/long": self.long,
         }
         routes = [Route(path, self._counted(handler)) for path, handler in pages.items()]
         self.server = HttpServer(routes)
@@ -147,6 +150,9 @@ class Site:
 
     async def hostile(self, _: Request) -> Response:
         return Response(HOSTILE, media_type="text/html")
+
+    async def long(self, _: Request) -> Response:
+        return Response(LONG, media_type="text/html")
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +342,7 @@ def test_markup_is_read_by_a_parser_in_linear_time() -> None:
 async def test_a_conversion_past_its_limit_is_stopped(site: Site, ctx: ToolContext) -> None:
     limits = FetchLimits(convert_s=0.001, allow_private=True)
     [scrape] = make_tools(ctx, limits=limits)
-    url = site.server.url("/hostile")
+    url = site.server.url("/long")
     message = await _error(scrape, url)
     assert message == f"reading the text of {url} took longer than 0.001 s and was stopped"
 
