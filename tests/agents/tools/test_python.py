@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from langchain_core.tools import BaseTool, ToolException
 
-from mirograph.agents.tools import sandbox
 from mirograph.agents.tools.base import ToolContext, server_of, tool_specs
 from mirograph.agents.tools.sandbox import NOTE_FALLBACK, NOTE_RESET, alive, process_tree
+from mirograph.agents.tools.sandbox import isolation as sandbox
 from mirograph.agents.tools.tool_refs import ToolRefError, resolve_tools
 
 SECRET = "sk-test-secret"
