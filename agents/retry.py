@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from mirograph.agents.errors import ModelUnavailableError, RetryLaterError
+from mirograph.errors import ModelUnavailableError, RetryLaterError
 
 T = TypeVar("T")
 

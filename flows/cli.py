@@ -2,10 +2,12 @@
 
 Exit codes: 0 completed; 1 the run failed (still resumable), or an internal
 error (one line naming a crash report that holds the traceback); 2 bad input
-(flow file, run id, store URL, option, a path that cannot be written) or the
-run is held by another live process; 3 the run paused (asked for, or the model
-server unavailable): resume it; 4 the run ended without an answer (the reason
-says why); 130 stopped at once by Ctrl-C twice (still resumable).
+(flow file, run id, store URL, option, a path that cannot be written), or a run
+that is not there or is held by another live process; 3 the run paused (asked
+for, or the model server unavailable): resume it; 4 the run ended without an
+answer (the reason says why); 130 stopped at once by Ctrl-C twice (still
+resumable). An error of ``mirograph.errors``' tree exits with its node's
+``exit_code`` and its one line; any other exception is a bug (exit 1, never 2).
 
 Everything printed for a person passes through ``printable`` (control
 characters from questions, replies and tool results never reach the terminal);
@@ -19,37 +21,40 @@ import gc
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeGuard, TypeVar
 
 import typer
 from rich.console import Console
 
+from mirograph.errors import FlowError, InternalError, MirographError
 from mirograph.flows.terminal import printable
 from mirograph.state.registry import RUN_STATUSES
-from mirograph.text import clip, describe
+from mirograph.text import describe
 
 if TYPE_CHECKING:
     from mirograph.flows.runner import RunOutcome
     from mirograph.graphs.config import FlowConfig
     from mirograph.graphs.run_control import RunControl
-    from mirograph.state.registry import RunRecord
 
 # Commands import the engine when they run, not here: `--help`, `ls` and `pause`
 # must answer at once, without LangGraph, LangChain or the OpenAI client.
 
 
 class _App(typer.Typer):
-    """The command, with an unexpected error turned into one line and a crash report."""
+    """The command, with an error of the tree turned into its one line and exit code,
+    and any other exception (a bug) into one line and a crash report."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except Exception as exc:  # a bug, not bad input: never a traceback, never exit 2
-            _crash(exc)
+        except Exception as exc:
+            if _for_the_user(exc):
+                _say(str(exc))
+                sys.exit(exc.exit_code)
+            _crash(exc)  # a bug, not bad input: never a traceback, never exit 2
 
 
 app = _App(
@@ -77,8 +82,17 @@ SetOpt = Annotated[
 
 def _fail(message: str, code: int) -> NoReturn:
     """One line on stderr (control characters neutralised), then exit with ``code``."""
-    err.print(f"error: {printable(message, multiline=False)}", markup=False, soft_wrap=True)
+    _say(message)
     raise typer.Exit(code)
+
+
+def _say(message: str) -> None:
+    err.print(f"error: {printable(message, multiline=False)}", markup=False, soft_wrap=True)
+
+
+def _for_the_user(exc: BaseException) -> TypeGuard[MirographError]:
+    """An error of the tree a person acts on; an ``InternalError`` is a bug like any other."""
+    return isinstance(exc, MirographError) and not isinstance(exc, InternalError)
 
 
 def _crash(exc: BaseException) -> NoReturn:
@@ -99,7 +113,7 @@ def _crash(exc: BaseException) -> NoReturn:
 
 
 def _call(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine, turning known failures into one line and an exit code."""
+    """Run a coroutine, turning an error of the tree into one line and its exit code."""
     # The command's imports are done: their ~500,000 objects live as long as the
     # process. Frozen, they are not walked again by every full collection, which
     # otherwise takes ~80 ms of loading a 600-turn state (benchmarks/long_run.py).
@@ -109,36 +123,9 @@ def _call(coro: Coroutine[Any, Any, T]) -> T:
     except KeyboardInterrupt:
         _fail("interrupted; the run is paused and resumable with `mirograph resume RUN_ID`", 130)
     except Exception as exc:
-        code = _exit_code(exc)
-        if code is None:
+        if not _for_the_user(exc):
             raise  # a bug: the app turns it into one line and a crash report
-        _fail(str(exc), code)
-
-
-#: Failures the user can act on, by module and class, with their exit codes.
-_KNOWN_FAILURES = (
-    ("mirograph.flows.loader", "FlowError", 2),
-    ("mirograph.graphs.builder", "FlowBuildError", 2),
-    ("mirograph.agents.tools.tool_refs", "ToolRefError", 2),
-    ("mirograph.state.store", "StoreURLError", 2),
-    ("mirograph.flows.runs", "RunNotFoundError", 2),
-    ("mirograph.state.leases", "RunBusyError", 2),
-    ("mirograph.flows.events", "EventLogError", 2),
-    ("mirograph.flows.runner", "RunFailedError", 1),
-)
-
-
-def _exit_code(exc: BaseException) -> int | None:
-    """The exit code of a known failure (bad input 2, a failed run 1), None for a bug.
-
-    An error class can only have been raised once its module was imported, so it is
-    looked up in ``sys.modules``: the CLI never imports the engine just to classify.
-    """
-    for module, name, code in _KNOWN_FAILURES:
-        known = getattr(sys.modules.get(module), name, None)
-        if known is not None and isinstance(exc, known):
-            return code
-    return 2 if isinstance(exc, ValueError) else None
+        _fail(str(exc), exc.exit_code)
 
 
 def _resume_command(run_id: str, store: str | None) -> str:
@@ -272,31 +259,26 @@ def run(
 ) -> None:
     """Start an investigation; prints the final answer."""
     from mirograph.flows.graph_ref import is_graph_ref
-    from mirograph.flows.loader import FlowError, load_flow
+    from mirograph.flows.loader import load_flow
     from mirograph.flows.runner import start_run
 
     if question == "-":
         question = sys.stdin.read()
     _check_home()
     target: FlowConfig | str
-    try:
-        if is_graph_ref(flow):
-            if overrides:
-                raise FlowError(
-                    "--set applies to flow files; a custom graph reads its own settings"
-                )
-            target = str(flow)
-        else:
-            target = load_flow(flow, overrides or [])
-            for warning in target.environment_warnings():
-                err.print(
-                    f"warning: {printable(warning, multiline=False)}",
-                    style="yellow",
-                    markup=False,
-                    soft_wrap=True,
-                )
-    except FlowError as exc:
-        _fail(str(exc), 2)
+    if is_graph_ref(flow):
+        if overrides:
+            raise FlowError("--set applies to flow files; a custom graph reads its own settings")
+        target = str(flow)
+    else:
+        target = load_flow(flow, overrides or [])
+        for warning in target.environment_warnings():
+            err.print(
+                f"warning: {printable(warning, multiline=False)}",
+                style="yellow",
+                markup=False,
+                soft_wrap=True,
+            )
     outcome = _drive(
         lambda control: start_run(
             question, target, run_id=run_id, store_url=store, control=control
@@ -416,7 +398,9 @@ def list_command(
     status: Annotated[
         list[str] | None,
         typer.Option(
-            "--status", "-s", help="Only runs with this status (repeatable): " + ", ".join(STATUSES)
+            "--status",
+            "-s",
+            help="Only runs with this status (repeatable): " + ", ".join(RUN_STATUSES),
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many runs.")] = 50,
@@ -424,13 +408,14 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array of runs.")] = False,
 ) -> None:
     """List runs, newest first: id, status, question, flow, turns, tokens, age."""
+    from mirograph.flows.list_view import list_row, print_list
     from mirograph.flows.runs import list_runs
 
-    unknown = sorted(set(status or ()) - set(STATUSES))
+    unknown = sorted(set(status or ()) - set(RUN_STATUSES))
     if unknown:
-        _fail(f"unknown status {unknown[0]!r}; use one of: {', '.join(STATUSES)}", 2)
+        _fail(f"unknown status {unknown[0]!r}; use one of: {', '.join(RUN_STATUSES)}", 2)
     records = _call(list_runs(store_url=store, limit=limit, statuses=status or ()))
-    rows = [_ls_row(r) for r in records]
+    rows = [list_row(r) for r in records]
     if as_json:
         out.print_json(data=rows)
         return
@@ -438,70 +423,7 @@ def list_command(
         hint = "" if status else '; start one with `mirograph run "question"`'
         err.print(f"no runs{' with that status' if status else ' yet'}{hint}")
         return
-    cells = [_ls_cells(row) for row in rows]
-    if not out.is_terminal:
-        _print_columns(cells)
-        return
-    from rich.table import Table
-
-    table = Table(*_LS_COLUMNS)
-    for index in (0, 1):  # id and status are never cut, however narrow the terminal
-        table.columns[index].no_wrap = True
-        table.columns[index].min_width = max(len(c[index]) for c in cells)
-    for row_cells in cells:
-        table.add_row(*row_cells)
-    out.print(table)
-
-
-STATUSES = RUN_STATUSES
-
-
-def _ls_row(record: RunRecord) -> dict[str, Any]:
-    """What ``ls`` shows of a run; counts as of the end of its last session."""
-    usage = record.usage or {}
-    turns = sum(a.get("turns", 0) for a in usage.values()) if usage else None
-    tokens = (
-        sum(a.get("prompt_tokens", 0) + a.get("completion_tokens", 0) for a in usage.values())
-        if usage
-        else None
-    )
-    return {
-        "id": record.id,
-        "status": record.effective_status,
-        "question": record.question,
-        "flow": record.flow,
-        "turns": turns,
-        "tokens": tokens,
-        "age_seconds": round(time.time() - record.created_at, 1),
-        "created_at": record.created_at,
-    }
-
-
-_LS_COLUMNS = ("id", "status", "question", "flow", "turns", "tokens", "age")
-
-
-def _ls_cells(row: dict[str, Any]) -> list[str]:
-    """A row of ``ls`` as text cells, each one line and safe for a terminal."""
-    cells = [
-        row["id"],
-        row["status"],
-        clip(row["question"], 50),
-        row["flow"],
-        "-" if row["turns"] is None else str(row["turns"]),
-        "-" if row["tokens"] is None else f"{row['tokens']:,}",
-        _age(row["age_seconds"]),
-    ]
-    return [printable(cell, multiline=False) for cell in cells]
-
-
-def _print_columns(cells: list[list[str]]) -> None:
-    """``ls`` off a terminal: plain aligned columns, every value whole, so that
-    ``ls | grep completed`` and ``awk '{print $1}'`` see what the store holds."""
-    lines = [list(_LS_COLUMNS), *cells]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(_LS_COLUMNS))]
-    for line in lines:
-        padded = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-        print("  ".join(padded).rstrip())
+    print_list(rows, out)
 
 
 @app.command()
@@ -575,10 +497,7 @@ def sim_model(
     from mirograph.agents.sim.scripting import load_policy
     from mirograph.agents.sim.server import serve_forever
 
-    try:
-        load_policy(policy)
-    except ValueError as exc:
-        _fail(str(exc), 2)
+    load_policy(policy)  # a bad spec is a PolicySpecError: one line, exit 2
     _check_port(port)
     try:
         serve_forever(
@@ -608,10 +527,3 @@ def _check_port(port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
             _fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; {_PORT_FIX}", 2)
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"

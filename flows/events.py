@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from mirograph.errors import EventLogError
 from mirograph.state.store import mirograph_home
 
 EVENTS_FILE = "events.jsonl"
@@ -29,11 +30,6 @@ def _ordered(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any
     come scrubbed of secrets: ``RunControl.emit`` scrubs them once for every sink.)"""
     head = {k: event.pop(k) for k in ("event", "ts", "run_id") if k in event}
     return {**head, **event}
-
-
-class EventLogError(OSError):
-    """The event log cannot be written (a read-only or file-valued ``MIROGRAPH_HOME``,
-    a folder where the file should be); the message says which path and the fix."""
 
 
 class EventLog:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mirograph.flows.loader import FlowError
+from mirograph.errors import FlowError
 from mirograph.text import describe
 
 GraphBuilder = Callable[[Any], Any]

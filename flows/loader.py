@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from mirograph.errors import FlowError
 from mirograph.graphs.config import FLOW_DIR, IMPORT_TOOLS, FlowConfig, override_keys
 from mirograph.text import first_line
 
@@ -44,10 +45,6 @@ MAX_EXPANDED_CHARS = 4 << 20
 
 #: A key path in a flow (mapping keys and list indexes) and what it held before expansion.
 KeyPath = tuple[str | int, ...]
-
-
-class FlowError(ValueError):
-    """A flow that cannot run; the message names the file, key path and fix."""
 
 
 def shipped_flows() -> list[str]:

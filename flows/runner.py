@@ -27,11 +27,18 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
 from mirograph.agents import prompts
-from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.tools.base import ToolContext, tool_specs
+from mirograph.errors import (
+    FlowError,
+    ModelUnavailableError,
+    RunBusyError,
+    RunFailedError,
+    RunNotFoundError,
+    UserInputError,
+)
 from mirograph.flows.events import EventLog, events_path, read_events
 from mirograph.flows.graph_ref import canonical, load_builder
-from mirograph.flows.loader import FlowError, apply_overrides, ready_to_run, validate_flow
+from mirograph.flows.loader import apply_overrides, ready_to_run, validate_flow
 from mirograph.flows.report import build_report
 from mirograph.flows.runs import find_run
 from mirograph.flows.stand_in import stand_in_graph
@@ -41,15 +48,11 @@ from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.custom import DEFAULT_GRAPH_STEPS, GraphContext
 from mirograph.graphs.run_control import Budgets, PauseRequested, RunControl, controlling
 from mirograph.graphs.sub_agents import node_name
-from mirograph.state.leases import Lease, RunBusyError, SqliteLeases, process_alive
+from mirograph.state.leases import Lease, SqliteLeases, process_alive
 from mirograph.state.redact import redact
-from mirograph.state.registry import RunRecord, UnknownRunError, check_run_id
+from mirograph.state.registry import RunRecord, check_run_id
 from mirograph.state.store import Store, mirograph_home, open_store
 from mirograph.text import describe
-
-
-class RunFailedError(RuntimeError):
-    """The run stopped on an unexpected error; it stays resumable."""
 
 
 @dataclass
@@ -87,7 +90,7 @@ async def start_run(
     ``control`` receives the run's events and can pause it (``request_pause``).
     """
     if not question.strip():
-        raise ValueError("the question is empty; pass the question to investigate")
+        raise UserInputError("the question is empty; pass the question to investigate")
     if isinstance(flow, str):
         ref = canonical(flow)
         load_builder(ref)  # a broken reference is rejected before anything is stored
@@ -126,7 +129,7 @@ async def resume_run(
         record = get_run(store, run_id)
         if record.status in ENDED:
             if overrides:
-                raise ValueError(
+                raise UserInputError(
                     f"run {run_id} is {record.status}: there is nothing to continue, so"
                     " --set changes nothing; start a new run with the changed flow"
                 )
@@ -240,7 +243,7 @@ def check_question_fits(entry: AgentLoop, question: str) -> None:
     needed = prompt + reserve + reply
     if needed > entry.context_tokens:
         asked = int(len(question) / CHARS_PER_TOKEN)
-        raise ValueError(
+        raise UserInputError(
             f"the question (~{asked} tokens, {len(question)} characters) does not fit agent"
             f" {entry.name!r}: with its system prompt, max_tokens {reply} and the closing"
             f" request that repeats it, it needs ~{needed} of {entry.context_tokens}"
@@ -334,7 +337,7 @@ def _refuse_pre_lease_runner(store: Store, run_id: str) -> None:
         return
     try:
         record = store.registry.get(run_id)
-    except UnknownRunError:
+    except RunNotFoundError:
         return
     if record.status == "running" and process_alive(record.pid):
         raise RunBusyError(
@@ -428,7 +431,7 @@ def make_workspace(workspace: Path) -> None:
     try:
         workspace.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(
+        raise UserInputError(
             f"cannot create the run's workspace {workspace} ({exc.strerror or exc});"
             " set MIROGRAPH_HOME to a writable folder"
         ) from None

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mirograph.state.registry import RunRecord, SqliteRunRegistry, UnknownRunError, check_run_id
+from mirograph.state.registry import RunRecord, SqliteRunRegistry, check_run_id
 from mirograph.state.store import open_registry
-
-
-class RunNotFoundError(LookupError):
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run {run_id!r} in this store; `mirograph ls` lists run ids")
 
 
 def find_run(registry: SqliteRunRegistry, run_id: str) -> RunRecord:
     """The run's registry row, or ``RunNotFoundError``; every entry that takes a run
     id comes through here (or ``run_dir``), so the id is checked here."""
-    try:
-        return registry.get(check_run_id(run_id))
-    except UnknownRunError:
-        raise RunNotFoundError(run_id) from None
+    return registry.get(check_run_id(run_id))
 
 
 async def list_runs(

@@ -9,15 +9,12 @@ from langgraph.graph import StateGraph
 from mirograph.agents.models import build_chat_model
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import ToolContext
-from mirograph.agents.tools.tool_refs import ToolRefError, resolve_tools
+from mirograph.agents.tools.tool_refs import resolve_tools
+from mirograph.errors import FlowBuildError, ToolRefError
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import FlowConfig, recursion_limit
 from mirograph.graphs.sub_agents import SubAgent, sub_agent_tool
 from mirograph.state.blobs import BlobStore
-
-
-class FlowBuildError(ValueError):
-    """A valid flow this version cannot build."""
 
 
 def build_agent(

@@ -23,8 +23,8 @@ from langgraph.errors import GraphRecursionError
 from langgraph.pregel import Pregel
 from pydantic import BaseModel, Field
 
-from mirograph.agents.errors import TaskFailedError
 from mirograph.agents.tools.base import DEDUPE_KEY, SERVER_KEY
+from mirograph.errors import TaskFailedError
 from mirograph.graphs.run_control import announce_call
 from mirograph.state.messages import new_id
 from mirograph.state.redact import redact

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from langchain_core.messages import BaseMessage, ToolMessage
 
+from mirograph.errors import MissingBlobError
 from mirograph.state.sqlite_file import SqliteFile
 
 OFFLOAD_CHARS = 1024
@@ -46,10 +47,6 @@ class BlobStore(Protocol):
     async def put(self, text: str) -> str: ...
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, str]: ...
-
-
-class MissingBlobError(LookupError):
-    """A message refers to a blob the store does not hold."""
 
 
 class SqliteBlobStore:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
+from mirograph.errors import RunBusyError
+
 #: How long a lease stays valid without a renewal (seen from another host).
 LEASE_TTL_S = 300.0
 #: A holder renews at most this often: renewals are cheap, but still writes.
@@ -47,14 +49,6 @@ CREATE TABLE IF NOT EXISTS mirograph_leases (
 """
 #: The columns of a lease row, in ``Lease`` field order after ``run_id``.
 LEASE_COLUMNS = "token, owner, pid, pid_started, host, acquired_at, expires_at"
-
-
-class RunBusyError(RuntimeError):
-    """Another live runner holds the run: a run has exactly one runner."""
-
-
-class LeaseLostError(RunBusyError):
-    """This runner's lease was taken over: its writes are refused (fencing)."""
 
 
 @dataclass(frozen=True)

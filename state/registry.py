@@ -15,24 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from mirograph.state.leases import (
-    LEASE_COLUMNS,
-    Lease,
-    LeaseLostError,
-    RunBusyError,
-    SqliteLeases,
-    fenced,
-    process_alive,
-)
+from mirograph.errors import LeaseLostError, RunNotFoundError, UserInputError
+from mirograph.state.leases import LEASE_COLUMNS, Lease, SqliteLeases, fenced, process_alive
 
-__all__ = ["LeaseLostError", "RunBusyError", "RunRecord", "SqliteRunRegistry", "check_run_id"]
+__all__ = ["RUN_STATUSES", "RunRecord", "RunStatus", "SqliteRunRegistry", "check_run_id"]
 
 #: ``no_answer``: the run ended, but its entry agent gave no answer (every reply
 #: malformed, cut or empty); the reason says why.
 RunStatus = Literal["running", "paused", "completed", "no_answer", "failed"]
-RUN_STATUSES: tuple[str, ...] = ("running", "paused", "completed", "no_answer", "failed")
+#: The same statuses as values (``ls --status`` checks and lists them).
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mirograph_runs (
@@ -73,10 +67,6 @@ _SELECT = (
 )
 
 
-class UnknownRunError(LookupError):
-    """No run with that id in the store."""
-
-
 #: What a run id may be: it names a directory under ``$MIROGRAPH_HOME/runs``.
 RUN_ID_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -86,7 +76,7 @@ def check_run_id(run_id: str) -> str:
     """``run_id`` if it is safe as a file name (no ``..``, ``/``, control characters)."""
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
         shown = repr(run_id) if len(str(run_id)) <= 40 else repr(str(run_id)[:40]) + "…"
-        raise ValueError(f"run id {shown} is not allowed: use {RUN_ID_RULE} (no '..')")
+        raise UserInputError(f"run id {shown} is not allowed: use {RUN_ID_RULE} (no '..')")
     return run_id
 
 
@@ -185,7 +175,7 @@ class SqliteRunRegistry:
                 ),
             )
         except sqlite3.IntegrityError:
-            raise ValueError(
+            raise UserInputError(
                 f"run id {record.id!r} already exists; resume it with"
                 f" `mirograph resume {record.id}` or pick another --id"
             ) from None
@@ -212,9 +202,10 @@ class SqliteRunRegistry:
             )
 
     def get(self, run_id: str) -> RunRecord:
+        """The run's row, or ``RunNotFoundError``."""
         row = self._conn.execute(f"{_SELECT} WHERE r.id = ?", (run_id,)).fetchone()
         if row is None:
-            raise UnknownRunError(run_id)
+            raise RunNotFoundError(run_id)
         return _record(row)
 
     def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:

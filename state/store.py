@@ -18,16 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mirograph.errors import StoreURLError
 from mirograph.state.registry import SqliteRunRegistry
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
     from mirograph.state.blobs import BlobStore
-
-
-class StoreURLError(ValueError):
-    """A store URL this build cannot open."""
 
 
 def mirograph_home() -> Path:

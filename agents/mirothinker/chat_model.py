@@ -37,13 +37,10 @@ from langchain_core.tools import BaseTool
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from mirograph.agents.errors import (
-    MalformedResponseError,
-    ModelUnavailableError,
-    classify_model_error,
-)
 from mirograph.agents.mirothinker.parsing import parse_reply, render_call
 from mirograph.agents.mirothinker.thinking import with_thinking
+from mirograph.agents.model_failures import classify_model_error
+from mirograph.errors import MalformedResponseError, ModelUnavailableError
 from mirograph.state.retention import OMITTED
 
 DEFAULT_SERVER = "tools"

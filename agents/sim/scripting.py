@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl
 
+from mirograph.errors import PolicySpecError
 from mirograph.text import describe
 
 __all__ = ["MALFORMED_MODES", "Fault", "Policy", "PolicyResult", "SimReply", "load_policy"]
@@ -112,29 +113,34 @@ _SHAPE = "expected 'module:function' optionally followed by '?key=value&...'"
 
 
 def load_policy(spec: str) -> Policy:
-    """Import ``module:function`` and bind ``?key=value`` pairs as keyword arguments."""
+    """Import ``module:function`` and bind ``?key=value`` pairs as keyword arguments;
+    a spec that does not load is a one-line ``PolicySpecError`` (bad input, exit 2)."""
     target, _, query = spec.partition("?")
     module_name, sep, attr_path = target.partition(":")
     if not sep or not module_name.strip() or not attr_path.strip():
-        raise ValueError(f"invalid policy spec {spec!r}: {_SHAPE}")
+        raise PolicySpecError(f"invalid policy spec {spec!r}: {_SHAPE}")
     try:
         obj: Any = importlib.import_module(module_name.strip())
     except Exception as exc:  # any import-time failure is a bad spec to the caller
-        raise ValueError(f"invalid policy spec {spec!r}: {describe(exc)} ({_SHAPE})") from exc
+        raise PolicySpecError(f"invalid policy spec {spec!r}: {describe(exc)} ({_SHAPE})") from exc
     for name in attr_path.strip().split("."):
         try:
             obj = getattr(obj, name)
         except AttributeError as exc:
-            raise ValueError(
+            raise PolicySpecError(
                 f"invalid policy spec {spec!r}: {module_name} has no attribute {attr_path!r} "
                 f"({_SHAPE})"
             ) from exc
     if not callable(obj):
-        raise ValueError(f"invalid policy spec {spec!r}: {attr_path!r} is not callable ({_SHAPE})")
+        raise PolicySpecError(
+            f"invalid policy spec {spec!r}: {attr_path!r} is not callable ({_SHAPE})"
+        )
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError as exc:
-        raise ValueError(f"invalid policy spec {spec!r}: bad query {query!r} ({_SHAPE})") from exc
+        raise PolicySpecError(
+            f"invalid policy spec {spec!r}: bad query {query!r} ({_SHAPE})"
+        ) from exc
     if not pairs:
         return obj  # type: ignore[no-any-return]
     return functools.partial(obj, **{key: _convert(value) for key, value in pairs})

@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from mirograph.agents.fields import DAY_S, Float
 from mirograph.agents.tools.base import RunResources, ToolContext, on_server
+from mirograph.errors import ToolRefError
 from mirograph.text import clip
 
 #: Host variables a stdio server gets (the MCP SDK adds LOGNAME, SHELL, TERM, USER).
@@ -148,7 +149,7 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         names = {t.name for t in listed}
         missing = [n for n in options.tools if n not in names]
         if missing:
-            raise ValueError(
+            raise ToolRefError(
                 f"mcp server {options.name!r} has no tool {missing[0]!r}"
                 f" (it has: {', '.join(sorted(names)) or 'none'})"
             )
@@ -167,7 +168,8 @@ _PROCESS_LISTINGS_LOCK = threading.Lock()
 
 
 def _listed_tools(options: Options) -> list[types.Tool]:
-    """The server's tools, listed once per process; a one-line ValueError if it cannot be."""
+    """The server's tools, listed once per process; a one-line ``ToolRefError`` (the flow's
+    entry cannot be used here: exit 2) if they cannot be."""
     key = options.transport_key()
     with _PROCESS_LISTINGS_LOCK:
         cached = _PROCESS_LISTINGS.get(key)
@@ -185,7 +187,7 @@ def _listed_tools(options: Options) -> list[types.Tool]:
     worker.start()
     worker.join()
     if "error" in outcome:
-        raise ValueError(_start_failure(options, outcome["error"])) from None
+        raise ToolRefError(_start_failure(options, outcome["error"])) from None
     with _PROCESS_LISTINGS_LOCK:
         _PROCESS_LISTINGS[key] = outcome["tools"]
     return outcome["tools"]

@@ -11,9 +11,9 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
 
-from mirograph.agents.errors import classify_model_error
 from mirograph.agents.fields import Int
 from mirograph.agents.mirothinker.thinking import split_thinking
+from mirograph.agents.model_failures import classify_model_error
 from mirograph.agents.models import build_chat_model
 from mirograph.agents.tools.base import ToolContext, on_server
 

@@ -28,6 +28,7 @@ from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, ValidationError
 
 from mirograph.agents.tools.base import ToolContext, on_server
+from mirograph.errors import ToolRefError
 from mirograph.text import first_line
 
 ToolSet = Callable[[ToolContext], list[BaseTool]]
@@ -51,10 +52,6 @@ def builtin_module(name: str) -> ModuleType:
 
 def _options_model(name: str) -> type[BaseModel] | None:
     return getattr(builtin_module(name), "Options", None)
-
-
-class ToolRefError(ValueError):
-    """A tool reference that names nothing usable."""
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from support.loop_kit import Sleeps, make_loop, run_loop, scripted, servers
 
-from mirograph.agents.errors import RetryLaterError, parse_retry_after
+from mirograph.agents.model_failures import parse_retry_after
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
+from mirograph.errors import RetryLaterError
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import run_report, start_run
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mirograph.errors import RunBusyError, UserInputError
 from mirograph.flows.runner import holding_lease, resume_run
-from mirograph.state.leases import RunBusyError, SqliteLeases
+from mirograph.state.leases import SqliteLeases
 from mirograph.state.registry import RunRecord
 from mirograph.state.store import open_store
 
@@ -59,5 +60,5 @@ async def test_set_on_an_ended_run_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     async with open_store(url) as store:
         store.registry.create(RunRecord("done", "q", "f", {}, "completed", answer="42"))
-    with pytest.raises(ValueError, match="run done is completed: there is nothing to continue"):
+    with pytest.raises(UserInputError, match="run done is completed: there is nothing to continue"):
         await resume_run("done", store_url=url, overrides=["agents.main.max_turns=5"])

@@ -13,6 +13,7 @@ import yaml
 from support.testkit import Cli
 
 from mirograph.agents.sim.server import SimServer
+from mirograph.errors import FlowError, UserInputError
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import (
     resume_run,
@@ -97,10 +98,10 @@ async def test_unsafe_run_ids_are_refused_by_every_entry(
         lambda: request_pause(bad, store_url=store),
     ]
     for entry in entries:
-        with pytest.raises(ValueError, match="is not allowed: use letters, digits") as refused:
+        with pytest.raises(UserInputError, match="is not allowed: use letters, digits") as refused:
             await entry()
         assert "\n" not in str(refused.value)
-    with pytest.raises(ValueError, match="is not allowed"):
+    with pytest.raises(UserInputError, match="is not allowed"):
         run_dir(bad)
     assert not (home / "runs").exists()  # no directory was made for it
 
@@ -122,7 +123,7 @@ async def test_a_question_that_cannot_fit_is_refused_before_the_run_is_stored(
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     with SimServer(unboxed) as srv:
         small = flow(srv.base_url, context_tokens=4096)
-        with pytest.raises(ValueError) as refused:
+        with pytest.raises(UserInputError) as refused:
             await start_run("Why? " * 2000, small, run_id="big", store_url=store)
         message = str(refused.value)
         assert "\n" not in message
@@ -146,7 +147,7 @@ async def test_start_run_refuses_a_flow_whose_tool_key_is_missing(
         "agents": {"main": {"model": "m", "max_turns": 3, "tools": ["search"]}},
         "entry": "main",
     }
-    with pytest.raises(ValueError, match="TAVILY_API_KEY"):
+    with pytest.raises(FlowError, match="TAVILY_API_KEY"):
         await start_run("What is new?", validate_flow(spec), run_id="web", store_url=store)
     with closing(sqlite3.connect(tmp_path / "runs.db")) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -162,7 +163,7 @@ async def test_an_unwritable_home_is_one_line_through_the_python_api(
     home.write_text("not a folder", encoding="utf-8")
     monkeypatch.setenv("MIROGRAPH_HOME", str(home))
     store = f"sqlite:///{tmp_path / 'runs.db'}"
-    with SimServer(unboxed) as srv, pytest.raises(ValueError) as refused:
+    with SimServer(unboxed) as srv, pytest.raises(UserInputError) as refused:
         await start_run("Why?", flow(srv.base_url), run_id="homeless", store_url=store)
     message = str(refused.value)
     assert "\n" not in message and "set MIROGRAPH_HOME to a writable folder" in message

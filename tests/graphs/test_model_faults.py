@@ -6,10 +6,10 @@ import pytest
 from langchain_core.tools import tool
 from support.loop_kit import Sleeps, call, make_loop, run_loop, scripted, servers
 
-from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.tools.base import on_server
+from mirograph.errors import ModelUnavailableError
 
 ANSWER = "Done.</think>\n\n\\boxed{42}"
 

@@ -8,9 +8,9 @@ import pytest
 from langchain_core.tools import tool
 from support.loop_kit import call, is_closing, make_loop, run_loop, scripted, servers
 
-from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.sim.scripting import Fault, SimReply
 from mirograph.agents.tools.base import DEDUPE_KEY, on_server
+from mirograph.errors import ModelUnavailableError
 
 ANSWER = "Done.</think>\n\n\\boxed{42}"
 

@@ -22,13 +22,13 @@ from support.testkit import write_team_flow
 from typing_extensions import TypedDict
 
 from mirograph.agents.config import ModelConfig
-from mirograph.agents.errors import TaskFailedError
 from mirograph.agents.models import build_chat_model
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import ToolContext
+from mirograph.errors import RunFailedError, TaskFailedError
 from mirograph.flows.loader import load_flow
-from mirograph.flows.runner import RunFailedError, RunOutcome, resume_run, run_report, start_run
+from mirograph.flows.runner import RunOutcome, resume_run, run_report, start_run
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.builder import build_flow_graph
 from mirograph.graphs.config import AgentConfig, FlowConfig

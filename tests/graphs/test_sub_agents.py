@@ -18,7 +18,8 @@ from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.prompts import CLOSING_HEADER, task_message
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
-from mirograph.flows.loader import FlowError, validate_flow
+from mirograph.errors import FlowBuildError, FlowError
+from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import (
     RunFailedError,
     resume_run,
@@ -26,7 +27,6 @@ from mirograph.flows.runner import (
     start_run,
 )
 from mirograph.flows.runs import list_runs
-from mirograph.graphs.builder import FlowBuildError
 from mirograph.state.retention import OMITTED
 
 QUESTION = "How do alpha and beta compare?"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mirograph.state.leases import LeaseLostError, RunBusyError, SqliteLeases
+from mirograph.errors import LeaseLostError, RunBusyError
+from mirograph.state.leases import SqliteLeases
 from mirograph.state.registry import RunRecord, SqliteRunRegistry
 
 
@@ -135,7 +136,8 @@ def test_effective_status_follows_the_lease(db: Path, registry: SqliteRunRegistr
 
 RACE = """
 import sys, time
-from mirograph.state.leases import RunBusyError, SqliteLeases
+from mirograph.errors import RunBusyError
+from mirograph.state.leases import SqliteLeases
 leases = SqliteLeases(sys.argv[1])
 start = float(sys.argv[2])
 while time.time() < start:

@@ -10,12 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mirograph.state.registry import (
-    RunRecord,
-    SqliteRunRegistry,
-    UnknownRunError,
-    check_run_id,
-)
+from mirograph.errors import RunNotFoundError, UserInputError
+from mirograph.state.registry import RunRecord, SqliteRunRegistry, check_run_id
 
 SPEC = {"name": "single-agent", "entry": "main", "agents": {"main": {"max_turns": 3}}}
 
@@ -111,13 +107,13 @@ def test_list_empty(registry: SqliteRunRegistry) -> None:
 
 def test_duplicate_id_names_resume(registry: SqliteRunRegistry) -> None:
     registry.create(_record("dup"))
-    with pytest.raises(ValueError, match="mirograph resume dup"):
+    with pytest.raises(UserInputError, match="mirograph resume dup"):
         registry.create(_record("dup", question="another"))
     assert registry.get("dup").question == "What is 2+2?"
 
 
 def test_unknown_id(registry: SqliteRunRegistry) -> None:
-    with pytest.raises(UnknownRunError, match="nope"):
+    with pytest.raises(RunNotFoundError, match="nope"):
         registry.get("nope")
 
 
@@ -214,10 +210,10 @@ def test_a_store_from_an_older_version_is_upgraded_by_processes_opening_it_at_on
 def test_a_run_id_that_is_not_a_plain_name_is_refused(
     registry: SqliteRunRegistry, bad: str
 ) -> None:
-    with pytest.raises(ValueError, match=r"letters, digits, '\.', '_' and '-'") as refused:
+    with pytest.raises(UserInputError, match=r"letters, digits, '\.', '_' and '-'") as refused:
         check_run_id(bad)
     assert "\n" not in str(refused.value) and "\x1b" not in str(refused.value)
-    with pytest.raises(ValueError, match="is not allowed"):
+    with pytest.raises(UserInputError, match="is not allowed"):
         registry.create(_record(bad))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mirograph.state.blobs import MissingBlobError
+from mirograph.errors import MissingBlobError
 from mirograph.state.registry import RunRecord
 from mirograph.state.sqlite_saver import LoopSqliteSaver
 from mirograph.state.store import (
@@ -210,7 +210,8 @@ async def test_a_file_valued_mirograph_home_is_named(
 
 _OPEN_STORE = """
 import asyncio, sys
-from mirograph.state.store import StoreURLError, open_store
+from mirograph.errors import StoreURLError
+from mirograph.state.store import open_store
 
 async def main(url):
     try:

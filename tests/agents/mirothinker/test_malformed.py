@@ -16,12 +16,12 @@ from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from support.loop_kit import Sleeps, call, make_loop, run_loop, scripted, servers
 
-from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import on_server
+from mirograph.errors import ModelUnavailableError
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import resume_run, start_run
 

@@ -20,11 +20,11 @@ from starlette.routing import Route
 from support.http_server import HttpServer
 from support.loop_kit import Sleeps, make_loop, run_loop, scripted, servers
 
-from mirograph.agents.errors import ModelUnavailableError
 from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
+from mirograph.errors import ModelUnavailableError
 
 ANSWER = "Done.</think>\n\n\\boxed{42}"
 #: A lone surrogate as JSON escapes it: Python decodes it, UTF-8 cannot encode it.

@@ -19,6 +19,7 @@ from mirograph.agents.sim import policies
 from mirograph.agents.sim.scripting import Fault, SimReply, load_policy
 from mirograph.agents.sim.server import SimServer
 from mirograph.agents.sim.tokens import PrefixCache, count_message_tokens
+from mirograph.errors import PolicySpecError
 
 LONG_TEXT = "The quick brown fox jumps over the lazy dog, again and again. " * 8
 MESSAGES: list[Any] = [
@@ -264,7 +265,7 @@ def test_load_policy_binds_typed_kwargs() -> None:
     ],
 )
 def test_load_policy_rejects_bad_specs(spec: str) -> None:
-    with pytest.raises(ValueError, match="module:function") as bad:
+    with pytest.raises(PolicySpecError, match="module:function") as bad:
         load_policy(spec)
     assert spec in str(bad.value)
     assert "\n" not in str(bad.value)

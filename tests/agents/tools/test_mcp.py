@@ -147,7 +147,7 @@ def test_the_allow_list_keeps_only_the_named_tools(tmp_path: Path) -> None:
     tools = resolve_tools([demo(tools=["lookup", "add"])], context(tmp_path))
     assert [t.name for t in tools] == ["add", "lookup"]
 
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ToolRefError) as err:
         resolve_tools([demo(tools=["add", "subtract"])], context(tmp_path))
     assert str(err.value) == (
         "mcp server 'demo' has no tool 'subtract' (it has: add, has_secret, lookup, pid, wait)"
@@ -156,7 +156,7 @@ def test_the_allow_list_keeps_only_the_named_tools(tmp_path: Path) -> None:
 
 def test_a_server_that_cannot_start_fails_the_build_in_one_line(tmp_path: Path) -> None:
     entry = {"mcp": {"name": "weather", "command": ["no-such-mcp-server-xyz", "--stdio"]}}
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ToolRefError) as err:
         resolve_tools([entry], context(tmp_path))
     assert str(err.value) == (
         "mcp server 'weather': could not start `no-such-mcp-server-xyz` with 1 argument:"
@@ -164,7 +164,7 @@ def test_a_server_that_cannot_start_fails_the_build_in_one_line(tmp_path: Path) 
     )
 
     entry = {"mcp": {"name": "weather", "command": [sys.executable, "-m", "no_such_mcp_mod"]}}
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ToolRefError) as err:
         resolve_tools([entry], context(tmp_path))
     message = str(err.value)
     assert message.startswith("mcp server 'weather': could not start `")
@@ -176,11 +176,11 @@ def test_a_start_failure_does_not_show_arguments_or_url_credentials(tmp_path: Pa
     """Arguments and URLs may carry a ``${SECRET}`` the flow expanded: not in the error."""
     secret = "hunter2-SEKRIT"
     entry = {"mcp": {"name": "vault", "command": ["no-such-mcp-server-xyz", f"--auth={secret}"]}}
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ToolRefError) as err:
         resolve_tools([entry], context(tmp_path))
     assert secret not in str(err.value) and "`no-such-mcp-server-xyz`" in str(err.value)
     url = f"http://user:{secret}@127.0.0.1:9/mcp?token={secret}"
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ToolRefError) as err:
         resolve_tools([{"mcp": {"name": "docs", "url": url}}], context(tmp_path))
     assert secret not in str(err.value) and "http://127.0.0.1:9/mcp" in str(err.value)
 
@@ -281,7 +281,7 @@ async def test_a_streamable_http_server(tmp_path: Path, http_server: str) -> Non
 
 def test_an_unreachable_url_fails_the_build_in_one_line(tmp_path: Path) -> None:
     entry = {"mcp": {"name": "docs", "url": "http://127.0.0.1:9/mcp"}}
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ToolRefError) as err:
         resolve_tools([entry], context(tmp_path))
     assert str(err.value).startswith(
         "mcp server 'docs': could not connect to http://127.0.0.1:9/mcp: ConnectError"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from support.testkit import free_port
 
-from mirograph.agents.errors import ModelUnavailableError, server_port
+from mirograph.errors import ModelUnavailableError, server_port
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import start_run
 
