@@ -66,8 +66,8 @@ def show_view(transcript: RunTranscript) -> RenderableType:
 
 
 def _header(report: dict[str, Any]) -> RenderableType:
-    title = Text.assemble(("Run ", "bold"), (_one_line(report["id"]), "bold"), " — ")
-    title.append(_one_line(report["status"]), style=_STATUS_STYLE.get(report["status"], ""))
+    title = Text.assemble(("Run ", "bold"), (_safe_label(report["id"]), "bold"), " — ")
+    title.append(_safe_label(report["status"]), style=_STATUS_STYLE.get(report["status"], ""))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
@@ -94,7 +94,7 @@ def _answer(report: dict[str, Any]) -> Text:
         return _plain(answer)
     if report["status"] == "completed":
         return Text("(no boxed answer found)")
-    return Text(f"(none yet: the run is {_one_line(report['status'])})")
+    return Text(f"(none yet: the run is {_safe_label(report['status'])})")
 
 
 def _usage(transcript: RunTranscript) -> Table:
@@ -108,7 +108,7 @@ def _usage(transcript: RunTranscript) -> Table:
         calls[call.agent] = calls.get(call.agent, 0) + 1
     report = transcript.report
     for agent, stats in report["agents"].items():
-        table.add_row(_one_line(agent), _n(calls.get(agent, 0)), *_usage_cells(stats))
+        table.add_row(_safe_label(agent), _n(calls.get(agent, 0)), *_usage_cells(stats))
     total = report.get("usage") or {}
     table.add_row("total", _n(len(transcript.calls)), *_usage_cells(total), style="bold")
     return table
@@ -139,7 +139,7 @@ def _trace(report: dict[str, Any]) -> RenderableType:
     if not path:
         return Text("TRACE: (none)")
     note = "" if Path(path).exists() else " (no events recorded)"
-    line = Text(f"{_one_line(path)}{note}", overflow="fold")
+    line = Text(f"{_safe_label(path)}{note}", overflow="fold")
     return Group(Text("TRACE", style="bold"), Padding(line, (0, 0, 0, 2), expand=False))
 
 
@@ -209,7 +209,7 @@ def _turn_lines(
     pad = " " * len(tag)
     for index, (call_id, name, args) in enumerate(calls):
         head = tag if index == 0 else pad
-        yield _line(Text(head) + Text(f"{_one_line(name)}({_args(args)})"), indent)
+        yield _line(Text(head) + Text(f"{_safe_label(name)}({_args(args)})"), indent)
         for child in children:
             if child.parent_turn == turn.number and child.parent_call_index == index:
                 yield from _call_block(transcript, child, indent + len(tag) + 2)
@@ -221,12 +221,12 @@ def _turn_lines(
 
 def _call_title(call: AgentCall) -> Text:
     stats = call.stats
-    title = Text(_one_line(call.label), style="bold")
+    title = Text(_safe_label(call.label), style="bold")
     if call.depth == 0:
         title.append(" (entry)")
     title.append(" — ")
-    title.append(_one_line(call.status), style=_STATUS_STYLE.get(call.status, ""))
-    parts = [_one_line(call.stop_reason)] if call.stop_reason else []
+    title.append(_safe_label(call.status), style=_STATUS_STYLE.get(call.status, ""))
+    parts = [_safe_label(call.stop_reason)] if call.stop_reason else []
     parts.append(_count(stats.get("turns"), "turn"))
     if stats.get("rollbacks"):
         parts.append(_count(stats["rollbacks"], "rollback"))
@@ -271,7 +271,7 @@ def _plain(value: Any) -> Text:
     return Text(printable(scrub(str(value))))
 
 
-def _one_line(value: Any) -> str:
+def _safe_label(value: Any) -> str:
     """A name, id or status from the run, on one line and safe for a terminal."""
     return printable(value, multiline=False)
 
