@@ -8,7 +8,8 @@ or placeholder ``sandbox_id`` means the run's default sandbox, whose working
 directory is the run workspace (shared with the ``files`` tools). Each
 sandbox keeps one long-lived interpreter, so variables and imports persist.
 
-How sandboxes are isolated and limited: ``mirograph.agents.tools.sandbox``.
+How sandboxes are isolated and limited: ``mirograph.agents.tools.sandbox`` (its
+``isolation`` and ``child`` modules).
 """
 
 from __future__ import annotations
