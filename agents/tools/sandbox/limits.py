@@ -23,9 +23,17 @@ class Limits:
     network: bool = False
 
 
+#: Room for the marker a cut output carries besides its ``max_chars`` of output.
+MARKER_CHARS = 64
+
+
 def truncate(text: str, max_chars: int) -> str:
-    """``text`` cut to ``max_chars`` (head and tail) with a marker; the host's last guard."""
-    if len(text) <= max_chars:
+    """``text`` cut to ``max_chars`` (head and tail) with a marker; the host's last guard.
+
+    An output the child already cut (``max_chars`` plus its marker) is left as it is:
+    cut again, its marker would count only what the second cut dropped.
+    """
+    if len(text) <= max_chars + MARKER_CHARS:
         return text
     head, tail = head_tail(max_chars)
     omitted = len(text) - head - tail

@@ -277,6 +277,10 @@ async def test_output_is_cut_with_a_marker(make_run: MakeRun) -> None:
     assert "[... output truncated:" in result
     assert result.startswith("x" * 100) and result.endswith("THE END\n")
     assert len(result) < 300
+    # The count is the child's, of what it dropped: not a second cut's of its marker.
+    head, marker, tail = result.split("\n", 2)
+    omitted = int(marker.split(": ")[1].split()[0])
+    assert len(head) + omitted + len(tail) == len("x" * 5000 + "\nTHE END\n")
 
 
 async def test_rlimits_fallback_keeps_limits_and_a_clean_environment(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import signal
 
-from mirograph.agents.tools.sandbox.limits import Limits, exit_reason, truncate
+from mirograph.agents.tools.sandbox.limits import MARKER_CHARS, Limits, exit_reason, truncate
 
 
-def test_output_within_the_limit_is_kept_whole() -> None:
+def test_output_within_the_limit_and_a_marker_is_kept_whole() -> None:
     assert truncate("x" * 100, 100) == "x" * 100
+    assert truncate("x" * (100 + MARKER_CHARS), 100) == "x" * (100 + MARKER_CHARS)
 
 
 def test_a_longer_output_keeps_three_quarters_head_one_quarter_tail() -> None:
@@ -18,7 +19,8 @@ def test_a_longer_output_keeps_three_quarters_head_one_quarter_tail() -> None:
 
 
 def test_a_tiny_limit_keeps_no_tail() -> None:
-    assert truncate("abcdefgh", 3) == "abc\n[... output truncated: 5 characters omitted ...]\n"
+    text = "abc" + "d" * MARKER_CHARS + "e"
+    assert truncate(text, 3) == "abc\n[... output truncated: 65 characters omitted ...]\n"
 
 
 def test_exit_reasons_name_the_limit_that_was_hit() -> None:
