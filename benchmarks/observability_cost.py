@@ -23,8 +23,8 @@ from pathlib import Path
 from langchain_core.messages import AIMessage
 
 from mirograph.flows.events import EventLog
-from mirograph.graphs.agent_loop import _redacted
 from mirograph.graphs.run_control import RunControl
+from mirograph.state.redact import redact_reply
 from mirograph.state.registry import RunRecord
 from mirograph.state.store import open_store
 
@@ -79,7 +79,7 @@ def main() -> None:
         tool_event = per_call_us(lambda: control.emit("tool_call", **tool), args.n)
         log.close()
     check = asyncio.run(pause_check_us(args.n))
-    redact = per_call_us(lambda: _redacted(REPLY), args.n)
+    redact = per_call_us(lambda: redact_reply(REPLY), args.n)
     turn = model_event + tool_event + 2 * check + redact
     print("| cost | µs |")
     print("|---|---|")

@@ -2,15 +2,18 @@
 
 Provider errors may quote the API key they rejected (``Incorrect API key
 provided: sk-...``); a tool may echo its environment. Text that is stored
-passes through ``redact`` first.
+passes through ``redact`` first; a model's reply through ``redact_reply``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from langchain_core.messages import AIMessage
 
 #: Environment variables whose values are secrets.
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|_PAT$|^PAT_", re.IGNORECASE)
@@ -73,3 +76,22 @@ def scrub(value: Any, *, shapes: bool = True) -> Any:
     if isinstance(value, list | tuple):
         return [scrub(v, shapes=shapes) for v in value]
     return value
+
+
+def redact_reply(reply: AIMessage) -> AIMessage:
+    """The reply as it is stored: a secret of this environment that the model
+    repeated (one pasted in a question, say) is masked. Only exact values are
+    masked, never key-shaped words: the stored reply is what tools run and what
+    the answer is read from. A reply without secrets is returned as it is."""
+    secrets = secret_values()
+    fields = {
+        "content": reply.content,
+        "tool_calls": reply.tool_calls,
+        "invalid_tool_calls": reply.invalid_tool_calls,
+        "additional_kwargs": reply.additional_kwargs,
+    }
+    if not secrets or not any(
+        secret in json.dumps(fields, ensure_ascii=False, default=str) for secret in secrets
+    ):
+        return reply
+    return reply.model_copy(update=scrub(fields, shapes=False))

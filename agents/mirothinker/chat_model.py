@@ -56,7 +56,11 @@ __all__ = ["MalformedResponseError", "MessageConverter", "MiroThinkerChatModel"]
 
 
 class MiroThinkerChatModel(BaseChatModel):
-    """OpenAI-compatible ``/v1/chat/completions`` client in the MiroThinker shape."""
+    """OpenAI-compatible ``/v1/chat/completions`` client in the MiroThinker shape.
+
+    Beyond LangChain's interface it offers the engine (``agents.adapter``) exact
+    token counts (``count_tokens``) and a reply without callbacks (``areply``).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 

@@ -170,7 +170,7 @@ async def test_request_at_turn_12_keeps_five_results_in_full(server, tmp_path) -
 def test_missing_or_repeated_call_ids_get_fresh_ones() -> None:
     from langchain_core.messages import AIMessage
 
-    from mirograph.graphs.agent_loop import _with_unique_call_ids
+    from mirograph.graphs.model_step import _with_unique_call_ids
 
     calls = [
         {"name": "a", "args": {}, "id": "x", "type": "tool_call"},

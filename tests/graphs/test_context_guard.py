@@ -37,12 +37,12 @@ async def test_guard_closes_before_any_request_overflows(server, tmp_path) -> No
 
 async def test_estimate_alone_decides_without_a_tokenizer(server, tmp_path) -> None:
     srv = server(scripted([], ANSWER))
-    loop = make_loop(srv, TOOLS, context_tokens=1_000, model={"protocol": "native"})
-    loop.max_tokens = 100
+    model = {"protocol": "native", "max_tokens": 100}
+    step = make_loop(srv, TOOLS, context_tokens=1_000, model=model).model_step
     short = [SystemMessage("s"), HumanMessage("q")]
     long = [*short, AIMessage("x " * 2_000)]
-    assert await loop._fits(short)
-    assert not await loop._fits(long)  # ~4,000 chars ÷ 3 > 900 tokens: closes early
+    assert await step.fits(short)
+    assert not await step.fits(long)  # ~4,000 chars ÷ 3 > 900 tokens: closes early
 
 
 async def test_overflow_drops_the_newest_call_and_result_then_closes(server, tmp_path) -> None:

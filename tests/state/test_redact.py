@@ -1,10 +1,11 @@
-"""Secrets never reach a stored reason or tool error."""
+"""Secrets never reach a stored reason, tool error or model reply."""
 
 from __future__ import annotations
 
 import pytest
+from langchain_core.messages import AIMessage
 
-from mirograph.state.redact import redact
+from mirograph.state.redact import redact, redact_reply
 
 
 def test_secret_environment_values_are_masked() -> None:
@@ -63,3 +64,36 @@ def test_ordinary_words_are_not_taken_for_keys(text: str) -> None:
 )
 def test_key_shapes_are_masked(key: str) -> None:
     assert redact(f"used {key} here", {}) == "used *** here"
+
+
+PLANTED = "tvly-planted-0123456789"
+
+
+def test_every_place_in_a_reply_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret of the environment that a model repeats is masked before the
+    reply is stored, wherever it sits in the reply."""
+    monkeypatch.setenv("TAVILY_API_KEY", PLANTED)
+    reply = AIMessage(
+        content=[{"type": "text", "text": f"the key is {PLANTED}"}],
+        tool_calls=[{"id": "c1", "name": "google_search", "args": {"q": f"is {PLANTED} valid"}}],
+        invalid_tool_calls=[{"id": "c2", "name": "x", "args": f'{{"k": "{PLANTED}', "error": "e"}],
+        additional_kwargs={"reasoning_content": f"I saw {PLANTED}", "tool_calls": [PLANTED]},
+    )
+    stored = redact_reply(reply)
+    assert PLANTED not in stored.model_dump_json()
+    assert stored.content == [{"type": "text", "text": "the key is ***"}]
+    assert stored.tool_calls[0]["args"] == {"q": "is *** valid"}
+    assert stored.additional_kwargs["reasoning_content"] == "I saw ***"
+
+
+def test_a_reply_without_secrets_is_kept_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key-shaped words are left alone: tools run on the stored reply and the
+    answer is read from it."""
+    monkeypatch.setenv("TAVILY_API_KEY", PLANTED)
+    reply = AIMessage(
+        "Searching.\n\\boxed{skyscrapers}",
+        tool_calls=[
+            {"id": "c1", "name": "google_search", "args": {"q": "tallest skyscrapers sk-learn"}}
+        ],
+    )
+    assert redact_reply(reply) is reply

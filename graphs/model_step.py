@@ -1,0 +1,442 @@
+"""What an agent's model step does: one accepted reply, or why the agent closes.
+
+A working step shows the model the agent's view of its history and takes its
+reply, unless:
+- the server fails: the call is retried with backoff (``RetryPolicy``), then
+  the run pauses;
+- the reply was cut by ``max_tokens``: it is asked again with a larger budget,
+  and the cut reply is kept if the larger budget does not fit;
+- the reply must be resampled (``reply_checks.rollback_reason``): it is asked
+  again without counting a turn, up to the agent's rollback limit.
+The closing step asks for the answer once, or again without the newest turn.
+
+``ModelStep`` is built once per agent and shared by every run of its graph:
+what one step has tried lives in a ``_Turn`` made for that step, never here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from mirograph.agents import prompts
+from mirograph.agents.adapter import CountsTokens, RepliesDirectly, observed
+from mirograph.agents.mirothinker.boxed import extract_boxed
+from mirograph.agents.mirothinker.thinking import split_thinking
+from mirograph.agents.model_failures import classify_model_error
+from mirograph.agents.retry import RetryPolicy
+from mirograph.errors import ContextOverflowError
+from mirograph.graphs.config import AgentConfig
+from mirograph.graphs.reply_checks import query_keys, rollback_reason
+from mirograph.graphs.run_control import agent_namespace, current_control
+from mirograph.state.blobs import BlobStore, hydrate
+from mirograph.state.messages import new_id
+from mirograph.state.redact import redact_reply
+from mirograph.state.retention import RetentionWindow
+from mirograph.state.schema import AgentState, AgentStats
+from mirograph.text import describe
+
+#: Conservative characters per token, for the context estimate before /tokenize.
+CHARS_PER_TOKEN = 3.0
+
+
+@dataclass
+class _Turn:
+    """What one working step has tried so far; made per step, never kept."""
+
+    view: list[BaseMessage]
+    #: Tokens kept free for the closing request, which must still fit after this turn.
+    reserve: int
+    #: Queries made before this step.
+    seen: set[str]
+    #: Rollbacks in a row, this step's included.
+    streak: int
+    #: Rollbacks of this step per repeated query (past a limit, a repeat is let through).
+    duplicates: dict[str, int] = field(default_factory=dict)
+    #: The reply budget asked for: None (the model's own) until a reply is cut.
+    max_tokens: int | None = None
+    length_retries: int = 0
+    #: The last reply cut by ``max_tokens``.
+    cut: AIMessage | None = None
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """One reply of a working step and when its request started."""
+
+    reply: AIMessage
+    started: float
+    #: A cut reply kept after the larger budget overflowed: reported when it was cut.
+    reported: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class ModelStep:
+    """The model calls of one agent: its working turns and its closing request."""
+
+    agent: str
+    role: str
+    config: AgentConfig
+    model: BaseChatModel
+    #: The model with the agent's tools bound (the model itself without tools).
+    bound: Runnable[Any, Any]
+    #: The server of each tool, by tool name.
+    servers: dict[str, str]
+    #: The argument fields that identify a query, by tool name (repeats roll back).
+    dedupe: Mapping[str, Sequence[str]]
+    #: Keep-K views; a memo of the last history seen, right for any mix of runs.
+    window: RetentionWindow
+    blobs: BlobStore | None
+    retry: RetryPolicy
+    base_url: str
+    context_tokens: int | None
+    max_tokens: int | None
+    #: What the adapter offers beyond LangChain's interface (see ``agents.adapter``).
+    _counter: CountsTokens | None = field(init=False, repr=False)
+    _direct: RepliesDirectly | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        counter = self.model if isinstance(self.model, CountsTokens) else None
+        direct = self.model if isinstance(self.model, RepliesDirectly) else None
+        object.__setattr__(self, "_counter", counter)
+        object.__setattr__(self, "_direct", direct)
+
+    # -- the working step -----------------------------------------------------
+
+    async def work(
+        self, state: AgentState, config: RunnableConfig, stats: AgentStats
+    ) -> dict[str, Any]:
+        """The update of one working step: an accepted reply, or the agent's closing."""
+        turn = await self._new_turn(state)
+        if not await self.fits(turn.view, reserve=turn.reserve):
+            return close_update(stats, "context_limit")
+        while True:
+            sample = await self._sample(turn, config, stats)
+            if sample is None:
+                return close_update(stats, "context_overflow")
+            if self._enlarged_after_cut(turn, sample, config, stats):
+                continue
+            reason, repeated = self._judged(turn, sample.reply)
+            self._report(config, stats, sample, "rollback" if reason else "ok", reason)
+            if reason is None:
+                return self._accepted(turn, sample.reply, stats)
+            if self._rolled_back(turn, repeated, stats):
+                return close_update(stats, "too_many_rollbacks", rollback_streak=turn.streak)
+
+    async def _new_turn(self, state: AgentState) -> _Turn:
+        closing = prompts.closing_request(state["question"], role=self.role)
+        return _Turn(
+            view=await self.view(state["messages"]),
+            reserve=int(len(closing) / CHARS_PER_TOKEN) + 16,
+            seen=set(state.get("queries") or ()),
+            streak=state.get("rollback_streak", 0),
+        )
+
+    async def _sample(
+        self, turn: _Turn, config: RunnableConfig, stats: AgentStats
+    ) -> _Sample | None:
+        """One reply at the turn's budget. When the prompt overflows: the reply cut
+        before, if only the larger budget did not fit; else None (the agent closes)."""
+        started = time.perf_counter()
+        try:
+            reply = await self.invoke(
+                turn.view, config, stats, tools=True, max_tokens=turn.max_tokens
+            )
+        except ContextOverflowError:
+            if turn.cut is None:
+                return None
+            turn.length_retries = self.config.max_length_retries  # no larger budget fits
+            return _Sample(turn.cut, started, reported=True)
+        count_usage(stats, reply)
+        return _Sample(reply, started)
+
+    def _enlarged_after_cut(
+        self, turn: _Turn, sample: _Sample, config: RunnableConfig, stats: AgentStats
+    ) -> bool:
+        """Whether the reply was cut by ``max_tokens`` and the turn now asks again with
+        a larger budget (while length retries and context room are left)."""
+        if (
+            sample.reply.response_metadata.get("finish_reason") != "length"
+            or turn.length_retries >= self.config.max_length_retries
+        ):
+            return False
+        larger = self._larger_budget(turn.max_tokens, turn.view, turn.reserve)
+        if larger is None:
+            return False
+        turn.length_retries += 1
+        stats["length_retries"] += 1
+        self._report(config, stats, sample, "cut", "reply cut by max_tokens")
+        turn.cut, turn.max_tokens = sample.reply, larger
+        return True
+
+    def _judged(self, turn: _Turn, reply: AIMessage) -> tuple[str | None, list[str]]:
+        """Why ``reply`` rolls back (None: accepted), and the queries it repeats.
+
+        A repeat the model insisted on ``max_duplicate_rollbacks`` times this
+        step no longer rolls back."""
+        repeated = [k for k in query_keys(reply, self.dedupe) if k in turn.seen]
+        limit = self.config.max_duplicate_rollbacks
+        duplicates = [k for k in repeated if turn.duplicates.get(k, 0) < limit]
+        return rollback_reason(reply, duplicates), repeated
+
+    def _rolled_back(self, turn: _Turn, repeated: list[str], stats: AgentStats) -> bool:
+        """Count a rollback; whether the agent has now rolled back too often in a row."""
+        for key in repeated:
+            turn.duplicates[key] = turn.duplicates.get(key, 0) + 1
+        stats["rollbacks"] += 1
+        turn.streak += 1
+        return turn.streak > self.config.max_rollbacks
+
+    def _accepted(self, turn: _Turn, reply: AIMessage, stats: AgentStats) -> dict[str, Any]:
+        """The update that stores an accepted reply: a turn, its calls and queries, a
+        ``\\boxed{}`` answer; with no call, the agent goes on to close."""
+        reply = redact_reply(_with_unique_call_ids(reply))
+        stats["turns"] += 1
+        stats["tool_calls"] += len(reply.tool_calls) + len(reply.invalid_tool_calls)
+        update: dict[str, Any] = {"messages": [reply], "stats": stats, "rollback_streak": 0}
+        if new_queries := [k for k in query_keys(reply, self.dedupe) if k not in turn.seen]:
+            update["queries"] = new_queries
+        boxed = extract_boxed(split_thinking(reply.text)[1])
+        if boxed is not None:
+            update["boxed"] = boxed
+        if not reply.tool_calls and not reply.invalid_tool_calls:
+            update["phase"] = "close"
+            update["stop_reason"] = "answered"
+        return update
+
+    # -- the closing step -----------------------------------------------------
+
+    async def closing_reply(
+        self, history: list[BaseMessage], config: RunnableConfig, stats: AgentStats
+    ) -> AIMessage | None:
+        """Ask for the answer; without the newest turn when the whole history cannot fit.
+
+        At most two requests: never an endless resend of an overflowing prompt.
+        """
+        request = history[-1]
+        trimmed = [*without_last_turn(history[:-1]), request]
+        candidates = [history] if len(trimmed) == len(history) else [history, trimmed]
+        for i, candidate in enumerate(candidates):
+            view = await self.view(candidate)
+            if i + 1 < len(candidates) and not await self.fits(view):
+                continue  # predicted overflow: go straight to the trimmed history
+            try:
+                return await self.invoke(view, config, stats)
+            except ContextOverflowError:
+                continue
+        return None
+
+    # -- requests -------------------------------------------------------------
+
+    async def view(self, history: Sequence[BaseMessage]) -> list[BaseMessage]:
+        """What the model is shown: keep-K applied, kept results read back from blobs."""
+        view = self.window.view(history)
+        return await hydrate(view, self.blobs, only=self.window.kept_results())
+
+    async def fits(self, view: Sequence[BaseMessage], reserve: int = 0) -> bool:
+        """Whether the next call can fit: an estimate first, the server's count when close."""
+        if not self.context_tokens:
+            return True
+        budget = self.context_tokens - (self.max_tokens or 0) - reserve
+        if estimate_tokens(view) <= budget:
+            return True
+        exact = None if self._counter is None else await self._counter.count_tokens(view)
+        return exact is not None and exact <= budget
+
+    def _larger_budget(
+        self, current: int | None, view: Sequence[BaseMessage], reserve: int
+    ) -> int | None:
+        """Twice the reply budget, within what the prompt leaves free; None if it cannot grow."""
+        current = current or self.max_tokens or 4096
+        larger = current * 2
+        if self.context_tokens:
+            larger = min(larger, self.context_tokens - estimate_tokens(view) - reserve)
+        return larger if larger > current else None
+
+    async def invoke(
+        self,
+        messages: Sequence[BaseMessage],
+        config: RunnableConfig,
+        stats: AgentStats,
+        *,
+        tools: bool = False,
+        max_tokens: int | None = None,
+    ) -> AIMessage:
+        """One model reply, retried with backoff on server errors (then the run pauses)."""
+
+        async def once() -> AIMessage:
+            try:
+                return await self._call(messages, config, tools, max_tokens)
+            except Exception as exc:
+                mapped = classify_model_error(exc, self.base_url)
+                if mapped is None or mapped is exc:
+                    raise
+                raise mapped from exc
+
+        def count_retry() -> None:
+            stats["retries"] += 1
+
+        try:
+            reply = await self.retry.call(once, count_retry)
+        except Exception as exc:
+            emit_event(
+                self.agent,
+                config,
+                "model_call",
+                turn=stats["turns"] + (1 if tools else 0),
+                max_turns=self.config.max_turns,
+                phase="work" if tools else "close",
+                outcome="error",
+                detail=describe(exc, 300),
+            )
+            raise
+        if not reply.id:
+            reply.id = new_id()
+        return reply
+
+    async def _call(
+        self,
+        messages: Sequence[BaseMessage],
+        config: RunnableConfig,
+        tools: bool,
+        max_tokens: int | None,
+    ) -> AIMessage:
+        if self._direct is not None and not observed(config):
+            # Nobody traces or streams this call: skip LangChain's per-message
+            # bookkeeping, which grows with the history, and call the model directly.
+            servers = self.servers if tools else {}
+            return await self._direct.areply(messages, servers, max_tokens=max_tokens)
+        model: Any = self.bound if tools else self.model
+        if max_tokens:
+            model = model.bind(max_tokens=max_tokens)
+        reply = await model.ainvoke(list(messages), config)
+        assert isinstance(reply, AIMessage)
+        return reply
+
+    # -- events ---------------------------------------------------------------
+
+    def _report(
+        self,
+        config: RunnableConfig,
+        stats: AgentStats,
+        sample: _Sample,
+        outcome: str,
+        detail: str | None = None,
+    ) -> None:
+        """A working step's call, once: a kept cut reply was reported when it was cut."""
+        if not sample.reported:
+            self.report_call(config, stats, sample.started, sample.reply, outcome, detail)
+
+    def report_call(
+        self,
+        config: RunnableConfig,
+        stats: AgentStats,
+        started: float,
+        reply: AIMessage,
+        outcome: str,
+        detail: str | None = None,
+        *,
+        phase: str = "work",
+    ) -> None:
+        """One model call: counted into the agent's time, reported as an event."""
+        latency = time.perf_counter() - started
+        stats["wall_seconds"] = round(stats["wall_seconds"] + latency, 3)
+        if current_control() is None:
+            return
+        usage = reply.usage_metadata or {}
+        emit_event(
+            self.agent,
+            config,
+            "model_call",
+            turn=stats["turns"] + (1 if phase == "work" else 0),
+            max_turns=self.config.max_turns,
+            phase=phase,
+            latency_ms=round(latency * 1000, 1),
+            prompt_tokens=usage.get("input_tokens", 0),
+            completion_tokens=usage.get("output_tokens", 0),
+            cached_tokens=(usage.get("input_token_details") or {}).get("cache_read", 0) or 0,
+            outcome=outcome,
+            detail=detail,
+            tool_calls=[c["name"] for c in reply.tool_calls],
+            finish_reason=reply.response_metadata.get("finish_reason"),
+        )
+
+
+def emit_event(agent: str, config: RunnableConfig, event: str, **fields: Any) -> None:
+    """An event of ``agent``'s, to the run's control (none: nobody listens)."""
+    control = current_control()
+    if control is not None:
+        control.emit(event, agent=agent, ns=agent_namespace(config), **fields)
+
+
+def close_update(stats: AgentStats, reason: str, **extra: Any) -> dict[str, Any]:
+    """The update that sends the agent to its closing request, saying why."""
+    return {"stats": stats, "phase": "close", "stop_reason": reason, **extra}
+
+
+def count_usage(stats: AgentStats, reply: AIMessage) -> None:
+    """Count a model call and the tokens its reply reports."""
+    stats["model_calls"] += 1
+    usage = reply.usage_metadata
+    if not usage:
+        return
+    stats["prompt_tokens"] += usage.get("input_tokens", 0)
+    stats["completion_tokens"] += usage.get("output_tokens", 0)
+    stats["cached_tokens"] += (usage.get("input_token_details") or {}).get("cache_read", 0) or 0
+
+
+def estimate_tokens(messages: Sequence[BaseMessage]) -> int:
+    """A conservative token count of a prompt.
+
+    The server's own count for the previous request, plus its reply, gives the
+    prompt up to the newest assistant message exactly. Only what came after it
+    (this turn's results) is estimated, at characters / CHARS_PER_TOKEN. That
+    keeps the check O(1) in the history's length. A history without reported
+    usage is estimated whole.
+    """
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if isinstance(message, AIMessage):
+            usage = message.usage_metadata
+            if usage and usage.get("input_tokens"):
+                counted = usage["input_tokens"] + usage.get("output_tokens", 0)
+                return counted + _chars_estimate(messages[i + 1 :])
+            break
+    return _chars_estimate(messages)
+
+
+def _chars_estimate(messages: Sequence[BaseMessage]) -> int:
+    chars = sum(len(m.content) if isinstance(m.content, str) else len(m.text) for m in messages)
+    return int(chars / CHARS_PER_TOKEN) + 8 * len(messages)
+
+
+def without_last_turn(history: list[BaseMessage]) -> list[BaseMessage]:
+    """The history without its newest assistant call and that call's results."""
+    end = len(history)
+    while end > 0 and isinstance(history[end - 1], ToolMessage):
+        end -= 1
+    if end == len(history) or end == 0 or not isinstance(history[end - 1], AIMessage):
+        return history
+    return history[: end - 1]
+
+
+def _with_unique_call_ids(reply: AIMessage) -> AIMessage:
+    """Results are matched to calls by id: give a missing or repeated id a fresh one."""
+    ids = [c.get("id") for c in reply.tool_calls]
+    if all(ids) and len(set(ids)) == len(ids):
+        return reply
+    seen: set[str] = set()
+    calls = []
+    for call in reply.tool_calls:
+        call_id = call.get("id")
+        if not call_id or call_id in seen:
+            call = {**call, "id": new_id()}
+        seen.add(call["id"])
+        calls.append(call)
+    return reply.model_copy(update={"tool_calls": calls})
