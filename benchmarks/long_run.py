@@ -99,7 +99,11 @@ def fresh_load_ms(*args: str, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         out = subprocess.run(
-            [sys.executable, __file__, *args], capture_output=True, text=True, check=True
+            [sys.executable, "-m", "benchmarks.long_run", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         times.append(float(re.search(r"LOAD_MS=([\d.]+)", out).group(1)))  # type: ignore[union-attr]
     return statistics.median(times)
