@@ -48,6 +48,14 @@ class _App(typer.Typer):
     and any other exception (a bug) into one line and a crash report."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        argv = kwargs.get("args") or (args[0] if args else None) or sys.argv[1:]
+        for number, arg in enumerate(argv, 1):
+            if not _is_text(arg):  # bytes the locale cannot decode arrive as surrogates
+                _say(
+                    f"argument {number} ({arg.encode('utf-8', 'backslashreplace').decode()})"
+                    " is not valid UTF-8 text; pass questions, ids and values as UTF-8"
+                )
+                sys.exit(2)
         try:
             return super().__call__(*args, **kwargs)
         except Exception as exc:
@@ -95,13 +103,23 @@ def _for_the_user(exc: BaseException) -> TypeGuard[MirographError]:
     return isinstance(exc, MirographError) and not isinstance(exc, InternalError)
 
 
+def _is_text(arg: object) -> bool:
+    if not isinstance(arg, str):
+        return True
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _crash(exc: BaseException) -> NoReturn:
     """An internal error: the traceback goes to a report file, the user gets one line."""
     from mirograph.flows.crash import write_crash_report
 
     try:
         where = f"details in {write_crash_report(exc)}"
-    except OSError:
+    except Exception:  # the report is a courtesy: its failure must not become a traceback
         where = "no crash report could be written"
     err.print(
         f"error: internal error ({printable(describe(exc), multiline=False)});"

@@ -27,7 +27,7 @@ def write_crash_report(exc: BaseException) -> Path:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / name
-            path.write_text(text, encoding="utf-8")
+            path.write_text(text, encoding="utf-8", errors="backslashreplace")
             return path
         except OSError:
             continue

@@ -61,7 +61,8 @@ def load_builder(ref: str) -> GraphBuilder:
 
 def _checked(ref: str, attribute: str, builder: GraphBuilder) -> GraphBuilder:
     """``builder``, its failures made one-line ``FlowError``: it raised (where, and
-    what), or returned something that is not a graph to compile (e.g. a compiled one)."""
+    what), returned something that is not a graph to compile (e.g. a compiled one),
+    or a graph that compiling would refuse."""
 
     @functools.wraps(builder)
     def build(ctx: Any) -> Any:
@@ -77,6 +78,15 @@ def _checked(ref: str, attribute: str, builder: GraphBuilder) -> GraphBuilder:
                 f"graph {ref!r}: {attribute}(ctx) returned {type(graph).__name__}, not a graph;"
                 " return the StateGraph itself (mirograph compiles it with the run's store)"
             )
+        try:  # what compiling would refuse: no entry point, an edge to no node, ...
+            validate = getattr(graph, "validate", None)
+            if callable(validate):
+                validate()
+        except Exception as exc:
+            raise FlowError(
+                f"graph {ref!r}: {attribute}(ctx) returned a graph that cannot run:"
+                f" {describe(exc)}; fix the function"
+            ) from None
         return graph
 
     return build

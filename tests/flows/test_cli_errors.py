@@ -35,6 +35,20 @@ def compiled(ctx):
 
 def nothing(ctx):
     pass
+
+
+def no_entry(ctx):
+    graph = StateGraph(RunState)
+    graph.add_node("answer", lambda state: {"answer": "x"})
+    return graph
+
+
+def dangling(ctx):
+    graph = StateGraph(RunState)
+    graph.add_node("answer", lambda state: {"answer": "x"})
+    graph.add_edge(START, "answer")
+    graph.add_edge("answer", "nowhere")
+    return graph
 """
 
 
@@ -72,6 +86,10 @@ def paused_run(cli: Cli, tmp_path: Path) -> str:
         ("compiled", "compiled(ctx) returned CompiledStateGraph, not a graph; return the"
                      " StateGraph itself"),
         ("nothing", "nothing(ctx) returned NoneType, not a graph"),
+        ("no_entry", "no_entry(ctx) returned a graph that cannot run: ValueError: Graph must"
+                     " have an entrypoint"),
+        ("dangling", "dangling(ctx) returned a graph that cannot run: ValueError: Found edge"
+                     " ending at unknown node `nowhere`"),
     ],
 )  # fmt: skip
 def test_a_broken_build_graph_is_one_line_and_nothing_is_stored(
@@ -160,3 +178,14 @@ def test_an_internal_error_is_one_line_exit_1_with_a_crash_report(
     text = report.read_text()
     assert "Traceback (most recent call last)" in text and "AttributeError" in text
     assert "command: " in text and " ls --store " in text
+
+
+def test_an_argument_that_is_not_utf8_is_one_line(cli: Cli) -> None:
+    """Bytes the locale cannot decode reach Python as lone surrogates, which no store,
+    log or report can encode: refused before anything runs."""
+    line = one_line(cli("run", "a\udcffb", "--store", cli.store), 2)
+    assert line == (
+        "error: argument 2 (a\\udcffb) is not valid UTF-8 text;"
+        " pass questions, ids and values as UTF-8"
+    )
+    assert json.loads(cli("ls", "--store", cli.store, "--json").stdout) == []
