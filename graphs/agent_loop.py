@@ -17,9 +17,10 @@ so a state edited between steps (LangGraph Studio's "edit state",
 The closing request asks for the answer (or a sub-agent's report) with no
 more tools.
 
-``AgentLoop`` is built once per agent and holds its configuration only: one
-compiled graph serves concurrent runs and resumes, so what belongs to a run
-lives in the run's state (or, for tool seconds, in ``graphs.tool_time``).
+``AgentLoop`` is built once per agent and holds its configuration: what belongs
+to a run lives in the run's state, except tool seconds that wait for the next
+model step (``graphs.tool_time``: a ledger of this graph's, kept by run and
+agent call, and freed with the graph, which the runner builds per session).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from mirograph.graphs.model_step import (
 from mirograph.graphs.run_control import current_control
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
 from mirograph.graphs.tool_runner import ToolReport, ToolRunner
-from mirograph.graphs.tool_time import PENDING_TOOL_TIME
+from mirograph.graphs.tool_time import PendingToolTime
 from mirograph.state.blobs import BlobStore, offload
 from mirograph.state.messages import new_id
 from mirograph.state.redact import redact_reply
@@ -97,6 +98,7 @@ class AgentLoop:
     _servers: dict[str, str] = field(init=False, repr=False)
     _agents_by_tool: dict[str, str] = field(init=False, repr=False)
     _runner: ToolRunner = field(init=False, repr=False)
+    _tool_time: PendingToolTime = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         default_role = "sub-agent" if self.is_sub_agent else "main"
@@ -133,6 +135,7 @@ class AgentLoop:
             "_servers": servers,
             "_agents_by_tool": {sub.tool.name: sub.name for sub in self.sub_agents},
             "_runner": runner,
+            "_tool_time": PendingToolTime(),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)  # the instance is frozen
@@ -217,7 +220,7 @@ class AgentLoop:
         control = current_control()
         if control is not None:
             control.check_pause()  # the step before this one is checkpointed
-        PENDING_TOOL_TIME.take(config, stats)
+        self._tool_time.take(config, stats)
         if control is not None and (budget := control.over_budget()):
             self._emit(config, "budget_reached", budget=budget, turn=stats["turns"])
             return close_update(stats, budget)
@@ -254,10 +257,10 @@ class AgentLoop:
             for i, result in enumerate(await self._runner.run(rest, report)):
                 position = order.get(result.tool_call_id, len(reply.tool_calls) + i)
                 pending[result.tool_call_id] = {"message": result, "order": position}
-            PENDING_TOOL_TIME.add(config, time.perf_counter() - started)
+            self._tool_time.add(config, time.perf_counter() - started)
             return {"results": pending}
         results = await self._runner.run(reply, report)
-        PENDING_TOOL_TIME.add(config, time.perf_counter() - started)
+        self._tool_time.add(config, time.perf_counter() - started)
         results = [await offload(r, self.blobs) for r in results]
         return self._after_results(state, {"messages": results})
 
@@ -289,7 +292,7 @@ class AgentLoop:
     async def close(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """The closing request: summary and final answer (or report), no tools."""
         stats = _stats(state)
-        PENDING_TOOL_TIME.take(config, stats)
+        self._tool_time.take(config, stats)
         request = HumanMessage(
             prompts.closing_request(state["question"], role=self.role), id=new_id()
         )

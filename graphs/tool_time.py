@@ -6,11 +6,11 @@ step could write them itself, but that is one more channel write per tool step
 the seconds wait here, in memory, until that step adds them.
 
 They are kept by agent call, found from the step's config: the run's thread
-and the agent's checkpoint namespace (``agent_namespace``). One compiled graph
-serves concurrent runs and resumes of them, so nothing of a run is kept by the
-graph or its builder; the key keeps each agent call's seconds apart. A run
-resumed in the same process finds the seconds of the step before its pause; a
-crash loses that one step's seconds.
+and the agent's checkpoint namespace (``agent_namespace``), so that concurrent
+runs of one graph keep theirs apart. Each agent graph has a ledger of its own,
+freed with it: the runner builds the graph per session, so what a session that
+stopped between a tool step and the next model step left here goes with it
+(those seconds are lost, as with a crash) and never reaches another run.
 """
 
 from __future__ import annotations
@@ -42,10 +42,6 @@ class PendingToolTime:
             seconds = self._seconds.pop(_call_key(config), 0.0)
         if seconds:
             stats["wall_seconds"] = round(stats["wall_seconds"] + seconds, 3)
-
-
-#: The process's one ledger: its keys name runs, so every agent graph shares it.
-PENDING_TOOL_TIME = PendingToolTime()
 
 
 def _call_key(config: RunnableConfig) -> tuple[str, str]:
