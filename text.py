@@ -6,21 +6,25 @@ that decides how a message is cut, so the cut-offs agree everywhere.
 
 from __future__ import annotations
 
+import re
+
 #: How much of an exception's first line a message keeps.
 FIRST_LINE_CHARS = 500
 
 
-def first_line(exc: BaseException, limit: int = FIRST_LINE_CHARS) -> str:
+def first_line(
+    exc: BaseException, limit: int = FIRST_LINE_CHARS, *, empty: str = "(no message)"
+) -> str:
     """The first line of ``exc``'s message, at most ``limit`` characters.
 
-    "(no message)" when it has none, and when its ``__str__`` raises: a tool's or a
-    server library's exception is not ours to trust.
+    ``empty`` when it has none; a placeholder when its ``__str__`` raises: a tool's
+    or a server library's exception is not ours to trust.
     """
     try:
         lines = str(exc).strip().splitlines()
     except Exception:
         return "(its message cannot be shown)"
-    return lines[0][:limit] if lines else "(no message)"
+    return lines[0][:limit] if lines else empty
 
 
 def describe(exc: BaseException, limit: int = FIRST_LINE_CHARS) -> str:
@@ -34,6 +38,20 @@ def one_line(text: str) -> str:
 
 
 def clip(text: str, width: int) -> str:
-    """``text`` on one line of at most ``width`` characters, ending in "…" when cut."""
-    line = one_line(text[: width * 4])  # a long text is cut before it is split
+    """``text`` on one line of at most ``width`` characters, ending in "…" when cut.
+
+    Words are read only until the line is full: a 100,000-character tool result
+    costs what its first ``width`` characters cost, however much whitespace it holds.
+    """
+    words: list[str] = []
+    size = -1
+    for word in _WORD.finditer(text):
+        words.append(word.group())
+        size += len(words[-1]) + 1
+        if size > width:
+            break
+    line = " ".join(words)
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+_WORD = re.compile(r"\S+")

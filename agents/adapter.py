@@ -1,8 +1,9 @@
 """What a chat-model adapter may offer the engine beyond LangChain's interface.
 
 Any LangChain chat model works through ``ainvoke``. An adapter that knows its
-server better may also implement one or both of these protocols; the agent
-loop checks for them once per agent, by capability, not by class:
+server better may also declare one or both of these capabilities by deriving
+from them (a method of the same name on another model is not taken as one);
+the agent loop checks for them once per agent, not for one adapter class:
 
 - ``CountsTokens``: the exact prompt size, asked only when the estimate says a
   request is close to the context limit;
@@ -15,8 +16,8 @@ loop checks for them once per agent, by capability, not by class:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
@@ -29,15 +30,19 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers.context import _tracing_v2_is_enabled
 
 
-@runtime_checkable
-class CountsTokens(Protocol):
+class CountsTokens(ABC):
+    """The adapter can tell a prompt's exact size."""
+
+    @abstractmethod
     async def count_tokens(self, messages: Sequence[BaseMessage]) -> int | None:
         """The exact prompt tokens of ``messages``; None when the server cannot tell."""
         ...
 
 
-@runtime_checkable
-class RepliesDirectly(Protocol):
+class RepliesDirectly(ABC):
+    """The adapter can reply without LangChain's callbacks."""
+
+    @abstractmethod
     async def areply(
         self,
         messages: Sequence[BaseMessage],

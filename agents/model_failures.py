@@ -53,7 +53,7 @@ def classify_model_error(exc: BaseException, base_url: str) -> ModelCallError | 
     if isinstance(exc, ModelCallError):
         return exc
     if isinstance(exc, openai.BadRequestError) and "maximum context length" in str(exc):
-        return ContextOverflowError(first_line(exc))
+        return ContextOverflowError(first_line(exc, 300, empty=type(exc).__name__))
     if isinstance(exc, openai.APITimeoutError):
         return ModelUnavailableError(base_url, "request timed out")
     if isinstance(exc, openai.APIConnectionError):
@@ -63,17 +63,21 @@ def classify_model_error(exc: BaseException, base_url: str) -> ModelCallError | 
     ):
         return ModelUnavailableError(
             base_url,
-            f"HTTP {exc.status_code}: {first_line(exc)}",
+            f"HTTP {exc.status_code}: {first_line(exc, 300, empty=type(exc).__name__)}",
             retry_after=_retry_after(exc),
         )
     if isinstance(exc, openai.NotFoundError):
         return ModelUnavailableError(
-            base_url, f"HTTP 404: {first_line(exc)}; check the model name", retryable=False
+            base_url,
+            f"HTTP 404: {first_line(exc, 300, empty=type(exc).__name__)}; check the model name",
+            retryable=False,
         )
     if type(exc) is openai.APIError:
         # The SDK raises the bare class for an ``{"error": ...}`` event inside a
         # 200 stream: vLLM sends one when its engine fails mid-reply.
-        return ModelUnavailableError(base_url, f"error in stream: {first_line(exc)}")
+        return ModelUnavailableError(
+            base_url, f"error in stream: {first_line(exc, 300, empty=type(exc).__name__)}"
+        )
     return None
 
 

@@ -37,6 +37,7 @@ from langchain_core.tools import BaseTool
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from mirograph.agents.adapter import CountsTokens, RepliesDirectly
 from mirograph.agents.mirothinker.parsing import parse_reply, render_call
 from mirograph.agents.mirothinker.thinking import with_thinking
 from mirograph.agents.model_failures import classify_model_error
@@ -55,7 +56,7 @@ T = TypeVar("T")
 __all__ = ["MalformedResponseError", "MessageConverter", "MiroThinkerChatModel"]
 
 
-class MiroThinkerChatModel(BaseChatModel):
+class MiroThinkerChatModel(BaseChatModel, CountsTokens, RepliesDirectly):
     """OpenAI-compatible ``/v1/chat/completions`` client in the MiroThinker shape.
 
     Beyond LangChain's interface it offers the engine (``agents.adapter``) exact

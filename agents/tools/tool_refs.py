@@ -213,7 +213,7 @@ def _import_module(module_name: str, ref: str, search_dir: str | Path | None) ->
         # A module that calls sys.exit() on import would otherwise end the run silently.
         raise ToolRefError(
             f"importing tool module {module_name!r} failed at {_raised_at(exc)}:"
-            f" {type(exc).__name__}: {first_line(exc)}; fix the module"
+            f" {type(exc).__name__}: {first_line(exc, 300)}; fix the module"
         ) from None
 
 

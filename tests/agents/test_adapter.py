@@ -1,4 +1,4 @@
-"""Adapters declare what they offer by implementing protocols, not by their class."""
+"""Adapters declare what they offer by deriving from a capability, not by their class."""
 
 from __future__ import annotations
 
@@ -23,6 +23,19 @@ def test_a_native_model_offers_neither_and_goes_through_langchain() -> None:
     config = ModelConfig(protocol="native", base_url="http://127.0.0.1:9/v1", max_retries=0)
     model = build_chat_model(config)
     assert not isinstance(model, CountsTokens) and not isinstance(model, RepliesDirectly)
+
+
+def test_a_method_of_the_same_name_is_not_a_declaration() -> None:
+    """A user's chat model may have its own ``areply``: it is not called directly."""
+
+    class Duck:
+        def areply(self, text: str) -> str:
+            return text
+
+        async def count_tokens(self, messages: object) -> int:
+            return 0
+
+    assert not isinstance(Duck(), RepliesDirectly) and not isinstance(Duck(), CountsTokens)
 
 
 def test_a_call_is_observed_by_a_handler_or_a_tracer(monkeypatch: pytest.MonkeyPatch) -> None:
