@@ -54,6 +54,7 @@ from mirograph.graphs.model_step import (
     emit_event,
     without_last_turn,
 )
+from mirograph.graphs.reply_checks import query_key
 from mirograph.graphs.run_control import current_control
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
 from mirograph.graphs.tool_runner import ToolReport, ToolRunner
@@ -264,6 +265,21 @@ class AgentLoop:
         results = [await offload(r, self.blobs) for r in results]
         return self._after_results(state, {"messages": results})
 
+    def _succeeded_queries(self, state: AgentState, results: Sequence[ToolMessage]) -> list[str]:
+        """Queries of this turn's calls whose results are not errors, not seen before:
+        only a query that succeeded rolls back a repeat (the reference's rule)."""
+        reply = state["messages"][-1]
+        assert isinstance(reply, AIMessage)
+        succeeded = {r.tool_call_id for r in results if r.status != "error"}
+        seen = set(state.get("queries") or ())
+        new: list[str] = []
+        for call in reply.tool_calls:
+            key = query_key(call, self.model_step.dedupe) if call["id"] in succeeded else None
+            if key is not None and key not in seen:
+                seen.add(key)
+                new.append(key)
+        return new
+
     async def collect(self, state: AgentState) -> dict[str, Any]:
         """Append one turn's results, sub-agent reports included, in call order."""
         control = current_control()
@@ -284,6 +300,8 @@ class AgentLoop:
         return message if cut is text else message.model_copy(update={"content": cut})
 
     def _after_results(self, state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
+        if queries := self._succeeded_queries(state, update["messages"]):
+            update["queries"] = queries
         if _stats(state)["turns"] >= self.config.max_turns:
             update["phase"] = "close"
             update["stop_reason"] = "max_turns"

@@ -65,10 +65,12 @@ class AgentConfig(BaseModel):
     retention_block: Int = Field(5, ge=2, le=MAX_TURNS)
     #: Times a reply cut by max_tokens is asked again with twice the budget.
     max_length_retries: Int = Field(2, ge=0, le=10)
-    #: Times one repeated query is rolled back before it is let through.
-    max_duplicate_rollbacks: Int = Field(2, ge=0, le=100)
-    #: Resamples in a row (malformed calls, stray tags) before the agent closes.
-    max_rollbacks: Int = Field(5, ge=0, le=100)
+    #: Rollbacks in a row after which a repeated query is let through (the reference:
+    #: 4, the same as ``max_rollbacks``; the smaller of the two decides).
+    max_duplicate_rollbacks: Int = Field(4, ge=0, le=100)
+    #: Rollbacks in a row (malformed calls, refusals, loops, repeated queries, ...)
+    #: after which the next reply is accepted as it is (the reference: at most 4).
+    max_rollbacks: Int = Field(4, ge=0, le=100)
     #: Tool sets by name, ``{name: {option: value}}`` for a set with settings, or
     #: import paths ``package.module:attribute``.
     tools: list[str | dict[str, dict[str, Any] | None]] = Field(default_factory=list)

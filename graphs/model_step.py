@@ -53,12 +53,10 @@ class _Turn:
     view: list[BaseMessage]
     #: Tokens kept free for the closing request, which must still fit after this turn.
     reserve: int
-    #: Queries made before this step.
+    #: Queries that succeeded before this step (a repeat rolls back).
     seen: set[str]
     #: Rollbacks in a row, this step's included.
     streak: int
-    #: Rollbacks of this step per repeated query (past a limit, a repeat is let through).
-    duplicates: dict[str, int] = field(default_factory=dict)
     #: The reply budget asked for: None (the model's own) until a reply is cut.
     max_tokens: int | None = None
     length_retries: int = 0
@@ -122,12 +120,13 @@ class ModelStep:
                 return close_update(stats, "context_overflow")
             if self._enlarged_after_cut(turn, sample, config, stats):
                 continue
-            reason, repeated = self._judged(turn, sample.reply)
-            self._report(config, stats, sample, "rollback" if reason else "ok", reason)
-            if reason is None:
-                return self._accepted(turn, sample.reply, stats)
-            if self._rolled_back(turn, repeated, stats):
-                return close_update(stats, "too_many_rollbacks", rollback_streak=turn.streak)
+            reason = self._judged(turn, sample.reply)
+            if reason is not None and self._rolled_back(turn, stats):
+                self._report(config, stats, sample, "rollback", reason)
+                continue
+            overruled = reason and f"{reason}, accepted after {turn.streak} rollbacks in a row"
+            self._report(config, stats, sample, "ok", overruled)
+            return self._accepted(sample.reply, stats, overruled=reason)
 
     async def _new_turn(self, state: AgentState) -> _Turn:
         closing = prompts.closing_request(state["question"], role=self.role)
@@ -175,39 +174,53 @@ class ModelStep:
         turn.cut, turn.max_tokens = sample.reply, larger
         return True
 
-    def _judged(self, turn: _Turn, reply: AIMessage) -> tuple[str | None, list[str]]:
-        """Why ``reply`` rolls back (None: accepted), and the queries it repeats.
+    def _judged(self, turn: _Turn, reply: AIMessage) -> str | None:
+        """Why ``reply`` would roll back (None: it is fine).
 
-        A repeat the model insisted on ``max_duplicate_rollbacks`` times this
-        step no longer rolls back."""
-        repeated = [k for k in query_keys(reply, self.dedupe) if k in turn.seen]
-        limit = self.config.max_duplicate_rollbacks
-        duplicates = [k for k in repeated if turn.duplicates.get(k, 0) < limit]
-        return rollback_reason(reply, duplicates), repeated
+        A query repeats one that succeeded before; once ``max_duplicate_rollbacks``
+        rollbacks have happened in a row, a repeat is let through."""
+        repeated: list[str] = []
+        if turn.streak < self.config.max_duplicate_rollbacks:
+            repeated = [k for k in query_keys(reply, self.dedupe) if k in turn.seen]
+        return rollback_reason(reply, repeated)
 
-    def _rolled_back(self, turn: _Turn, repeated: list[str], stats: AgentStats) -> bool:
-        """Count a rollback; whether the agent has now rolled back too often in a row."""
-        for key in repeated:
-            turn.duplicates[key] = turn.duplicates.get(key, 0) + 1
+    def _rolled_back(self, turn: _Turn, stats: AgentStats) -> bool:
+        """Count a rollback, unless ``max_rollbacks`` happened in a row already: then
+        False, and the reply is accepted as it is (the reference's rule).
+
+        The resample is the request the rolled-back reply answered, budget
+        included: what a cut before it enlarged starts again from the model's own.
+        """
+        if turn.streak >= self.config.max_rollbacks:
+            return False
         stats["rollbacks"] += 1
         turn.streak += 1
-        return turn.streak > self.config.max_rollbacks
+        turn.max_tokens, turn.length_retries, turn.cut = None, 0, None
+        return True
 
-    def _accepted(self, turn: _Turn, reply: AIMessage, stats: AgentStats) -> dict[str, Any]:
-        """The update that stores an accepted reply: a turn, its calls and queries, a
-        ``\\boxed{}`` answer; with no call, the agent goes on to close."""
+    def _accepted(
+        self, reply: AIMessage, stats: AgentStats, *, overruled: str | None = None
+    ) -> dict[str, Any]:
+        """The update that stores an accepted reply: a turn, its calls, a ``\\boxed{}``
+        answer; with no call, the agent goes on to close. (Queries are recorded once
+        their calls have succeeded: ``AgentLoop._after_results``.)
+
+        ``overruled``: why the reply would have rolled back, had the limit of
+        rollbacks in a row not been reached. Such a reply with no executable call
+        closes the agent (``too_many_rollbacks``); its malformed calls never run.
+        """
+        if overruled and not reply.tool_calls:
+            reply = reply.model_copy(update={"invalid_tool_calls": []})
         reply = redact_reply(_with_unique_call_ids(reply))
         stats["turns"] += 1
         stats["tool_calls"] += len(reply.tool_calls) + len(reply.invalid_tool_calls)
         update: dict[str, Any] = {"messages": [reply], "stats": stats, "rollback_streak": 0}
-        if new_queries := [k for k in query_keys(reply, self.dedupe) if k not in turn.seen]:
-            update["queries"] = new_queries
         boxed = extract_boxed(split_thinking(reply.text)[1])
         if boxed is not None:
             update["boxed"] = boxed
         if not reply.tool_calls and not reply.invalid_tool_calls:
             update["phase"] = "close"
-            update["stop_reason"] = "answered"
+            update["stop_reason"] = "too_many_rollbacks" if overruled else "answered"
         return update
 
     # -- the closing step -----------------------------------------------------

@@ -3,9 +3,9 @@
 The weights do not use native function calling: a call is written into the
 reply as ``<use_mcp_tool>`` / ``<server_name>`` / ``<tool_name>`` /
 ``<arguments>`` tags (see docs/mirothinker-protocol.md). This module turns a
-reply into its visible content, its parsable calls, its malformed calls, and a
-flag for leftover tag fragments, which together decide whether the reply is
-answered with tool results or rolled back.
+reply into its visible content, its parsable calls, its malformed calls, a
+flag for leftover tag fragments and one for a last call left unclosed, which
+together decide whether the reply is answered with tool results or rolled back.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ __all__ = [
     "MalformedCall",
     "ParsedCall",
     "ParsedReply",
+    "has_unclosed_call",
     "parse_reply",
     "render_call",
 ]
 
 CALL_OPEN = "<use_mcp_tool>"
+CALL_CLOSE = "</use_mcp_tool>"
 
 # The head of a call, up to and including ``<arguments>``. Names may not hold
 # ``<`` so that a broken head cannot swallow the next call's tags.
@@ -88,11 +90,15 @@ class ParsedReply:
     calls: list[ParsedCall]
     malformed: list[MalformedCall]
     stray_tags: bool
+    #: The last call has no closing ``</use_mcp_tool>`` (the reply was cut, or the
+    #: model stopped short): the reference rolls such a reply back.
+    unclosed_call: bool = False
 
     @property
     def needs_rollback(self) -> bool:
         """A reply that tried to call a tool and failed is resampled, not answered."""
-        return not self.calls and (bool(self.malformed) or self.stray_tags)
+        calls = bool(self.calls or self.malformed)
+        return (not self.calls and (calls or self.stray_tags)) or (calls and self.unclosed_call)
 
 
 def render_call(server: str, tool: str, arguments: dict[str, Any]) -> str:
@@ -149,7 +155,14 @@ def parse_reply(text: str, max_calls: int = MAX_CALLS_PER_REPLY) -> ParsedReply:
         calls=calls,
         malformed=malformed,
         stray_tags=_has_stray_tags(text, parsed_spans),
+        unclosed_call=has_unclosed_call(text),
     )
+
+
+def has_unclosed_call(text: str) -> bool:
+    """Whether the last ``<use_mcp_tool>`` of ``text`` has no ``</use_mcp_tool>`` after it."""
+    start = text.rfind(CALL_OPEN)
+    return start >= 0 and text.find(CALL_CLOSE, start) < 0
 
 
 def _skipped(server: str, tool: str, count: int, max_calls: int) -> MalformedCall:

@@ -119,7 +119,7 @@ def make_tools(ctx: ToolContext, *, limits: FetchLimits | None = None) -> list[B
     tool = StructuredTool.from_function(
         coroutine=scrape_and_extract_info, handle_tool_error=False, parse_docstring=True
     )
-    tool.metadata = {DEDUPE_KEY: ["url"]}
+    tool.metadata = {DEDUPE_KEY: ["url", "info_to_extract"]}  # the reference's key
     return [on_server(tool, SERVER)]
 
 

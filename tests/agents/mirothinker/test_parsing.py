@@ -12,6 +12,7 @@ from mirograph.agents.mirothinker.parsing import (
     MalformedCall,
     ParsedCall,
     ParsedReply,
+    has_unclosed_call,
     parse_reply,
     render_call,
 )
@@ -155,10 +156,15 @@ def test_closing_tags_inside_a_string_argument() -> None:
     assert _single(text).arguments == arguments
 
 
-def test_missing_final_closing_tag_still_parses() -> None:
+def test_missing_final_closing_tag_still_parses_but_rolls_back() -> None:
     text = "x\n<use_mcp_tool>\n<server_name>s</server_name>\n<tool_name>t</tool_name>\n"
     text += '<arguments>\n{"q": "a"}\n</arguments>\n'
-    assert _single(text) == ParsedCall("s", "t", {"q": "a"})
+    reply = parse_reply(text)
+    assert reply.calls == [ParsedCall("s", "t", {"q": "a"})]  # still readable
+    assert (reply.malformed, reply.stray_tags) == ([], False)
+    assert reply.unclosed_call is True
+    assert reply.needs_rollback is True
+    assert has_unclosed_call(text)
 
 
 @pytest.mark.parametrize(
@@ -354,3 +360,26 @@ def test_a_call_without_a_close_does_not_swallow_the_next_one() -> None:
     reply = parse_reply(text)
     assert reply.calls == [ParsedCall(*SEARCH, {"q": "b"})]
     assert reply.malformed == [MalformedCall("s", "t", '{"q": "a"', "no closing </arguments> tag")]
+
+
+# --- a last call left unclosed (the reference rolls it back) -------------------------------
+
+
+def test_only_the_last_call_decides_unclosed() -> None:
+    first_open = HEAD + '{"q": "a"}</arguments>\n'  # closed by the next call's head only
+    reply = parse_reply(first_open + _call('{"q": "b"}'))
+    assert len(reply.calls) == 2
+    assert reply.unclosed_call is False
+    assert reply.needs_rollback is False
+    last_open = _call('{"q": "a"}') + "\n" + HEAD + '{"q": "b"}</arguments>'
+    assert parse_reply(last_open).unclosed_call is True
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["No call at all. \\boxed{1}", "Text " + HEAD + '{"q": "a"}' + TAIL, "</use_mcp_tool>"],
+    ids=["no-call", "closed", "lone-close"],
+)
+def test_replies_without_an_open_last_call_are_not_unclosed(text: str) -> None:
+    assert parse_reply(text).unclosed_call is False
+    assert not has_unclosed_call(text)

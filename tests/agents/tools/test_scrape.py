@@ -197,7 +197,7 @@ async def _error(tool: BaseTool, url: str) -> str:
 def test_tool_is_named_as_the_weights_know_it(scrape: BaseTool) -> None:
     assert scrape.name == "scrape_and_extract_info"
     assert server_of(scrape) == "jina_scrape_llm_summary"
-    assert (scrape.metadata or {})[DEDUPE_KEY] == ["url"]
+    assert (scrape.metadata or {})[DEDUPE_KEY] == ["url", "info_to_extract"]
     check_ref("scrape")
 
 
