@@ -8,16 +8,21 @@ sees is what it would have seen had the bad turn never happened).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.tools import ToolException, tool
 from support.loop_kit import call, make_loop, run_loop, scripted, servers
 
+from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.prompts import closing_request
 from mirograph.agents.sim.scripting import Fault, SimReply
+from mirograph.agents.sim.server import SimServer
 from mirograph.agents.tools.base import DEDUPE_KEY, on_server
 from mirograph.errors import ModelUnavailableError
+from mirograph.flows.loader import validate_flow
+from mirograph.flows.runner import run_report, start_run
 
 ANSWER = "Done.</think>\n\n\\boxed{42}"
 REFUSAL = "Hmm.</think>\n\nI\u2019m sorry, but I can\u2019t help with that."
@@ -214,3 +219,40 @@ async def test_duplicate_set_survives_a_resume_in_a_new_graph(server, tmp_path) 
     assert values["queries"] == ['search:{"q": "first"}', 'search:{"q": "second"}']
     assert values["stats"]["rollbacks"] == 1  # the repeat of "first" was recognised
     assert values["stats"]["turns"] == 3 and values["answer"] == "42"
+
+
+async def test_a_repeated_sub_task_is_rolled_back_once_its_report_came_back(
+    home: Path, tmp_path: Path
+) -> None:
+    """A sub-agent's result is collected apart from the tools step: its query is
+    recorded there too, once the report is back."""
+    subtask = {"subtask": "Sub-task for browsing: find X."}
+    delegate = "Delegating.</think>\n\n" + render_call(
+        "agent-browsing", "search_and_browse", subtask
+    )
+    planner = iter([delegate, delegate, ANSWER])
+
+    def policy(body: dict[str, Any]) -> Any:
+        if body["messages"][1]["content"].startswith("Sub-task for browsing:"):
+            return "Looked.</think>\n\nX is 42."
+        return next(planner, ANSWER)
+
+    flow = {
+        "name": "team",
+        "models": {"m": {"base_url": "", "max_tokens": 64}},
+        "agents": {
+            "planner": {"model": "m", "role": "main", "sub_agents": ["browsing"]},
+            "browsing": {"model": "m", "max_turns": 2},
+        },
+        "entry": "planner",
+    }
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(policy) as srv:
+        flow["models"]["m"]["base_url"] = srv.base_url
+        outcome = await start_run("What is X?", validate_flow(flow), run_id="r", store_url=store)
+        report = await run_report("r", store_url=store)
+    assert outcome.answer == "42"
+    planner_requests = [r for r in srv.requests if r["messages"][1]["content"].startswith("What")]
+    assert planner_requests[2] == planner_requests[1]  # the repeat's resample
+    assert report["agents"]["planner"]["rollbacks"] == 1
+    assert report["agents"]["browsing"]["turns"] == 1  # the sub-task ran once
