@@ -196,6 +196,7 @@ def start_sim_model(turns: int) -> tuple[subprocess.Popen[str], str]:
             "0",
             "--policy",
             f"benchmarks.bench_policy:long_run?turns={turns}",
+            "--enable-prompt-tokens-details",  # as on vLLM, cached tokens are reported only then
         ],
         stdout=subprocess.PIPE,
         text=True,

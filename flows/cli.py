@@ -506,25 +506,72 @@ def sim_model(
     policy: Annotated[str, typer.Option("--policy", help="module:function returning the reply.")],
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = any free).")] = 8000,
     latency_ms: Annotated[int, typer.Option("--latency-ms", help="Delay per reply.")] = 0,
-    max_context_tokens: Annotated[
-        int | None, typer.Option("--max-context-tokens", help="Answer longer prompts with 400.")
+    max_model_len: Annotated[
+        int,
+        typer.Option(
+            "--max-model-len",
+            "--max-context-tokens",
+            help="Context length, as vLLM's: longer requests get HTTP 400.",
+        ),
+    ] = 262_144,
+    model_name: Annotated[
+        str,
+        typer.Option(
+            "--model-name", "--served-model-name", help="Served name; others get HTTP 404."
+        ),
+    ] = "mirothinker",
+    enable_prompt_tokens_details: Annotated[
+        bool,
+        typer.Option(
+            "--enable-prompt-tokens-details",
+            help="Report usage.prompt_tokens_details (cached tokens), as vLLM's flag.",
+        ),
+    ] = False,
+    reasoning_parser: Annotated[
+        str | None,
+        typer.Option(
+            "--reasoning-parser",
+            help="deepseek_r1 or qwen3: return the thinking apart, in --reasoning-field.",
+        ),
     ] = None,
-    model_name: Annotated[str, typer.Option("--model-name")] = "mirothinker",
+    reasoning_field: Annotated[
+        str,
+        typer.Option(
+            "--reasoning-field",
+            help="reasoning (recent vLLM) or reasoning_content (older vLLM, SGLang).",
+        ),
+    ] = "reasoning",
+    tool_call_parser: Annotated[
+        str | None,
+        typer.Option(
+            "--tool-call-parser",
+            help="Any name: return native tool_calls for requests with tools (else HTTP 400).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve a simulated OpenAI-compatible model (for tests, benchmarks, the demo)."""
+    """Serve a simulated OpenAI-compatible model (for tests, benchmarks, the demo).
+
+    It behaves as vLLM does with the same flags: see agents/sim/vllm.py.
+    """
     from mirograph.agents.sim.scripting import load_policy
     from mirograph.agents.sim.server import serve_forever
+    from mirograph.agents.sim.vllm import VllmOptions
 
     load_policy(policy)  # a bad spec is a PolicySpecError: one line, exit 2
+    try:
+        options = VllmOptions(
+            model_name=model_name,
+            max_model_len=max_model_len,
+            enable_prompt_tokens_details=enable_prompt_tokens_details,
+            reasoning_parser=reasoning_parser,
+            reasoning_field=reasoning_field,
+            tool_call_parser=tool_call_parser,
+        )
+    except ValueError as exc:
+        _fail(f"sim-model: {exc}", 2)
     _check_port(port)
     try:
-        serve_forever(
-            policy,
-            port=port,
-            latency_ms=latency_ms,
-            max_context_tokens=max_context_tokens,
-            model_name=model_name,
-        )
+        serve_forever(policy, port=port, latency_ms=latency_ms, options=options)
     except RuntimeError as exc:  # lost a race for the port after the check
         _fail(f"{exc}; {_PORT_FIX}", 2)
 

@@ -597,10 +597,18 @@ def _clean(text: str) -> str:
     return text
 
 
+#: Where a server with a reasoning parser puts the thinking: ``reasoning`` (vLLM
+#: since late 2025, the only one since early 2026), ``reasoning_content`` (older
+#: vLLM, SGLang). Servers that sent both sent the same text: the first found is read.
+_REASONING_FIELDS = ("reasoning", "reasoning_content")
+
+
 def _reasoning_of(message_or_delta: Any) -> str | None:
-    """vLLM's ``reasoning_content`` extension, when the reasoning parser is on."""
-    reasoning = (getattr(message_or_delta, "model_extra", None) or {}).get("reasoning_content")
-    return _clean(reasoning) if isinstance(reasoning, str) else None
+    """The thinking a reasoning parser split out of the reply, in either field."""
+    for field in _REASONING_FIELDS:  # declared by the SDK or not (then an extra)
+        if isinstance(reasoning := getattr(message_or_delta, field, None), str):
+            return _clean(reasoning)
+    return None
 
 
 def _result(message: AIMessage) -> ChatResult:

@@ -17,8 +17,11 @@ def with_thinking(content: str, reasoning: str | None) -> str:
     """The reply as the model wrote it: thinking put back in front of the content.
 
     Servers with a reasoning parser return the thinking separately; the
-    weights expect it in the history all the same, so it is re-joined.
+    weights expect it in the history all the same, so it is re-joined. The
+    parser leaves the newlines after ``</think>`` on the content; they are
+    dropped, as the chat template drops them.
     """
     if not reasoning:
         return content
-    return f"<think>\n{reasoning.strip()}\n{THINK_CLOSE}\n\n{content}"
+    visible = content.lstrip("\n")
+    return f"<think>\n{reasoning.strip()}\n{THINK_CLOSE}\n\n{visible}"

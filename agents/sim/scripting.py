@@ -32,7 +32,7 @@ demo can script the model without touching the server.
   ``negative_usage``
                     token counts below zero          a last chunk with such counts
   ``error_event``   ``{"error": ...}`` as the body   content, then vLLM's error event
-                                                     (``message``), no [DONE]
+                                                     (``message``) and [DONE]
   ================  ===============================  ================================
 """
 
@@ -67,7 +67,12 @@ MALFORMED_MODES = (
 
 @dataclass(frozen=True)
 class SimReply:
-    """A reply with the parts a reasoning parser or a length cut would produce."""
+    """A reply with its thinking apart, or cut by the length limit.
+
+    ``reasoning_content`` is the thinking the model wrote before ``</think>``:
+    a server with a reasoning parser returns it apart, one without returns it
+    inside the content, as vLLM does (``agents/sim/vllm.py``).
+    """
 
     content: str
     reasoning_content: str | None = None

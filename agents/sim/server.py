@@ -4,7 +4,9 @@ Tests, benchmarks and the demo drive the engine over real HTTP against this
 server, so that the model adapter, streaming, retries and context handling are
 exercised exactly as against vLLM, while a policy scripts what the model says
 and which faults it injects (errors, delays, cut streams, malformed 200s: the
-``Fault`` fields are documented in ``agents/sim/policy.py``).
+``Fault`` fields are documented in ``agents/sim/scripting.py``). Where vLLM's
+flags decide what a reply looks like, ``VllmOptions`` (``agents/sim/vllm.py``)
+holds them, with vLLM's defaults.
 """
 
 from __future__ import annotations
@@ -32,13 +34,21 @@ from starlette.types import Receive, Scope, Send
 from mirograph.agents.mirothinker.parsing import parse_reply
 from mirograph.agents.sim.scripting import Fault, Policy, PolicyResult, SimReply, load_policy
 from mirograph.agents.sim.tokens import PrefixCache, count_tokens, encode_request
+from mirograph.agents.sim.vllm import (
+    DEFAULT_MAX_MODEL_LEN,
+    VllmOptions,
+    context_error,
+    split_reasoning,
+    tool_choice_error,
+    unknown_model_error,
+    wants_tool_calls,
+)
 from mirograph.text import describe
 
-__all__ = ["SimServer", "create_app", "serve_forever"]
+__all__ = ["SimServer", "VllmOptions", "create_app", "serve_forever"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_MODEL_LEN = 262_144
 _WORDS_PER_CHUNK = 3
 _ERROR_TYPES = {
     400: "BadRequestError",
@@ -65,11 +75,13 @@ class _Reply:
     tool_calls: list[dict[str, Any]] | None
     finish_reason: str
     usage: dict[str, Any]
+    #: The field the thinking goes in (``VllmOptions.reasoning_field``).
+    reasoning_field: str = "reasoning"
 
     def message(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
         if self.reasoning is not None:
-            message["reasoning_content"] = self.reasoning
+            message[self.reasoning_field] = self.reasoning
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
         return message
@@ -78,14 +90,14 @@ class _Reply:
 def create_app(
     policy: Policy,
     *,
+    options: VllmOptions | None = None,
     latency_ms: int = 0,
-    max_context_tokens: int | None = None,
-    model_name: str = "mirothinker",
     on_request: Callable[[dict[str, Any]], None] | None = None,
 ) -> Starlette:
     """Build the ASGI app; ``on_request`` sees each chat request body (for test records)."""
     cache = PrefixCache()
-    max_model_len = max_context_tokens or DEFAULT_MAX_MODEL_LEN
+    options = options or VllmOptions()
+    model_name, max_model_len = options.model_name, options.max_model_len
 
     async def models(_: Request) -> Response:
         card = {
@@ -107,6 +119,8 @@ def create_app(
             body = await _read_body(request)
         except _BadRequest as exc:
             return _error(400, str(exc))
+        if unknown := unknown_model_error(body, model_name):
+            return _error(404, unknown, param="model")
         tokens = encode_request(body)
         return JSONResponse(
             {
@@ -126,11 +140,14 @@ def create_app(
             return _error(400, str(exc))
         if on_request is not None:
             on_request(body)
+        if unknown := unknown_model_error(body, model_name):
+            return _error(404, unknown, param="model")
+        if refused := tool_choice_error(body, options):
+            return _error(400, refused)
         prompt = encode_request(body)
-        if max_context_tokens is not None and (
-            overflow := _context_overflow(body, len(prompt), max_context_tokens)
-        ):
-            return _error(400, overflow)
+        if overflow := context_error(body, len(prompt), max_model_len):
+            param, message = overflow
+            return _error(400, message, param=param)
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000)
         try:
@@ -142,7 +159,7 @@ def create_app(
         if isinstance(result, Fault):
             return await _fault_response(result, stream=stream, model=model_name)
         cached = cache.lookup_and_insert(prompt)
-        reply = _build_reply(result, body, prompt_tokens=len(prompt), cached_tokens=cached)
+        reply = _build_reply(result, body, options, prompt_tokens=len(prompt), cached_tokens=cached)
         if stream:
             return _stream_response(reply, body, model=model_name)
         return JSONResponse(_completion(reply, model=model_name))
@@ -168,20 +185,6 @@ async def _read_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _context_overflow(body: dict[str, Any], prompt_tokens: int, limit: int) -> str | None:
-    """vLLM's context-length complaint when prompt plus requested completion won't fit."""
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    completion = int(max_tokens) if isinstance(max_tokens, int | float) else 0
-    too_long = prompt_tokens + completion > limit if completion else prompt_tokens >= limit
-    if not too_long:
-        return None
-    return (
-        f"This model's maximum context length is {limit} tokens. However, you requested "
-        f"{prompt_tokens + completion} tokens ({prompt_tokens} in the messages, {completion} "
-        "in the completion). Please reduce the length of the messages or completion."
-    )
-
-
 async def _call_policy(policy: Policy, body: dict[str, Any]) -> PolicyResult:
     """Await async policies; run sync ones in a thread so they cannot stall the loop."""
     if inspect.iscoroutinefunction(policy) or inspect.iscoroutinefunction(
@@ -198,24 +201,47 @@ async def _call_policy(policy: Policy, body: dict[str, Any]) -> PolicyResult:
 
 
 def _build_reply(
-    result: str | SimReply, body: dict[str, Any], *, prompt_tokens: int, cached_tokens: int
+    result: str | SimReply,
+    body: dict[str, Any],
+    options: VllmOptions,
+    *,
+    prompt_tokens: int,
+    cached_tokens: int,
 ) -> _Reply:
-    """Turn a policy's text into a reply, with native tool calls when tools were sent."""
+    """Turn a policy's text into a reply as vLLM with these ``options`` would send it."""
     reply = result if isinstance(result, SimReply) else SimReply(content=result)
     completion_tokens = count_tokens(reply.content) + count_tokens(reply.reasoning_content or "")
+    details = {"cached_tokens": cached_tokens} if options.enable_prompt_tokens_details else None
     usage = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        "prompt_tokens_details": details,
     }
-    content: str | None = reply.content
-    tool_calls = _native_tool_calls(reply.content, body) if body.get("tools") else None
+    reasoning, content = _parsed(reply, options.reasoning_parser)
+    native = wants_tool_calls(body, options)
+    tool_calls = _native_tool_calls(content or "", body) if native else None
     finish = reply.finish_reason
     if tool_calls:
-        content = parse_reply(reply.content).content or None
+        content = parse_reply(content or "").content or None
         finish = "tool_calls" if finish == "stop" else finish
-    return _Reply(content, reply.reasoning_content, tool_calls, finish, usage)
+    return _Reply(content, reasoning, tool_calls, finish, usage, options.reasoning_field)
+
+
+def _parsed(reply: SimReply, parser: str | None) -> tuple[str | None, str | None]:
+    """(reasoning, content) as the server's reasoning parser, or its absence, returns them.
+
+    A policy's separate ``reasoning_content`` is the thinking the model wrote:
+    without a parser it comes back inside the text, before ``</think>``.
+    """
+    if parser is None:
+        if reply.reasoning_content is None:
+            return None, reply.content
+        return None, f"{reply.reasoning_content}\n</think>\n\n{reply.content}"
+    if reply.reasoning_content is not None:
+        return reply.reasoning_content, reply.content or None
+    reasoning, content = split_reasoning(reply.content, parser)
+    return reasoning, content or None
 
 
 def _native_tool_calls(text: str, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -324,7 +350,8 @@ def _stream_response(reply: _Reply, body: dict[str, Any], *, model: str) -> _Raw
     """The SSE stream of a reply: role, reasoning, content, tool calls, finish, usage."""
     writer = _ChunkWriter(model, include_usage=_include_usage(body))
     events = [writer.event({"role": "assistant", "content": ""})]
-    events += [writer.event({"reasoning_content": p}) for p in _pieces(reply.reasoning or "")]
+    field = reply.reasoning_field
+    events += [writer.event({field: p}) for p in _pieces(reply.reasoning or "")]
     events += [writer.event({"content": p}) for p in _pieces(reply.content or "")]
     for index, call in enumerate(reply.tool_calls or []):
         events.append(writer.event({"tool_calls": [{"index": index, **call}]}))
@@ -486,11 +513,19 @@ def _stream_bad_usage(fault: Fault, model: str) -> _RawResponse:
 
 
 def _stream_error_event(fault: Fault, model: str) -> _RawResponse:
-    """Content, then the ``{"error": ...}`` event vLLM sends when its engine fails."""
+    """Content, then the ``{"error": ...}`` event and the ``[DONE]`` vLLM sends when its
+    engine fails mid-reply (a 200 stream cannot change its status any more)."""
     writer = _ChunkWriter(model, include_usage=False)
-    error = {"error": {"message": fault.message, "type": "InternalServerError", "code": 500}}
+    error = {
+        "error": {
+            "message": fault.message,
+            "type": "InternalServerError",
+            "param": None,
+            "code": 500,
+        }
+    }
     events = [writer.event({"role": "assistant", "content": "partial "})]
-    return _sse([*events, f"data: {json.dumps(error)}\n\n".encode()], done=False)
+    return _sse([*events, f"data: {json.dumps(error)}\n\n".encode()])
 
 
 _MALFORMED_STREAMS: dict[str, Callable[[Fault, str], Response | _RawResponse]] = {
@@ -529,10 +564,16 @@ class _RawResponse:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """An OpenAI/vLLM-style error body."""
     kind = _ERROR_TYPES.get(status, "InternalServerError" if status >= 500 else "BadRequestError")
-    payload = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    payload = {"error": {"message": message, "type": kind, "param": param, "code": status}}
     return JSONResponse(payload, status_code=status, headers=headers)
 
 
@@ -568,7 +609,10 @@ def server_config(app: Starlette, host: str, port: int, *, log_config: Any) -> u
 class SimServer:
     """The simulated model on a background thread, for tests and in-process demos.
 
-    ``requests`` records every chat request body received, in order.
+    ``requests`` records every chat request body received, in order. The
+    keyword arguments after ``latency_ms`` are vLLM's flags, with its defaults
+    (``VllmOptions``; ``max_context_tokens`` is ``--max-model-len``), as on
+    the ``sim-model`` command line.
     """
 
     def __init__(
@@ -578,17 +622,28 @@ class SimServer:
         host: str = "127.0.0.1",
         port: int = 0,
         latency_ms: int = 0,
-        max_context_tokens: int | None = None,
+        max_context_tokens: int = DEFAULT_MAX_MODEL_LEN,
         model_name: str = "mirothinker",
+        enable_prompt_tokens_details: bool = False,
+        reasoning_parser: str | None = None,
+        reasoning_field: str = "reasoning",
+        tool_call_parser: str | None = None,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.host = host
         self._port_arg = port
+        self.options = VllmOptions(
+            model_name=model_name,
+            max_model_len=max_context_tokens,
+            enable_prompt_tokens_details=enable_prompt_tokens_details,
+            reasoning_parser=reasoning_parser,
+            reasoning_field=reasoning_field,
+            tool_call_parser=tool_call_parser,
+        )
         self.app = create_app(
             load_policy(policy) if isinstance(policy, str) else policy,
+            options=self.options,
             latency_ms=latency_ms,
-            max_context_tokens=max_context_tokens,
-            model_name=model_name,
             on_request=self.requests.append,
         )
         self._started = threading.Event()
@@ -656,16 +711,10 @@ def serve_forever(
     host: str = "127.0.0.1",
     port: int = 0,
     latency_ms: int = 0,
-    max_context_tokens: int | None = None,
-    model_name: str = "mirothinker",
+    options: VllmOptions | None = None,
 ) -> None:
     """Serve until interrupted; print one ``sim-model listening on URL`` line once ready."""
-    app = create_app(
-        load_policy(policy_spec),
-        latency_ms=latency_ms,
-        max_context_tokens=max_context_tokens,
-        model_name=model_name,
-    )
+    app = create_app(load_policy(policy_spec), options=options, latency_ms=latency_ms)
 
     def announce(real_port: int) -> None:
         print(f"sim-model listening on http://{host}:{real_port}/v1", flush=True)

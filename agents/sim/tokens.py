@@ -92,7 +92,7 @@ _MESSAGES: dict[tuple[str, str], list[int]] = {}
 def _encode_message_uncached(message: Mapping[str, Any]) -> list[int]:
     """``<start> role ... <end>``: reasoning, content, then any native tool calls."""
     ids = [_IM_START, *encode(str(message.get("role", "")))]
-    reasoning = message.get("reasoning_content")
+    reasoning = message.get("reasoning", message.get("reasoning_content"))
     if isinstance(reasoning, str):
         ids.extend(encode(reasoning))
     ids.extend(encode(_content_text(message.get("content"))))

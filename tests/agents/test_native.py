@@ -27,7 +27,7 @@ async def test_native_model_runs_the_agent_loop_with_api_tools(tmp_path: Path) -
     def policy(body: dict[str, Any]) -> str:
         return tool_loop(body, turns=2, server="lab", tool="echo", answer="native ok")
 
-    with SimServer(policy) as srv:
+    with SimServer(policy, tool_call_parser="hermes") as srv:
         config = ModelConfig(protocol="native", base_url=srv.base_url, max_retries=0)
         loop = AgentLoop(
             name="main",

@@ -25,7 +25,7 @@ def run_killed_and_resumed(
     os.mkfifo(fifo)
     flag.touch()
     cli.env.update({"EXAMPLES_FIFO": str(fifo), "EXAMPLES_BLOCK_FLAG": str(flag)})
-    cli.env["MIROGRAPH_BASE_URL"] = sim_model(policy)
+    cli.env["MIROGRAPH_BASE_URL"] = sim_model(policy, "--tool-call-parser", "hermes")
     ref = f"{EXAMPLES / graph}:build_graph"
     runner = cli.popen("run", "Q?", "--flow", ref, "--id", run_id, "--store", cli.store)
     blocked = wait_for_fifo(fifo, runner)

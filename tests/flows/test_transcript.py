@@ -165,7 +165,7 @@ async def test_custom_graphs_list_their_agent_calls_numbered_per_agent(
 ) -> None:
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     for policy, graph in ((verify, "verify_loop.py"), (native, "native_tools.py")):
-        with SimServer(policy) as srv:
+        with SimServer(policy, tool_call_parser="hermes") as srv:
             monkeypatch.setenv("MIROGRAPH_BASE_URL", srv.base_url)
             ref = f"{EXAMPLES / graph}:build_graph"
             outcome = await start_run("Q?", ref, run_id=graph, store_url=store)

@@ -283,7 +283,10 @@ async def test_one_sub_agent_called_twice_at_once_and_its_reports_count_toward_k
 
 async def test_a_sub_agent_on_a_native_protocol_model(home: Path, tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'runs.db'}"
-    with SimServer(team) as planner_srv, SimServer(lambda b: team(b, coding=2)) as native_srv:
+    with (
+        SimServer(team) as planner_srv,
+        SimServer(lambda b: team(b, coding=2), tool_call_parser="hermes") as native_srv,
+    ):
         flow = team_flow(planner_srv.base_url, planner_srv.base_url).model_dump()
         flow["models"]["native_m"] = {
             "protocol": "native",

@@ -65,7 +65,12 @@ class TeamRun:
 async def team_run(tmp_path: Path, run_id: str = "story") -> TeamRun:
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     with ExitStack() as stack:
-        servers = {name: stack.enter_context(SimServer(partial(story, **STEPS))) for name in AGENTS}
+        servers = {
+            name: stack.enter_context(
+                SimServer(partial(story, **STEPS), enable_prompt_tokens_details=True)
+            )
+            for name in AGENTS
+        }
         flow = validate_flow(
             {
                 "name": "story",

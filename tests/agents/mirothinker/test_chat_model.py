@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -24,15 +25,26 @@ TWO_CALLS = (
 
 
 @pytest.fixture
-def srv() -> Iterator[SimServer]:
-    replies: dict[str, Any] = {}
+def sims() -> Iterator[Callable[..., SimServer]]:
+    """Servers (with these vLLM flags) answering from ``replies``, keyed by the last message."""
+    with ExitStack() as stack:
 
-    def policy(body: dict[str, Any]) -> Any:
-        return replies.get(body["messages"][-1]["content"], "No idea.</think>\n\nNothing.")
+        def start(**flags: Any) -> SimServer:
+            replies: dict[str, Any] = {}
 
-    with SimServer(policy) as server:
-        server.replies = replies  # type: ignore[attr-defined]
-        yield server
+            def policy(body: dict[str, Any]) -> Any:
+                return replies.get(body["messages"][-1]["content"], "No idea.</think>\n\nNothing.")
+
+            server = stack.enter_context(SimServer(policy, **flags))
+            server.replies = replies  # type: ignore[attr-defined]
+            return server
+
+        yield start
+
+
+@pytest.fixture
+def srv(sims: Callable[..., SimServer]) -> SimServer:
+    return sims()
 
 
 def model(srv: SimServer, **kwargs: Any) -> MiroThinkerChatModel:
@@ -73,7 +85,31 @@ async def test_sampling_parameters_reach_the_server(srv: SimServer) -> None:
     assert "repetition_penalty" not in srv.requests[-1]
 
 
-async def test_reasoning_content_is_kept_and_sent_back(srv: SimServer) -> None:
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])
+async def test_the_thinking_a_reasoning_parser_splits_out_is_sent_back(
+    sims: Callable[..., SimServer], field: str, streaming: bool
+) -> None:
+    """Recent vLLM returns the thinking in ``reasoning``, older servers in
+    ``reasoning_content``: either way the next request holds it, in the trained shape."""
+    srv = sims(reasoning_parser="qwen3", reasoning_field=field)
+    srv.replies["Find it."] = "Private chain of thought.\n</think>\n\nVisible part."  # type: ignore[attr-defined]
+    chat = model(srv, streaming=streaming)
+    first = await chat.ainvoke(HISTORY)
+    assert first.content == "\n\nVisible part."  # the parser took the thinking out
+    assert first.additional_kwargs["reasoning_content"] == "Private chain of thought.\n"
+    await chat.ainvoke([*HISTORY, first, HumanMessage("Next.")])
+    sent = srv.requests[-1]["messages"][2]
+    assert sent == {
+        "role": "assistant",
+        "content": "<think>\nPrivate chain of thought.\n</think>\n\nVisible part.",
+    }
+
+
+async def test_a_policys_separate_thinking_is_kept_and_sent_back(
+    sims: Callable[..., SimServer],
+) -> None:
+    srv = sims(reasoning_parser="deepseek_r1")
     srv.replies["Find it."] = SimReply(  # type: ignore[attr-defined]
         content="Visible part.", reasoning_content="Private chain of thought."
     )
@@ -114,13 +150,18 @@ async def test_malformed_call_is_invalid_not_executed(srv: SimServer) -> None:
     assert [c["name"] for c in reply.invalid_tool_calls] == ["t"]
 
 
-async def test_cached_tokens_are_reported_on_a_shared_prefix(srv: SimServer) -> None:
-    chat = model(srv)
+@pytest.mark.parametrize(("details", "cached"), [(True, 400), (False, 0)])
+async def test_cached_tokens_are_reported_on_a_shared_prefix(
+    sims: Callable[..., SimServer], details: bool, cached: int
+) -> None:
+    """vLLM reports them with ``--enable-prompt-tokens-details`` only; else they read 0."""
+    chat = model(sims(enable_prompt_tokens_details=details))
     long_history = [SystemMessage("context " * 400), HumanMessage("Find it.")]
     first = await chat.ainvoke(long_history)
     second = await chat.ainvoke([*long_history, first, HumanMessage("And?")])
     assert first.usage_metadata["input_token_details"]["cache_read"] == 0
-    assert second.usage_metadata["input_token_details"]["cache_read"] >= 400
+    read = second.usage_metadata["input_token_details"]["cache_read"]
+    assert read >= cached if details else read == 0
 
 
 async def test_assistant_turn_without_tags_is_rendered_in_the_protocol(srv: SimServer) -> None:

@@ -66,7 +66,8 @@ def as_compared(message: AIMessage) -> dict[str, Any]:
 
 @pytest.fixture
 def srv(serve: Callable[..., SimServer]) -> SimServer:
-    return serve(lambda body: SimReply(content=TWO_KINDS, reasoning_content="Private " * 12))
+    reply = SimReply(content=TWO_KINDS, reasoning_content="Private " * 12)
+    return serve(lambda body: reply, reasoning_parser="qwen3")
 
 
 async def test_streamed_reply_assembles_to_the_non_streamed_one(srv: SimServer) -> None:

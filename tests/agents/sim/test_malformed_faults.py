@@ -16,7 +16,11 @@ serve = pytest.fixture(servers)
 
 
 def _post(srv: SimServer, mode: str, *, stream: bool) -> httpx.Response:
-    body = {"model": "m", "messages": [{"role": "user", "content": mode}], "stream": stream}
+    body = {
+        "model": "mirothinker",
+        "messages": [{"role": "user", "content": mode}],
+        "stream": stream,
+    }
     return httpx.post(f"{srv.base_url}/chat/completions", json=body, timeout=10)
 
 

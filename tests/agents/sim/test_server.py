@@ -38,6 +38,10 @@ TOOLS: list[Any] = [
 ]
 
 
+#: The name the sim serves by default (vLLM answers 404 for any other).
+MODEL = "mirothinker"
+
+
 def _client(srv: SimServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
 
@@ -69,10 +73,10 @@ def test_models_lists_the_served_name(serve: Callable[..., SimServer]) -> None:
 def test_streaming_reassembles_the_same_text_with_usage(serve: Callable[..., SimServer]) -> None:
     srv = serve(lambda body: LONG_TEXT)
     client = _client(srv)
-    plain = client.chat.completions.create(model="m", messages=MESSAGES)
+    plain = client.chat.completions.create(model=MODEL, messages=MESSAGES)
     chunks = list(
         client.chat.completions.create(
-            model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -85,11 +89,15 @@ def test_streaming_reassembles_the_same_text_with_usage(serve: Callable[..., Sim
 
 
 def test_reasoning_content_surfaces_plain_and_streamed(serve: Callable[..., SimServer]) -> None:
-    srv = serve(lambda body: SimReply(content="\\boxed{7}", reasoning_content="Let me think."))
+    srv = serve(
+        lambda body: SimReply(content="\\boxed{7}", reasoning_content="Let me think."),
+        reasoning_parser="qwen3",
+        reasoning_field="reasoning_content",
+    )
     client = _client(srv)
-    plain = client.chat.completions.create(model="m", messages=MESSAGES)
+    plain = client.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert plain.choices[0].message.model_extra["reasoning_content"] == "Let me think."
-    chunks = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
     reasoning = "".join(
         (c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks
     )
@@ -97,9 +105,9 @@ def test_reasoning_content_surfaces_plain_and_streamed(serve: Callable[..., SimS
 
 
 def test_native_tools_turn_calls_into_tool_calls(serve: Callable[..., SimServer]) -> None:
-    srv = serve(policies.tool_loop)
+    srv = serve(policies.tool_loop, tool_call_parser="hermes")
     client = _client(srv)
-    reply = client.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS)
+    reply = client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=TOOLS)
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is not None
@@ -109,10 +117,10 @@ def test_native_tools_turn_calls_into_tool_calls(serve: Callable[..., SimServer]
     assert json.loads(call.function.arguments) == {"index": 1}
     history = [*MESSAGES, choice.message.model_dump(exclude_none=True)]
     history.append({"role": "tool", "tool_call_id": call.id, "content": "1"})
-    second = client.chat.completions.create(model="m", messages=history, tools=TOOLS)
+    second = client.chat.completions.create(model=MODEL, messages=history, tools=TOOLS)
     assert second.choices[0].message.tool_calls[0].id == "call_2"
     streamed = list(
-        client.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS, stream=True)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=TOOLS, stream=True)
     )
     deltas = [tc for c in streamed for tc in (c.choices[0].delta.tool_calls or [])]
     assert [(d.id, d.function.name) for d in deltas] == [("call_1", "echo")]
@@ -121,7 +129,7 @@ def test_native_tools_turn_calls_into_tool_calls(serve: Callable[..., SimServer]
 
 def test_without_tools_calls_stay_in_the_text(serve: Callable[..., SimServer]) -> None:
     srv = serve(policies.tool_loop)
-    reply = _client(srv).chat.completions.create(model="m", messages=MESSAGES)
+    reply = _client(srv).chat.completions.create(model=MODEL, messages=MESSAGES)
     assert reply.choices[0].message.tool_calls is None
     parsed = parse_reply(reply.choices[0].message.content)
     assert [(c.server, c.tool, c.arguments) for c in parsed.calls] == [
@@ -134,11 +142,11 @@ def test_fault_500_and_429_with_retry_after(serve: Callable[..., SimServer]) -> 
     srv = serve(lambda body: faults[body["messages"][-1]["content"]])
     client = _client(srv)
     with pytest.raises(openai.InternalServerError) as failed:
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "a"}])
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "a"}])
     assert failed.value.status_code == 500
     assert "engine exploded" in failed.value.message
     with pytest.raises(openai.RateLimitError) as limited:
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "b"}])
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "b"}])
     assert limited.value.status_code == 429
     assert limited.value.response.headers["retry-after"] == "3"
     assert limited.value.body == {
@@ -180,26 +188,27 @@ def test_context_length_400_with_vllm_message(serve: Callable[..., SimServer]) -
     prompt = count_message_tokens(MESSAGES)
     srv = serve(policies.answer, max_context_tokens=prompt + 10)
     client = _client(srv)
-    fits = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=10)
+    fits = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=10)
     assert fits.choices[0].message.content
     with pytest.raises(openai.BadRequestError) as refused:
-        client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=11)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=11)
     assert refused.value.status_code == 400
     assert refused.value.body["message"] == (
-        f"This model's maximum context length is {prompt + 10} tokens. However, you requested "
-        f"{prompt + 11} tokens ({prompt} in the messages, 11 in the completion). "
-        "Please reduce the length of the messages or completion."
+        f"'max_tokens' or 'max_completion_tokens' is too large: 11. This model's maximum context"
+        f" length is {prompt + 10} tokens and your request has {prompt} input tokens"
+        f" (11 > {prompt + 10} - {prompt}). (parameter=max_tokens, value=11)"
     )
     assert refused.value.body["type"] == "BadRequestError"
+    assert refused.value.body["param"] == "max_tokens"
     assert [r["max_tokens"] for r in srv.requests] == [10, 11]
 
 
 def test_tokenize_count_equals_prompt_tokens(serve: Callable[..., SimServer]) -> None:
     srv = serve(policies.answer, max_context_tokens=4096)
-    reply = _client(srv).chat.completions.create(model="m", messages=MESSAGES)
+    reply = _client(srv).chat.completions.create(model=MODEL, messages=MESSAGES)
     with httpx.Client(base_url=srv.root_url) as http:
-        tokens = http.post("/tokenize", json={"model": "m", "messages": MESSAGES}).json()
-        prompt = http.post("/tokenize", json={"model": "m", "prompt": "a b, c"}).json()
+        tokens = http.post("/tokenize", json={"model": MODEL, "messages": MESSAGES}).json()
+        prompt = http.post("/tokenize", json={"model": MODEL, "prompt": "a b, c"}).json()
     assert tokens["count"] == reply.usage.prompt_tokens == len(tokens["tokens"])
     assert tokens["max_model_len"] == 4096
     assert all(isinstance(t, int) for t in tokens["tokens"])
@@ -207,14 +216,14 @@ def test_tokenize_count_equals_prompt_tokens(serve: Callable[..., SimServer]) ->
 
 
 def test_cached_tokens_grow_on_a_shared_prefix(serve: Callable[..., SimServer]) -> None:
-    srv = serve(policies.answer)
+    srv = serve(policies.answer, enable_prompt_tokens_details=True)
     client = _client(srv)
     history = [{"role": "system", "content": LONG_TEXT}, {"role": "user", "content": "first"}]
-    first = client.chat.completions.create(model="m", messages=history)
+    first = client.chat.completions.create(model=MODEL, messages=history)
     assert first.usage.prompt_tokens_details.cached_tokens == 0
     history += [first.choices[0].message.model_dump(exclude_none=True)]
     history += [{"role": "user", "content": "second"}]
-    second = client.chat.completions.create(model="m", messages=history)
+    second = client.chat.completions.create(model=MODEL, messages=history)
     cached = second.usage.prompt_tokens_details.cached_tokens
     assert 0 < cached <= first.usage.prompt_tokens
     assert cached % 16 == 0
@@ -234,11 +243,11 @@ def test_cut_stream_breaks_the_client(serve: Callable[..., SimServer]) -> None:
     client = _client(srv)
     seen: list[str] = []
     with pytest.raises((openai.APIConnectionError, httpx.TransportError)):
-        for chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
+        for chunk in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
             seen.append(chunk.choices[0].delta.content or "")
     assert "".join(seen) == ("partial " * 3)[:20]
     with pytest.raises((openai.APIConnectionError, httpx.TransportError)):
-        client.chat.completions.create(model="m", messages=MESSAGES)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
 
 
 def test_load_policy_binds_typed_kwargs() -> None:
