@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any
@@ -191,3 +192,21 @@ def test_the_command_line_takes_vllms_flags(cli: Cli, sim_model: Callable[..., s
     assert bad.stderr.strip().endswith(
         "sim-model: unknown reasoning parser 'nope'; use one of deepseek_r1, qwen3"
     )
+
+
+def test_the_command_line_and_sim_server_defaults_are_vllms() -> None:
+    from mirograph.flows.cli import sim_model
+
+    defaults = VllmOptions()
+    command = inspect.signature(sim_model).parameters
+    python = inspect.signature(SimServer).parameters
+    for name in (
+        "model_name",
+        "enable_prompt_tokens_details",
+        "reasoning_parser",
+        "reasoning_field",
+        "tool_call_parser",
+    ):
+        assert command[name].default == python[name].default == getattr(defaults, name), name
+    assert command["max_model_len"].default == python["max_context_tokens"].default
+    assert defaults.max_model_len == DEFAULT_MAX_MODEL_LEN
