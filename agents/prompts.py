@@ -18,7 +18,7 @@ INTRO = (
     "In this environment you have access to a set of tools you can use to answer the"
     " user's question. You may use one tool per message, and will receive the result of"
     " that tool use in the user's next message. You accomplish a given task iteratively,"
-    " each tool use informed by the result of the previous one.\n\nToday is: $today"
+    " each tool use informed by the result of the previous one. Today is: $today"
 )
 
 GENERAL_OBJECTIVE = """# General Objective
@@ -63,8 +63,11 @@ TASK_SUFFIX = (
     " answer in \\boxed{}."
 )
 
-#: Opening words of every closing request; lets tests and policies recognise it.
+#: Opens a sub-agent's closing request (the reference's browsing agent has it; its
+#: main agent does not): the report it asks for is an instruction, not a tool result.
 CLOSING_HEADER = "This is a direct instruction to you (the assistant), not a tool result."
+#: Opens the main agent's closing request.
+MAIN_CLOSING_OPENING = "Your work on this task ends now; you may not call any more tools."
 
 ANSWER_RULES = """Answer format rules:
 - If the answer is a number, write it as digits, without commas, units or symbols unless \
@@ -106,12 +109,17 @@ SUBTASK_SUFFIX = (
 def task_message(question: str, *, role: str = "main") -> str:
     """The first user message: the task, then the answer-format request (a main agent)
     or the request for a supported answer (a sub-agent)."""
-    suffix = TASK_SUFFIX if role == "main" else SUBTASK_SUFFIX
-    return f"{question.rstrip()}\n\n{suffix}"
+    if role == "main":
+        return f"{question.rstrip()}\n{TASK_SUFFIX}"
+    return f"{question.rstrip()}\n\n{SUBTASK_SUFFIX}"
 
 
 def closing_request(question: str, *, role: str = "main") -> str:
-    """The last request to an agent: summarise and answer, with no more tool calls."""
+    """The last request to an agent: summarise and answer, with no more tool calls.
+
+    A sub-agent is asked for a report under ``CLOSING_HEADER``; the main agent for
+    its boxed answer, with no header (as the reference agent asks them).
+    """
     if role != "main":
         return (
             f"{CLOSING_HEADER}\n\nYour work on this sub-task ends now; you may not call"
@@ -121,9 +129,13 @@ def closing_request(question: str, *, role: str = "main") -> str:
             f"Sub-task: {question.strip()}"
         )
     return (
-        f"{CLOSING_HEADER}\n\nYour work on this task ends now; you may not call any more"
-        " tools. Summarise what you found, then give your final answer wrapped in"
+        f"{MAIN_CLOSING_OPENING} Summarise what you found, then give your final answer wrapped in"
         " \\boxed{}. If you could not find the answer, give your best-supported guess"
         f" in \\boxed{{}}.\n\nThe original question was:\n{question.strip()}\n\n"
         f"{ANSWER_RULES}"
     )
+
+
+def is_closing_request(text: str | None) -> bool:
+    """Whether a user message is a closing request (either kind), by its fixed opening."""
+    return isinstance(text, str) and text.startswith((CLOSING_HEADER, MAIN_CLOSING_OPENING))

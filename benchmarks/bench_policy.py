@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 
 def long_run(body: dict[str, Any], turns: int = 600) -> str:
     messages = body["messages"]
     done = sum(1 for m in messages if m["role"] == "assistant")
-    if CLOSING_HEADER in messages[-1]["content"] or done + 1 >= int(turns):
+    if is_closing_request(messages[-1]["content"]) or done + 1 >= int(turns):
         return f"All {done} pages read.</think>\n\nThe count is complete. \\boxed{{{done}}}"
     n = done + 1
     call = render_call("bench_tools", "distinct_text", {"index": n})
@@ -23,7 +23,7 @@ def delegating(body: dict[str, Any], parts: int = 6, parallel: int = 1, turns: i
     each worker makes ``turns`` tool calls with texts distinct across workers."""
     messages = body["messages"]
     done = sum(1 for m in messages if m["role"] == "assistant")
-    closing = CLOSING_HEADER in messages[-1]["content"]
+    closing = is_closing_request(messages[-1]["content"])
     if "You are the main agent" in messages[0]["content"]:
         sent = done * int(parallel)
         if closing or sent >= int(parts):

@@ -1,8 +1,9 @@
 """Render the tool part of MiroThinker's system prompt.
 
-The weights were trained on a fixed layout: a formatting section, then the
-tools grouped by server, each as three lines with the input schema written as
-a Python dict literal. The wording is ours; the layout is the protocol's.
+The weights were trained on a fixed layout: a formatting section, a lead line,
+then the tools grouped by server, each as three lines with the input schema
+written as a Python dict literal. The wording is ours; the layout is the
+protocol's (measured against the reference agent).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
 
-__all__ = ["ToolSpec", "python_literal", "render_tool_section"]
+__all__ = ["TOOLS_LEAD", "ToolSpec", "python_literal", "render_tool_section"]
 
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """One tool as the model sees it in the system prompt."""
+    """One tool as the model sees it in the system prompt: as its MCP server lists it."""
 
     server: str
     name: str
@@ -53,7 +54,8 @@ Example:
 
 When you need no tool, answer without any of these tags."""
 
-_TOOLS_LEAD = "The tools you can call are listed below, grouped by the server that provides them."
+#: Introduces the list, as the reference's "Here are the functions available..." does.
+TOOLS_LEAD = "Here are the tools available to you, grouped by server, each with its input schema:"
 
 
 def python_literal(schema: dict[str, Any]) -> str:
@@ -62,12 +64,16 @@ def python_literal(schema: dict[str, Any]) -> str:
 
 
 def render_tool_section(tools: Sequence[ToolSpec]) -> str:
-    """Formatting instructions plus the tool list; "" when there are no tools."""
+    """Formatting instructions plus the tool list; "" when there are no tools.
+
+    The list is laid out as the reference agent lays it out: a blank line before
+    each server's block, single newlines inside it.
+    """
     if not tools:
         return ""
     servers = _group_by_server(tools)
     blocks = [_render_server(server, specs) for server, specs in servers.items()]
-    return "\n\n".join([_FORMAT_SECTION, _TOOLS_LEAD, *blocks])
+    return "\n\n".join([_FORMAT_SECTION, TOOLS_LEAD, *blocks])
 
 
 def _group_by_server(tools: Sequence[ToolSpec]) -> dict[str, list[ToolSpec]]:
@@ -79,14 +85,15 @@ def _group_by_server(tools: Sequence[ToolSpec]) -> dict[str, list[ToolSpec]]:
 
 
 def _render_server(server: str, tools: list[ToolSpec]) -> str:
-    """One server heading followed by its tools."""
-    return "\n\n".join([f"## Server name: {server}", *map(_render_tool, tools)])
+    """One server heading followed by its tools, a line each."""
+    return "\n".join([f"## Server name: {server}", *map(_render_tool, tools)])
 
 
 def _render_tool(tool: ToolSpec) -> str:
-    """The three lines that describe one tool."""
+    """The three lines that describe one tool; the description exactly as listed (a
+    docstring keeps its indentation and trailing blanks, as an MCP server lists it)."""
     return (
         f"### Tool name: {tool.name}\n"
-        f"Description: {tool.description.strip()}\n"
+        f"Description: {tool.description}\n"
         f"Input JSON schema: {python_literal(tool.schema)}"
     )

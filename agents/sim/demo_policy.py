@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 from mirograph.agents.sim.policies import content_text
 
 __all__ = ["demo"]
@@ -53,7 +53,7 @@ def demo(body: Mapping[str, Any]) -> str:
     system = content_text(messages[0].get("content")) if messages else ""
     task = content_text(messages[1].get("content")) if len(messages) > 1 else ""
     done = sum(m.get("role") == "assistant" for m in messages)
-    closing = bool(messages) and CLOSING_HEADER in content_text(messages[-1].get("content"))
+    closing = bool(messages) and is_closing_request(content_text(messages[-1].get("content")))
     results = [content_text(m.get("content")) for m in messages[2:] if m.get("role") == "user"]
     if closing:
         results = results[:-1]  # the closing request is not a tool result

@@ -6,12 +6,13 @@ its server in ``metadata["mcp_server"]``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, create_schema_from_function
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from mirograph.agents.mirothinker.tool_prompt import ToolSpec
@@ -121,16 +122,93 @@ def server_of(tool: BaseTool) -> str:
 
 
 def tool_specs(tools: Sequence[BaseTool]) -> list[ToolSpec]:
-    """The tool list as the MiroThinker system prompt renders it."""
-    specs = []
-    for tool in tools:
-        function = convert_to_openai_tool(tool)["function"]
-        specs.append(
-            ToolSpec(
-                server=server_of(tool),
-                name=tool.name,
-                description=function.get("description", ""),
-                schema=function.get("parameters", {"type": "object", "properties": {}}),
-            )
+    """The tool list as the MiroThinker system prompt renders it: each tool as an MCP
+    server lists it (for a tool made from a Python function, as FastMCP lists that
+    function), the form the weights were trained on."""
+    return [
+        ToolSpec(
+            server=server_of(tool),
+            name=tool.name,
+            description=listed_description(tool),
+            schema=listed_schema(tool),
         )
-    return specs
+        for tool in tools
+    ]
+
+
+def listed_description(tool: BaseTool) -> str:
+    """The tool's description; for one made from a function, its full docstring (Args
+    and Returns included, which LangChain may cut), as FastMCP lists it."""
+    doc = getattr(_function_of(tool), "__doc__", None)
+    if doc and tool.description.strip() and _words(doc).startswith(_words(tool.description)):
+        return module_level_docstring(doc)
+    return tool.description
+
+
+def module_level_docstring(doc: str) -> str:
+    """``doc`` as the raw ``__doc__`` of a function defined at a module's top level,
+    which FastMCP lists as is: later lines indented by four spaces, the closing
+    quotes' line kept. Our tools are closures, nested deeper; the MCP servers the
+    weights were trained with define theirs at the top level."""
+    lines = inspect.cleandoc(doc).splitlines()
+    opens_on_first_line = bool(doc.split("\n", 1)[0].strip())
+    head, tail = (lines[0], lines[1:]) if opens_on_first_line else ("", lines)
+    body = "".join(f"\n    {line}" if line.strip() else "\n" for line in tail)
+    closing = "\n    " if "\n" in doc and not doc.rsplit("\n", 1)[1].strip() else ""
+    return head + body + closing
+
+
+def listed_schema(tool: BaseTool) -> dict[str, Any]:
+    """The tool's input schema with its ``title`` keys, as FastMCP makes it.
+
+    A schema given as a dict (a tool from an MCP server) is the server's own and
+    stays untouched. A pydantic one is the model's JSON schema, titled
+    ``<tool>Arguments`` without a description (the tool's description has it);
+    argument descriptions that LangChain copied from the docstring's Args section are
+    dropped, as FastMCP has them only in the description. (``convert_to_openai_tool``
+    strips the titles: only a tool without a schema goes through it.)
+    """
+    if isinstance(tool.args_schema, dict):
+        return tool.args_schema
+    if tool.args_schema is None:  # a one-string tool (``Tool``): as LangChain offers it
+        parameters = convert_to_openai_tool(tool)["function"]["parameters"]
+        return dict(sorted({**parameters, "title": f"{tool.name}Arguments"}.items()))
+    schema = _json_schema(tool.tool_call_schema)
+    schema.pop("description", None)
+    schema["title"] = f"{tool.name}Arguments"
+    if _args_from_docstring(tool):
+        for field in schema.get("properties", {}).values():
+            field.pop("description", None)
+    return schema
+
+
+def _function_of(tool: BaseTool) -> Callable[..., Any] | None:
+    return getattr(tool, "func", None) or getattr(tool, "coroutine", None)
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _json_schema(model: Any) -> dict[str, Any]:
+    if isinstance(model, dict):
+        return dict(model)
+    if hasattr(model, "model_json_schema"):
+        return cast(dict[str, Any], model.model_json_schema())
+    return cast(dict[str, Any], model.schema())  # a pydantic.v1 model
+
+
+def _args_from_docstring(tool: BaseTool) -> bool:
+    """Whether LangChain inferred the schema from the tool's function with
+    ``parse_docstring`` (argument descriptions copied from its Args section)."""
+    function = _function_of(tool)
+    if function is None or not isinstance(tool.args_schema, type):
+        return False
+    try:
+        parsed = create_schema_from_function(tool.name, function, parse_docstring=True)
+    except Exception:  # not a signature LangChain can infer from: not inferred
+        return False
+    inferred, own = _json_schema(parsed), _json_schema(tool.args_schema)
+    inferred.pop("description", None)
+    own.pop("description", None)
+    return inferred == own

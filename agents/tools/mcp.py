@@ -420,7 +420,8 @@ def _as_tool(listed: types.Tool, server: _ServerInRun) -> BaseTool:
 
     return StructuredTool(
         name=name,
-        description=(listed.description or listed.title or name).strip(),
+        # As the server lists them (the system prompt shows both untouched).
+        description=listed.description or listed.title or name,
         args_schema=dict(listed.inputSchema or {"type": "object", "properties": {}}),
         coroutine=call,
         handle_tool_error=False,

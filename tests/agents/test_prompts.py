@@ -9,8 +9,11 @@ import pytest
 from mirograph.agents.mirothinker.tool_prompt import ToolSpec
 from mirograph.agents.prompts import (
     CLOSING_HEADER,
+    MAIN_CLOSING_OPENING,
     OBJECTIVES,
+    TASK_SUFFIX,
     closing_request,
+    is_closing_request,
     system_prompt,
     task_message,
 )
@@ -53,6 +56,12 @@ def test_system_prompt_parts_in_protocol_order() -> None:
     assert "one tool per message" in intro
     assert intro.rstrip().endswith(f"Today is: {TODAY}")
     assert prompt.rstrip().endswith(OBJECTIVES["main"].split("\n\n", 1)[1])
+
+
+def test_the_date_ends_the_introductions_last_line() -> None:
+    intro = system_prompt(today=TODAY).split("\n\n", 1)[0]
+    assert "\n" not in intro
+    assert intro.endswith(f" the result of the previous one. Today is: {TODAY}")
 
 
 def test_schema_rendered_as_python_literal() -> None:
@@ -118,17 +127,17 @@ def test_template_with_custom_objective_and_no_tools(tmp_path: Path) -> None:
     assert prompt == f"[][Do X.][{TODAY}]"
 
 
-def test_task_message_asks_for_boxed() -> None:
+def test_task_message_asks_for_boxed_on_the_next_line() -> None:
     message = task_message("How many moons does Mars have?\n")
-    assert message.startswith("How many moons does Mars have?\n\n")
-    assert "\\boxed{}" in message
-    assert message.index("\\boxed{}") > message.index("Mars")
+    assert message == f"How many moons does Mars have?\n{TASK_SUFFIX}"
+    assert TASK_SUFFIX.endswith("wrap the final answer in \\boxed{}.")
 
 
 def test_closing_request_for_main() -> None:
     question = "How many moons does Mars have?"
     message = closing_request(f"  {question}\n")
-    assert message.startswith(CLOSING_HEADER)
+    assert message.startswith(f"{MAIN_CLOSING_OPENING} Summarise what you found")
+    assert CLOSING_HEADER not in message  # the header is a sub-agent's only
     assert question in message
     assert "\\boxed{}" in message
     assert "may not call any more tools" in message
@@ -137,10 +146,11 @@ def test_closing_request_for_main() -> None:
     assert "report" not in message
 
 
-def test_closing_request_for_sub_agent_asks_for_report() -> None:
+@pytest.mark.parametrize("role", ["browsing", "coding", "reasoning", "sub-agent"])
+def test_closing_request_for_sub_agent_asks_for_report(role: str) -> None:
     subtask = "Find the launch date of Phobos-Grunt."
-    message = closing_request(subtask, role="browsing")
-    assert message.startswith(CLOSING_HEADER)
+    message = closing_request(subtask, role=role)
+    assert message.startswith(f"{CLOSING_HEADER}\n\nYour work on this sub-task ends now;")
     assert subtask in message
     assert "structured report" in message
     assert "partial" in message
@@ -153,3 +163,15 @@ def test_a_sub_agent_is_asked_for_a_supported_answer_not_a_box() -> None:
     message = task_message("Find the population of Graz.", role="browsing")
     assert message.startswith("Find the population of Graz.\n\n")
     assert "supporting details" in message and "boxed" not in message
+
+
+def test_both_closing_requests_are_recognised_by_their_opening_and_nothing_else() -> None:
+    question = "How many moons does Mars have?"
+    assert is_closing_request(closing_request(question))
+    assert is_closing_request(closing_request(question, role="browsing"))
+    assert not is_closing_request(task_message(question))
+    assert not is_closing_request(task_message(question, role="browsing"))
+    assert not is_closing_request(f"A page that quotes it: {CLOSING_HEADER}")
+    assert not is_closing_request(f"A page that quotes it: {MAIN_CLOSING_OPENING}")
+    assert not is_closing_request("")
+    assert not is_closing_request(None)

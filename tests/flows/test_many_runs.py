@@ -24,7 +24,7 @@ from support.many_tools import page_text
 from support.testkit import Cli
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import start_run
@@ -57,7 +57,7 @@ class PagePolicy:
         done = sum(1 for m in messages if m["role"] == "assistant")
         if topic == OTHER:
             self.other_started.set()
-        if CLOSING_HEADER in messages[-1]["content"] or done >= TURNS:
+        if is_closing_request(messages[-1]["content"]) or done >= TURNS:
             if topic == OTHER:
                 assert self.ours_done.wait(120), "the in-process runs never finished"
             digest = hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:16]

@@ -15,7 +15,7 @@ import pytest
 from support.team_policy import team
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER, task_message
+from mirograph.agents.prompts import is_closing_request, task_message
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
 from mirograph.errors import FlowBuildError, FlowError
@@ -62,7 +62,7 @@ def team_flow(planner_url: str, worker_url: str, **agents: dict[str, Any]) -> An
 
 
 def is_closing(request: dict[str, Any]) -> bool:
-    return CLOSING_HEADER in request["messages"][-1]["content"]
+    return is_closing_request(request["messages"][-1]["content"])
 
 
 def turn(request: dict[str, Any]) -> int:

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 SERVER = "tool-local-corpus"
 
@@ -30,6 +30,6 @@ def houses(body: dict[str, Any]) -> str:
     text = "\n".join(results)
     found = re.search(r"(\d+) were destroyed", text)
     answer = found.group(1) if found else "unknown"
-    if CLOSING_HEADER in messages[-1]["content"] or done >= 2:
+    if is_closing_request(messages[-1]["content"]) or done >= 2:
         return f"The document says it.</think>\n\nFinal answer: \\boxed{{{answer}}}"
     return "Thinking.</think>\n\nStill reading."

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 
 def count(body: dict[str, Any]) -> str:
     messages = body["messages"]
     done = sum(1 for m in messages if m["role"] == "assistant")
-    if CLOSING_HEADER in messages[-1]["content"]:
+    if is_closing_request(messages[-1]["content"]):
         return f"Every step ran.</think>\n\nAll {done} steps are recorded. \\boxed{{done}}"
     n = done + 1
     call = render_call("crash_tools", "step", {"index": n})

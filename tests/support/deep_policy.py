@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 FACT = re.compile(r"Alpha has \d+ residents")
 
@@ -27,7 +27,7 @@ def deep(body: dict[str, Any]) -> str:
     messages = body["messages"]
     system = messages[0]["content"]
     done = sum(m["role"] == "assistant" for m in messages)
-    closing = CLOSING_HEADER in messages[-1]["content"]
+    closing = is_closing_request(messages[-1]["content"])
     results = [m["content"] for m in messages[2:] if m["role"] == "user"]
     if "You are the main agent" in system:
         return _planner(done, closing, results)

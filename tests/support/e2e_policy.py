@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 
 def count(body: dict[str, Any]) -> str:
     messages = body["messages"]
-    if CLOSING_HEADER in messages[-1]["content"]:
+    if is_closing_request(messages[-1]["content"]):
         done = sum(1 for m in messages if m["role"] == "assistant")
         return (
             f"I recorded every index.</think>\n\nAll {done} steps are recorded. \\boxed{{counted}}"

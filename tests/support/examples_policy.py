@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 
 async def verify(body: dict[str, Any], block: str = "") -> str:
@@ -22,7 +22,7 @@ async def verify(body: dict[str, Any], block: str = "") -> str:
     messages = body["messages"]
     system, task = messages[0]["content"], messages[1]["content"]
     done = sum(m["role"] == "assistant" for m in messages)
-    closing = CLOSING_HEADER in messages[-1]["content"]
+    closing = is_closing_request(messages[-1]["content"])
     if "You are the planner" in system:
         return _boxed("1. Count the moons. 2. Check the count")
     if "You are an independent verifier" in system:
@@ -43,7 +43,7 @@ async def native(body: dict[str, Any], block: str = "") -> str:
     """examples/native_tools.py: the analyst looks up two cities, the writer answers."""
     messages = body["messages"]
     done = sum(m["role"] == "assistant" for m in messages)
-    closing = CLOSING_HEADER in str(messages[-1].get("content"))
+    closing = is_closing_request(str(messages[-1].get("content")))
     if "You are a sub-agent" in messages[0]["content"]:  # the native analyst
         await _maybe_block(f"analyst:{done}", block)
         if closing:

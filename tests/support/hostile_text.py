@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 TITLE = "\x1b]0;pwned\x07"
 CLEAR = "\x1b[2J"
@@ -24,7 +24,7 @@ HOSTILE = f"{TITLE}{CLEAR}{C1_CSI}{BIDI}"
 
 def reply(body: dict[str, Any]) -> str:
     messages = body["messages"]
-    if CLOSING_HEADER in messages[-1]["content"]:
+    if is_closing_request(messages[-1]["content"]):
         return f"Closing{TITLE}</think>\n\n\\boxed{{forty{HOSTILE}two}}"
     if any(m["role"] == "assistant" for m in messages):
         return f"The tool spoke{TITLE}.</think>\n\nDone{CLEAR}, it said {BIDI}so."

@@ -12,7 +12,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from mirograph.agents.config import ModelConfig
 from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.models import build_chat_model
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.sim.server import SimServer
 from mirograph.graphs.agent_loop import AgentLoop
@@ -24,7 +24,7 @@ def call(tool_name: str, **args: Any) -> str:
 
 
 def is_closing(body: dict[str, Any]) -> bool:
-    return CLOSING_HEADER in body["messages"][-1]["content"]
+    return is_closing_request(body["messages"][-1]["content"])
 
 
 def scripted(replies: list[Any], then: Any) -> Callable[[dict[str, Any]], Any]:

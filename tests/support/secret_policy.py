@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 from mirograph.agents.sim.policies import content_text
 
 CALLS = [("vault", "token_digest"), ("beside_tools", "block"), ("vault", "token_digest")]
@@ -20,7 +20,7 @@ CALLS = [("vault", "token_digest"), ("beside_tools", "block"), ("vault", "token_
 
 def vault(body: dict[str, Any]) -> str:
     messages = body["messages"]
-    if CLOSING_HEADER in content_text(messages[-1]["content"]):
+    if is_closing_request(content_text(messages[-1]["content"])):
         seen = [
             d
             for m in messages

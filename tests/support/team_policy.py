@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 TOOL = re.compile(r"## Server name: (?P<server>\S+)\n+### Tool name: (?P<tool>\S+)")
 REPORT = re.compile(r"REPORT\[[^\]]+\]")
@@ -45,7 +45,7 @@ def team(body: dict[str, Any], **turns: Any) -> str:
     if planner:
         return _planner(messages, done, delegates)
     budget = int(turns.get(agent, 3))
-    if CLOSING_HEADER in (messages[-1]["content"] or ""):
+    if is_closing_request(messages[-1]["content"]):
         heard = " ".join(REPORT.findall(_tool_text(messages)))
         return f"Summing up.</think>\n\nREPORT[{agent}:{done - 1}] {heard}".rstrip()
     if done < budget:
@@ -57,8 +57,8 @@ def team(body: dict[str, Any], **turns: Any) -> str:
 
 
 def _planner(messages: list[dict[str, Any]], done: int, delegates: list[tuple[str, str]]) -> str:
-    question = messages[1]["content"].split("\n\n")[0]
-    if CLOSING_HEADER in messages[-1]["content"]:
+    question = messages[1]["content"].rsplit("\n", 1)[0]  # less the answer request
+    if is_closing_request(messages[-1]["content"]):
         tags = ", ".join(REPORT.findall(_tool_text(messages)))
         return f"The reports are in.</think>\n\nFinal answer: \\boxed{{{tags}}}"
     if done == 0:

@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 
 TOOL = re.compile(r"## Server name: (?P<server>\S+)\n+### Tool name: (?P<tool>\S+)")
 REPORT = re.compile(r"REPORT\[[^\]]+\]")
@@ -30,7 +30,7 @@ def story(body: dict[str, Any], **steps: Any) -> str:
     messages = body["messages"]
     system = messages[0]["content"]
     done = sum(1 for m in messages if m["role"] == "assistant")
-    closing = CLOSING_HEADER in (messages[-1]["content"] or "")
+    closing = is_closing_request(messages[-1]["content"])
     tools = dict((t, s) for s, t in TOOL.findall(system))
     if "You are the main agent" in system:
         return _planner(messages, done, closing, tools)
@@ -52,7 +52,7 @@ def _planner(
         reports = REPORT.findall("\n".join(m["content"] for m in messages[2:]))
         return f"The reports are in.</think>\n\nFinal answer: \\boxed{{{', '.join(reports)}}}"
     if done == 0:
-        question = messages[1]["content"].split("\n\n")[0]
+        question = messages[1]["content"].rsplit("\n", 1)[0]  # less the answer request
         calls = [
             render_call(server, tool, {"subtask": f"Sub-task for {server[6:]}: {question}"})
             for tool, server in tools.items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mirograph.agents.mirothinker.parsing import parse_reply, render_call
 from mirograph.agents.mirothinker.tool_prompt import (
+    TOOLS_LEAD,
     ToolSpec,
     python_literal,
     render_tool_section,
@@ -89,3 +90,32 @@ def test_tool_list_follows_formatting_section() -> None:
     assert text.index("# Tool-Use Formatting Instructions") < text.index("## Server name:")
     assert text.count("## Server name:") == 2
     assert text.count("### Tool name:") == 4
+
+
+def test_the_list_is_led_by_a_line_then_one_block_per_server_in_single_lines() -> None:
+    """As the reference lays it out: each server's block after a blank line, and
+    inside it the heading and each tool's three lines one per line."""
+    text = render_tool_section(TOOLS)
+    assert text.split(f"\n\n{TOOLS_LEAD}\n\n", 1)[1] == (
+        "## Server name: search_and_scrape_webpage\n"
+        "### Tool name: google_search\n"
+        "Description: Search the web.\n"
+        f"Input JSON schema: {python_literal(SEARCH_SCHEMA)}\n"
+        "### Tool name: scrape\n"
+        "Description: Scrape a page.\n"
+        "Input JSON schema: {'nullable': None}\n"
+        "\n"
+        "## Server name: tool-python\n"
+        "### Tool name: create_sandbox\n"
+        "Description: Create a sandbox.\n"
+        "Input JSON schema: {'type': 'object'}\n"
+        "### Tool name: run_python_code\n"
+        "Description: Run code.\n"
+        "Input JSON schema: {'strict': True}"
+    )
+
+
+def test_a_description_is_shown_exactly_as_listed() -> None:
+    doc = "Search the web.\n\n    Args:\n        q: The query.\n    "
+    text = render_tool_section([ToolSpec("s", "search", doc, {"type": "object"})])
+    assert f"### Tool name: search\nDescription: {doc}\nInput JSON schema: " in text

@@ -1,11 +1,24 @@
-"""A run's resources: cleanups at the run's end, and resources kept per run by key."""
+"""A run's resources (cleanups at the run's end, resources kept per run by key), and
+the tool list as the system prompt shows it (``tool_specs``)."""
 
 from __future__ import annotations
 
+import inspect
+import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from mirograph.agents.tools.base import RunResources, ToolContext
+import pytest
+from langchain_core.tools import BaseTool, StructuredTool, Tool, tool
+from pydantic import BaseModel, Field
+from support import listed_mcp_server
+from support.listed_mcp_server import FUNCTIONS, server
+
+from mirograph.agents.mirothinker.tool_prompt import python_literal
+from mirograph.agents.tools.base import RunResources, ToolContext, tool_specs
+from mirograph.agents.tools.tool_refs import resolve_tools
 
 
 class Resource:
@@ -91,3 +104,127 @@ async def test_two_runs_get_two_resources(tmp_path: Path) -> None:
     assert mine.closed and not theirs.closed
     await two.aclose()
     assert log == ["r1", "r2"]
+
+
+# -- the tool list: as FastMCP lists a typed Python function ---------------------------------
+
+
+async def fastmcp_listing() -> dict[str, tuple[str, str]]:
+    """Each tool of the test server as FastMCP lists it: description and schema literal."""
+    return {
+        t.name: (t.description or "", python_literal(t.inputSchema))
+        for t in await server.list_tools()
+    }
+
+
+def listing(tools: list[BaseTool]) -> dict[str, tuple[str, str]]:
+    return {s.name: (s.description, python_literal(s.schema)) for s in tool_specs(tools)}
+
+
+def as_tool(function: Callable[..., Any], **kwargs: Any) -> BaseTool:
+    if inspect.iscoroutinefunction(function):
+        return StructuredTool.from_function(coroutine=function, **kwargs)
+    return StructuredTool.from_function(func=function, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda f: as_tool(f),
+        lambda f: as_tool(f, parse_docstring=True),  # argument descriptions from the Args
+        lambda f: tool(f),
+    ],
+    ids=["from_function", "parse_docstring", "tool_decorator"],
+)
+async def test_a_function_tool_is_listed_exactly_as_fastmcp_lists_the_function(
+    make: Callable[[Callable[..., Any]], BaseTool],
+) -> None:
+    expected = await fastmcp_listing()
+    assert listing([make(f) for f in FUNCTIONS]) == expected
+    description, schema = expected["google_search"]
+    assert "    Args:\n        q: The search query." in description  # the full docstring
+    assert "    Returns:\n        The results as a JSON string.\n    " in description
+    assert schema.startswith("{'properties': {'q': {'title': 'Q', 'type': 'string'}, 'gl': ")
+    assert schema.endswith(
+        "'required': ['q'], 'title': 'google_searchArguments', 'type': 'object'}"
+    )
+
+
+async def test_a_nested_function_is_listed_as_if_defined_at_the_top_level() -> None:
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    def scrape_and_extract_info(url: str, info_to_extract: str) -> str:
+        """Fetch a page and extract the requested information.
+
+        Args:
+            url: The http(s) URL of the page.
+            info_to_extract: What to look for on the page.
+        """
+        return url
+
+    listed = listing([as_tool(ping), as_tool(scrape_and_extract_info, parse_docstring=True)])
+    expected = await fastmcp_listing()
+    assert listed == {name: expected[name] for name in listed}
+
+
+class LookupArgs(BaseModel):
+    """Arguments of a lookup (a model's docstring is not the tool's description)."""
+
+    key: str = Field(description="The word to look up.")
+    limit: int = Field(default=3, ge=1, description="How many senses.")
+
+
+def test_an_explicit_description_and_pydantic_schema_keep_their_own_text() -> None:
+    async def lookup(key: str, limit: int = 3) -> str:
+        """Not shown: the tool has a description of its own."""
+        return key
+
+    made = StructuredTool.from_function(
+        coroutine=lookup, name="define", description="Define a word.", args_schema=LookupArgs
+    )
+    [spec] = tool_specs([made])
+    assert spec.description == "Define a word."
+    assert python_literal(spec.schema) == (
+        "{'properties': {'key': {'description': 'The word to look up.', 'title': 'Key',"
+        " 'type': 'string'}, 'limit': {'default': 3, 'description': 'How many senses.',"
+        " 'minimum': 1, 'title': 'Limit', 'type': 'integer'}}, 'required': ['key'],"
+        " 'title': 'defineArguments', 'type': 'object'}"
+    )
+
+
+def test_a_one_string_tool_is_listed_with_its_one_argument_titled() -> None:
+    [spec] = tool_specs([Tool(name="calc", func=str.upper, description="Calculate.")])
+    assert python_literal(spec.schema) == (
+        "{'properties': {'__arg1': {'title': '__arg1', 'type': 'string'}},"
+        " 'required': ['__arg1'], 'title': 'calcArguments', 'type': 'object'}"
+    )
+
+
+def test_a_schema_given_as_a_dict_is_the_servers_own_and_stays_untouched() -> None:
+    # langchain-mcp-adapters' tools carry the server's inputSchema as a dict, like ours.
+    own = {
+        "type": "object",
+        "properties": {"q": {"type": "string", "minLength": 1}},
+        "required": ["q"],
+        "additionalProperties": False,
+    }
+
+    async def call(**arguments: Any) -> str:
+        return ""
+
+    adapted = StructuredTool(
+        name="search", description="Search.\n  Indented.\n", args_schema=own, coroutine=call
+    )
+    [spec] = tool_specs([adapted])
+    assert (spec.description, python_literal(spec.schema)) == (
+        "Search.\n  Indented.\n",
+        python_literal(own),
+    )
+
+
+async def test_an_mcp_servers_tools_keep_the_servers_own_listing(tmp_path: Path) -> None:
+    command = [sys.executable, listed_mcp_server.__file__]
+    tools = resolve_tools([{"mcp": {"name": "listed", "command": command}}], context(tmp_path))
+    assert listing(tools) == await fastmcp_listing()

@@ -23,7 +23,7 @@ from langchain_core.tools import BaseTool, ToolException
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.prompts import CLOSING_HEADER
+from mirograph.agents.prompts import is_closing_request
 from mirograph.agents.sim.server import NotifyingServer, SimServer
 from mirograph.agents.tools import mcp
 from mirograph.agents.tools.base import ToolContext, server_of, tool_specs
@@ -296,7 +296,7 @@ def adder(body: dict[str, Any]) -> str:
     if not any(m["role"] == "assistant" for m in messages):
         return "Adding.</think>\n\nCalling add.\n\n" + render_call("demo", "add", {"a": 2, "b": 3})
     results = [m["content"] for m in messages[2:] if m["role"] == "user"]
-    results = [r for r in results if CLOSING_HEADER not in r]
+    results = [r for r in results if not is_closing_request(r)]
     number = re.fullmatch(r"\s*(\d+)\s*", results[-1])
     assert number, results[-1]
     return f"Done.</think>\n\nFinal answer: \\boxed{{{number.group(1)}}}"
@@ -320,7 +320,7 @@ async def test_an_agent_calls_an_mcp_tool_end_to_end(home: Path, tmp_path: Path)
     assert outcome.status == "completed", outcome.reason
     assert outcome.answer == "5"
     system = requests[0]["messages"][0]["content"]
-    assert "## Server name: demo\n\n### Tool name: add" in system
+    assert "## Server name: demo\n### Tool name: add" in system
     assert "### Tool name: pid" in system and "### Tool name: lookup" not in system
     assert requests[1]["messages"][-1]["content"].strip() == "5"
 
@@ -331,7 +331,7 @@ def pid_teller(body: dict[str, Any]) -> str:
     if not any(m["role"] == "assistant" for m in messages):
         return "Asking.</think>\n\nCalling pid.\n\n" + render_call("demo", "pid", {})
     results = [m["content"] for m in messages[2:] if m["role"] == "user"]
-    results = [r for r in results if CLOSING_HEADER not in r]
+    results = [r for r in results if not is_closing_request(r)]
     number = re.fullmatch(r"\s*(\d+)\s*", results[-1])
     assert number, results[-1]
     return f"Done.</think>\n\nFinal answer: \\boxed{{{number.group(1)}}}"
