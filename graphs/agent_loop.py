@@ -48,11 +48,11 @@ from mirograph.agents.tools.base import DEDUPE_KEY, server_of, tool_specs
 from mirograph.graphs.config import AgentConfig
 from mirograph.graphs.model_step import (
     CHARS_PER_TOKEN,
+    CONTEXT_FULL,
     ModelStep,
     close_update,
     count_usage,
     emit_event,
-    without_last_turn,
 )
 from mirograph.graphs.reply_checks import query_key
 from mirograph.graphs.run_control import current_control
@@ -125,6 +125,7 @@ class AgentLoop:
             base_url=self.base_url,
             context_tokens=self.context_tokens,
             max_tokens=self.max_tokens,
+            after_assistant=self.tools_in_prompt,
         )
         runner = ToolRunner(
             tools, timeout_s=self.config.tool_timeout_s, max_chars=self.config.max_result_chars
@@ -308,17 +309,22 @@ class AgentLoop:
         return update
 
     async def close(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-        """The closing request: summary and final answer (or report), no tools."""
+        """The closing request: summary and final answer (or report), no tools.
+
+        The model is shown the request after an assistant message, with what the
+        reference agent drops before it (``model_step.closing_history``); the
+        stored history keeps every message and gains the request and the reply.
+        """
         stats = _stats(state)
         self._tool_time.take(config, stats)
         request = HumanMessage(
             prompts.closing_request(state["question"], role=self.role), id=new_id()
         )
-        history = list(state["messages"])
-        if state.get("stop_reason") == "context_overflow":
-            history = without_last_turn(history)  # the turn whose result overflowed
+        context_full = state.get("stop_reason") in CONTEXT_FULL
         started = time.perf_counter()
-        reply = await self.model_step.closing_reply([*history, request], config, stats)
+        reply = await self.model_step.closing_reply(
+            state["messages"], request, config, stats, context_full=context_full
+        )
         answer: str | None
         if reply is None:
             answer, new = state.get("boxed"), [request]

@@ -63,8 +63,9 @@ class AgentConfig(BaseModel):
     #: prefix-cache reuse on the server).
     retention: Literal["keep_last", "blocks"] = "keep_last"
     retention_block: Int = Field(5, ge=2, le=MAX_TURNS)
-    #: Times a reply cut by max_tokens is asked again with twice the budget.
-    max_length_retries: Int = Field(2, ge=0, le=10)
+    #: Times a reply cut by max_tokens is asked again, each time with a budget 10 %
+    #: larger than the try before (the reference agent's rule: +10 %, up to 10).
+    max_length_retries: Int = Field(10, ge=0, le=10)
     #: Rollbacks in a row after which a repeated query is let through (the reference:
     #: 4, the same as ``max_rollbacks``; the smaller of the two decides).
     max_duplicate_rollbacks: Int = Field(4, ge=0, le=100)

@@ -4,11 +4,13 @@ A working step shows the model the agent's view of its history and takes its
 reply, unless:
 - the server fails: the call is retried with backoff (``RetryPolicy``), then
   the run pauses;
-- the reply was cut by ``max_tokens``: it is asked again with a larger budget,
-  and the cut reply is kept if the larger budget does not fit;
+- the reply was cut by ``max_tokens``: it is asked again with a budget 10 %
+  larger each time, and the cut reply is kept if the larger budget does not fit;
 - the reply must be resampled (``reply_checks.rollback_reason``): it is asked
   again without counting a turn, up to the agent's rollback limit.
-The closing step asks for the answer once, or again without the newest turn.
+The closing step asks for the answer after an assistant message
+(``closing_history``: what is dropped, and why), once, or again with one
+more turn dropped when that cannot fit.
 
 ``ModelStep`` is built once per agent and shared by every run of its graph:
 what one step has tried lives in a ``_Turn`` made for that step, never here.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from mirograph.agents import prompts
@@ -44,6 +46,8 @@ from mirograph.text import describe
 
 #: Conservative characters per token, for the context estimate before /tokenize.
 CHARS_PER_TOKEN = 3.0
+#: Why an agent closes when its context is full: its closing view drops more.
+CONTEXT_FULL = frozenset({"context_limit", "context_overflow"})
 
 
 @dataclass
@@ -95,6 +99,9 @@ class ModelStep:
     base_url: str
     context_tokens: int | None
     max_tokens: int | None
+    #: The MiroThinker protocol: the closing request follows an assistant message,
+    #: as trained. A native model's API wants a call's results after the call.
+    after_assistant: bool = True
     #: What the adapter offers beyond LangChain's interface (see ``agents.adapter``).
     _counter: CountsTokens | None = field(init=False, repr=False)
     _direct: RepliesDirectly | None = field(init=False, repr=False)
@@ -226,17 +233,25 @@ class ModelStep:
     # -- the closing step -----------------------------------------------------
 
     async def closing_reply(
-        self, history: list[BaseMessage], config: RunnableConfig, stats: AgentStats
+        self,
+        history: Sequence[BaseMessage],
+        request: BaseMessage,
+        config: RunnableConfig,
+        stats: AgentStats,
+        *,
+        context_full: bool,
     ) -> AIMessage | None:
-        """Ask for the answer; without the newest turn when the whole history cannot fit.
+        """Ask for the answer after ``closing_history``; when that cannot fit (predicted,
+        or the server says so), once more with one more turn dropped.
 
         At most two requests: never an endless resend of an overflowing prompt.
         """
-        request = history[-1]
-        trimmed = [*without_last_turn(history[:-1]), request]
-        candidates = [history] if len(trimmed) == len(history) else [history, trimmed]
-        for i, candidate in enumerate(candidates):
-            view = await self.view(candidate)
+        shape = self.after_assistant
+        first = closing_history(history, context_full=context_full, after_assistant=shape)
+        second = closing_history(first, context_full=True, after_assistant=shape)
+        candidates = [first] if len(second) == len(first) else [first, second]
+        for i, kept in enumerate(candidates):
+            view = await self.view([*kept, request])
             if i + 1 < len(candidates) and not await self.fits(view):
                 continue  # predicted overflow: go straight to the trimmed history
             try:
@@ -265,9 +280,10 @@ class ModelStep:
     def _larger_budget(
         self, current: int | None, view: Sequence[BaseMessage], reserve: int
     ) -> int | None:
-        """Twice the reply budget, within what the prompt leaves free; None if it cannot grow."""
+        """The reply budget of the try before plus 10 % (the reference agent's growth),
+        within what the prompt leaves free; None if it cannot grow."""
         current = current or self.max_tokens or 4096
-        larger = current * 2
+        larger = max(current * 11 // 10, current + 1)
         if self.context_tokens:
             larger = min(larger, self.context_tokens - estimate_tokens(view) - reserve)
         return larger if larger > current else None
@@ -429,14 +445,54 @@ def _chars_estimate(messages: Sequence[BaseMessage]) -> int:
     return int(chars / CHARS_PER_TOKEN) + 8 * len(messages)
 
 
-def without_last_turn(history: list[BaseMessage]) -> list[BaseMessage]:
-    """The history without its newest assistant call and that call's results."""
+def closing_history(
+    history: Sequence[BaseMessage], *, context_full: bool, after_assistant: bool = True
+) -> list[BaseMessage]:
+    """The part of ``history`` the closing request follows, as the reference agent
+    sends it (the stored history is not changed; the request is shown this view).
+
+    The MiroThinker protocol (``after_assistant``): the request always follows an
+    assistant message, a shape the weights saw in training (never two user
+    messages in a row):
+    - the agent answered (a reply with no call): nothing is dropped;
+    - a turn or run budget (tokens, wall time) ran out, or rollbacks did: the
+      newest turn's results are dropped: ``…A7, CLOSE``, not ``…A7, R7, CLOSE``;
+    - the context is full (``context_full``): the newest call, its results and
+      the results before it are dropped: ``…A6, CLOSE`` (a reply without calls
+      is never dropped).
+    A native model's API needs a call's results right after it, so there only
+    a full context drops something: the newest call and its results
+    (``…A6, R6, CLOSE``). The system prompt and the task are never dropped.
+    """
+    floor = _after_task(history)
     end = len(history)
-    while end > 0 and isinstance(history[end - 1], ToolMessage):
+    if after_assistant or context_full:
+        end = _before_results(history, end, floor)  # the newest results
+    if context_full and end > floor and _is_call(history[end - 1]):
+        end -= 1  # the newest call
+        if after_assistant:
+            end = _before_results(history, end, floor)  # the results before it
+    return list(history[:end])
+
+
+def _is_call(message: BaseMessage) -> bool:
+    """An assistant message with calls (a reply that answered is never dropped)."""
+    return isinstance(message, AIMessage) and bool(message.tool_calls or message.invalid_tool_calls)
+
+
+def _after_task(history: Sequence[BaseMessage]) -> int:
+    """Where what may be dropped starts: after the first user message (the task)."""
+    for i, message in enumerate(history):
+        if isinstance(message, HumanMessage):
+            return i + 1
+    return len(history)
+
+
+def _before_results(history: Sequence[BaseMessage], end: int, floor: int) -> int:
+    """``end`` moved back past the user-side messages (results) that precede it."""
+    while end > floor and not isinstance(history[end - 1], AIMessage | SystemMessage):
         end -= 1
-    if end == len(history) or end == 0 or not isinstance(history[end - 1], AIMessage):
-        return history
-    return history[: end - 1]
+    return end
 
 
 def _with_unique_call_ids(reply: AIMessage) -> AIMessage:

@@ -2,8 +2,11 @@
 
 A failure becomes a one-line error the model sees, naming tool and server
 (``sys.exit()`` or ``KeyboardInterrupt`` in a tool included: either would end
-the process); an empty result a short sentence; a long one is cut with the
+the process). Otherwise the result goes as the reference agent sends it: an
+empty result as an empty string, a long one cut with a newline and the
 protocol's marker; text that cannot be encoded (a lone surrogate) is repaired.
+Results come back in call order; the MiroThinker adapter sends one turn's
+results as one user message, joined by newlines.
 
 How ``timeout_s`` bounds a tool depends on how it is written:
 - an async tool is cancelled at the timeout (it must await to be cancellable:
@@ -47,7 +50,8 @@ from mirograph.state.messages import new_id
 from mirograph.state.redact import redact
 from mirograph.text import describe, one_line
 
-TRUNCATED = "[Result truncated]"
+#: What ends a cut result, after a newline (the reference agent's marker).
+TRUNCATED = "... [Result truncated]"
 
 #: Told of each call once it has its result: the call, the result, seconds taken.
 ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float], None]
@@ -105,8 +109,6 @@ class ToolRunner:
         # Only what can be shown is cleaned and redacted (a tool may return 100 MB).
         cut = len(text) > 2 * self.max_chars
         text = redact(_clean(text[: 2 * self.max_chars]), shapes=False)  # it may echo its env
-        if not text.strip():
-            text = f"Tool call to {name} on {server} completed, but produced no output."
         if cut:
             text = f"{text[: self.max_chars]}\n{TRUNCATED}"
         return ToolMessage(

@@ -56,7 +56,9 @@ def write_flow(folder: Path, base_url: str) -> Path:
         "agents": {
             "main": {
                 "model": "thinker",
-                "max_turns": 3,
+                # Turn 4's result is not shown to the closing request (it follows
+                # the last call): the closing sees the digests of turns 1 and 3.
+                "max_turns": 4,
                 "tools": [{"mcp": vault}, "beside_tools:block"],
             }
         },
