@@ -196,7 +196,8 @@ def start_hint(base_url: str) -> str:
     port = server_port(base_url)
     return (
         "start one with `vllm serve miromind-ai/MiroThinker-v1.0-8B --served-model-name"
-        f" mirothinker --max-model-len 262144 --port {port}` or, to try the engine,"
+        f" mirothinker --max-model-len 262144 --enable-prompt-tokens-details --port {port}`"
+        " or, to try the engine,"
         f" `mirograph sim-model --policy mirograph.agents.sim.policies:tool_loop --port {port}`"
     )
 

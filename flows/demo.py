@@ -112,7 +112,7 @@ async def run_demo(control: RunControl, *, store_url: str | None = None) -> Demo
     ``mirograph show/ls/export`` find it afterwards. A run stopped any other way
     (Ctrl-C through ``control``, a failure) is returned, or raised, as it is.
     """
-    server = SimServer(DEMO_POLICY)
+    server = SimServer(DEMO_POLICY, enable_prompt_tokens_details=True)  # as the README's vLLM
     # Threaded, not on this loop: uvicorn on the main thread would take over Ctrl-C.
     await asyncio.to_thread(server.start)
     half_way = _PauseHalfWay(control)
