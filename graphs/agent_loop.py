@@ -260,11 +260,19 @@ class AgentLoop:
                 position = order.get(result.tool_call_id, len(reply.tool_calls) + i)
                 pending[result.tool_call_id] = {"message": result, "order": position}
             self._tool_time.add(config, time.perf_counter() - started)
-            return {"results": pending}
+            return {"results": pending, **self._slip_count(state, rest)}
         results = await self._runner.run(reply, report)
         self._tool_time.add(config, time.perf_counter() - started)
         results = [await offload(r, self.blobs) for r in results]
-        return self._after_results(state, {"messages": results})
+        return self._after_results(state, {"messages": results, **self._slip_count(state, reply)})
+
+    def _slip_count(self, state: AgentState, reply: AIMessage) -> dict[str, Any]:
+        """The stats with the slips the runner repaired in ``reply`` counted (none: {})."""
+        if not (repaired := self._runner.slips.count(reply)):
+            return {}
+        stats = _stats(state)
+        stats["slip_repairs"] += repaired
+        return {"stats": stats}
 
     def _succeeded_queries(self, state: AgentState, results: Sequence[ToolMessage]) -> list[str]:
         """Queries of this turn's calls whose results are not errors, not seen before:

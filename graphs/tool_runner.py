@@ -1,5 +1,7 @@
 """Run one turn's tool calls: concurrently, time-limited, never raising.
 
+Each call runs with the slips the reference agent repairs repaired first
+(``graphs.slips``: a wrong server name, ``python``, ``code`` and the like).
 A failure becomes a one-line error the model sees, naming tool and server
 (``sys.exit()`` or ``KeyboardInterrupt`` in a tool included: either would end
 the process). Otherwise the result goes as the reference agent sends it: an
@@ -46,6 +48,7 @@ from pydantic import ValidationError
 
 from mirograph.agents.tools.base import server_of
 from mirograph.agents.tools.bounded import Exited, in_daemon_thread
+from mirograph.graphs.slips import SlipRepairs
 from mirograph.state.messages import new_id
 from mirograph.state.redact import redact
 from mirograph.text import describe, one_line
@@ -60,12 +63,17 @@ ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float], None]
 class ToolRunner:
     def __init__(self, tools: Sequence[BaseTool], *, timeout_s: float, max_chars: int) -> None:
         self.tools = {tool.name: _guarded(tool) for tool in tools}
+        self.slips = SlipRepairs(tools)
         self.timeout_s = timeout_s
         self.max_chars = max_chars
 
     async def run(self, reply: AIMessage, report: ToolReport | None = None) -> list[ToolMessage]:
-        """Results in call order; malformed calls answered with their parse error."""
-        results = await asyncio.gather(*(self._timed(call, report) for call in reply.tool_calls))
+        """Results in call order; malformed calls answered with their parse error.
+
+        Each call runs with its slips repaired (``graphs.slips``); ``reply`` is unchanged.
+        """
+        calls = [repaired.call for repaired in self.slips.calls(reply)]
+        results = await asyncio.gather(*(self._timed(call, report) for call in calls))
         for call in reply.invalid_tool_calls:
             results.append(self._malformed(call))
             if report is not None:

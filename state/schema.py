@@ -28,6 +28,9 @@ class AgentStats(TypedDict):
     retries: int
     #: Replies cut by max_tokens and asked again with a larger budget.
     length_retries: int
+    #: Slips repaired in calls before they ran (``graphs.slips``): a wrong server
+    #: name, tool name or argument name, a missing required ``sandbox_id``.
+    slip_repairs: int
     model_calls: int
     prompt_tokens: int
     completion_tokens: int
@@ -43,6 +46,7 @@ def empty_stats() -> AgentStats:
         rollbacks=0,
         retries=0,
         length_retries=0,
+        slip_repairs=0,
         model_calls=0,
         prompt_tokens=0,
         completion_tokens=0,

@@ -1,12 +1,13 @@
 """The ``python`` tool set (server ``tool-python``): sandboxed Python and shell.
 
-``create_sandbox()``, ``run_python_code(code_block, sandbox_id)``,
-``run_command(command, sandbox_id)``, and ``python`` (an alias of
-``run_python_code``: the weights sometimes call it that). As the reference
-engine does, ``code`` is accepted for ``code_block``, and a missing, unknown
-or placeholder ``sandbox_id`` means the run's default sandbox, whose working
-directory is the run workspace (shared with the ``files`` tools). Each
-sandbox keeps one long-lived interpreter, so variables and imports persist.
+``create_sandbox()``, ``run_python_code(code_block, sandbox_id)`` and
+``run_command(command, sandbox_id)``. A missing, unknown or placeholder
+``sandbox_id`` means the run's default sandbox, whose working directory is the
+run workspace (shared with the ``files`` tools). Each sandbox keeps one
+long-lived interpreter, so variables and imports persist. The slips the weights
+make in these calls (``python`` for ``run_python_code``, ``code`` for
+``code_block``) are repaired before a call runs, as the reference engine does
+(``mirograph.graphs.slips``).
 
 How sandboxes are isolated and limited: ``mirograph.agents.tools.sandbox`` (its
 ``isolation`` and ``child`` modules).
@@ -18,7 +19,7 @@ import os
 from typing import Annotated, Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from mirograph.agents.fields import DAY_S, TIB_MB, Bool, Float, Int
 from mirograph.agents.tools.base import ToolContext, on_server
@@ -126,10 +127,7 @@ SandboxId = Annotated[
 
 
 class CodeArgs(BaseModel):
-    code_block: str = Field(
-        validation_alias=AliasChoices("code_block", "code"),
-        description="The Python code to run.",
-    )
+    code_block: str = Field(description="The Python code to run.")
     sandbox_id: SandboxId = None
 
 
@@ -226,13 +224,6 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
                 f" with run_python_code, files are. {limits_text}"
             ),
             args_schema=CommandArgs,
-            handle_tool_error=False,
-        ),
-        StructuredTool.from_function(
-            coroutine=run_python_code,
-            name="python",
-            description="Same as run_python_code (an alias).",
-            args_schema=CodeArgs,
             handle_tool_error=False,
         ),
     ]

@@ -99,18 +99,18 @@ async def test_state_persists_and_output_and_tracebacks_come_back(make_run: Make
     assert await run.py("def f(a: int): pass\nf.__annotations__") == "{'a': <class 'int'>}\n"
 
 
-async def test_code_alias_python_name_and_placeholder_sandbox_ids(make_run: MakeRun) -> None:
+async def test_tools_and_placeholder_sandbox_ids(make_run: MakeRun) -> None:
     run = make_run()
     tools = run.tools
-    assert sorted(tools) == ["create_sandbox", "python", "run_command", "run_python_code"]
+    assert sorted(tools) == ["create_sandbox", "run_command", "run_python_code"]
     assert {server_of(tool) for tool in tools.values()} == {"tool-python"}
     [spec] = [s for s in tool_specs(list(tools.values())) if s.name == "run_python_code"]
     assert sorted(spec.schema["properties"]) == ["code_block", "sandbox_id"]
     assert spec.schema["required"] == ["code_block"]
 
-    assert await tools["python"].ainvoke({"code": "y = 7", "sandbox_id": "<sandbox_id>"}) == ""
+    assert await run.py("y = 7", sandbox_id="<sandbox_id>") == ""
     for placeholder in ("", "default", "sandbox_id", "None", "null", " <sandbox_id> "):
-        args = {"code": "y", "sandbox_id": placeholder}
+        args = {"code_block": "y", "sandbox_id": placeholder}
         assert await tools["run_python_code"].ainvoke(args) == "7\n"
     unknown = await run.py("y", sandbox_id="sbx-nothere")
     assert unknown == "[sandbox: there is no sandbox 'sbx-nothere'; used the default sandbox]\n7\n"
@@ -391,7 +391,7 @@ def test_options_are_checked(tmp_path: Path) -> None:
         resolve_tools([{"python": {"bogus": 1}}], ctx)
     with pytest.raises(ToolRefError, match=r"python\.isolation"):
         resolve_tools([{"python": {"isolation": "docker"}}], ctx)
-    assert len(resolve_tools(["python"], ctx)) == 4
+    assert len(resolve_tools(["python"], ctx)) == 3
 
 
 def test_a_flow_without_bubblewrap_says_so_before_it_runs(
