@@ -56,6 +56,7 @@ from mirograph.graphs.model_step import (
 )
 from mirograph.graphs.reply_checks import query_key
 from mirograph.graphs.run_control import current_control
+from mirograph.graphs.slips import SlipRepairs
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
 from mirograph.graphs.tool_runner import ToolReport, ToolRunner
 from mirograph.graphs.tool_time import PendingToolTime
@@ -107,6 +108,7 @@ class AgentLoop:
         tools = [*self.tools, *(sub.tool for sub in self.sub_agents)]
         servers = {tool.name: server_of(tool) for tool in tools}
         block = self.config.retention_block if self.config.retention == "blocks" else 1
+        slips = SlipRepairs(tools)
         step = ModelStep(
             agent=self.name,
             role=role,
@@ -126,9 +128,13 @@ class AgentLoop:
             context_tokens=self.context_tokens,
             max_tokens=self.max_tokens,
             after_assistant=self.tools_in_prompt,
+            slips=slips,
         )
         runner = ToolRunner(
-            tools, timeout_s=self.config.tool_timeout_s, max_chars=self.config.max_result_chars
+            tools,
+            timeout_s=self.config.tool_timeout_s,
+            max_chars=self.config.max_result_chars,
+            slips=slips,
         )
         derived = {
             "role": role,
@@ -279,6 +285,7 @@ class AgentLoop:
         only a query that succeeded rolls back a repeat (the reference's rule)."""
         reply = state["messages"][-1]
         assert isinstance(reply, AIMessage)
+        reply = self._runner.slips.reply(reply)  # keyed as run, after its slips' repair
         succeeded = {r.tool_call_id for r in results if r.status != "error"}
         seen = set(state.get("queries") or ())
         new: list[str] = []

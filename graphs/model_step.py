@@ -37,6 +37,7 @@ from mirograph.errors import ContextOverflowError
 from mirograph.graphs.config import AgentConfig
 from mirograph.graphs.reply_checks import query_keys, rollback_reason
 from mirograph.graphs.run_control import agent_namespace, current_control
+from mirograph.graphs.slips import SlipRepairs
 from mirograph.state.blobs import BlobStore, hydrate
 from mirograph.state.messages import new_id
 from mirograph.state.redact import redact_reply
@@ -102,6 +103,8 @@ class ModelStep:
     #: The MiroThinker protocol: the closing request follows an assistant message,
     #: as trained. A native model's API wants a call's results after the call.
     after_assistant: bool = True
+    #: The slips repaired in a call before it runs: queries are keyed after repair.
+    slips: SlipRepairs | None = None
     #: What the adapter offers beyond LangChain's interface (see ``agents.adapter``).
     _counter: CountsTokens | None = field(init=False, repr=False)
     _direct: RepliesDirectly | None = field(init=False, repr=False)
@@ -188,7 +191,8 @@ class ModelStep:
         rollbacks have happened in a row, a repeat is let through."""
         repeated: list[str] = []
         if turn.streak < self.config.max_duplicate_rollbacks:
-            repeated = [k for k in query_keys(reply, self.dedupe) if k in turn.seen]
+            judged = self.slips.reply(reply) if self.slips is not None else reply
+            repeated = [k for k in query_keys(judged, self.dedupe) if k in turn.seen]
         return rollback_reason(reply, repeated)
 
     def _rolled_back(self, turn: _Turn, stats: AgentStats) -> bool:

@@ -65,6 +65,14 @@ class SlipRepairs:
         servers = written if isinstance(written, dict) else {}
         return [self.repair(call, servers.get(call["name"])) for call in reply.tool_calls]
 
+    def reply(self, reply: AIMessage) -> AIMessage:
+        """``reply`` as a copy whose calls are repaired (itself when none is): what
+        is judged a repeated query, as the reference keys its queries after repairing."""
+        repaired = self.calls(reply)
+        if not any(r.slips for r in repaired):
+            return reply
+        return reply.model_copy(update={"tool_calls": [r.call for r in repaired]})
+
     def count(self, reply: AIMessage) -> int:
         """How many slips the calls of ``reply`` hold."""
         return sum(len(repaired.slips) for repaired in self.calls(reply))

@@ -61,9 +61,16 @@ ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float], None]
 
 
 class ToolRunner:
-    def __init__(self, tools: Sequence[BaseTool], *, timeout_s: float, max_chars: int) -> None:
+    def __init__(
+        self,
+        tools: Sequence[BaseTool],
+        *,
+        timeout_s: float,
+        max_chars: int,
+        slips: SlipRepairs | None = None,
+    ) -> None:
         self.tools = {tool.name: _guarded(tool) for tool in tools}
-        self.slips = SlipRepairs(tools)
+        self.slips = slips if slips is not None else SlipRepairs(tools)
         self.timeout_s = timeout_s
         self.max_chars = max_chars
 

@@ -11,10 +11,10 @@ from langchain_core.messages import AIMessage
 from langchain_core.messages.tool import ToolCall
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import create_model
-from support.loop_kit import make_loop, run_loop, servers
+from support.loop_kit import make_loop, run_loop, scripted, servers
 
 from mirograph.agents.mirothinker.parsing import render_call
-from mirograph.agents.tools.base import ToolContext, on_server
+from mirograph.agents.tools.base import DEDUPE_KEY, ToolContext, on_server
 from mirograph.agents.tools.tool_refs import resolve_tools
 from mirograph.graphs.slips import SlipRepairs
 
@@ -154,3 +154,20 @@ async def test_the_built_in_python_tools_run_python_with_code(server, tmp_path) 
         await ctx.aclose()
     assert values["messages"][3].content == "42\n"
     assert values["stats"]["slip_repairs"] == 2  # the tool name, code
+
+
+async def test_repeated_queries_are_judged_on_the_repaired_call(server, tmp_path, rec) -> None:
+    """Slipped scrapes of one page keep their distinct ``info_to_extract`` (the
+    reference's duplicate key is read after its repairs): only a true repeat rolls back."""
+    scrape = rec.tool("scrape_and_extract_info", "tool-scrape", url=str, info_to_extract=str)
+    scrape.metadata = {**(scrape.metadata or {}), DEDUPE_KEY: ["url", "info_to_extract"]}
+    written = [
+        reply("tool-scrape", scrape.name, {"url": "https://a.example", "description": info})
+        for info in ("the date", "the author", "the date")
+    ]
+    srv = server(scripted(written, ANSWER))
+    values = await run_loop(make_loop(srv, [scrape]), tmp_path)
+    infos = [args["info_to_extract"] for _, args in rec.got]
+    assert infos == ["the date", "the author"]
+    assert values["stats"]["rollbacks"] == 1  # the third call repeats the first
+    assert values["stats"]["slip_repairs"] == 2
