@@ -370,7 +370,12 @@ class AgentLoop:
         emit_event(self.name, config, event, **fields)
 
     def _tool_reporter(self, config: RunnableConfig, turn: int) -> ToolReport:
-        def report(call: ToolCall | InvalidToolCall, result: ToolMessage, seconds: float) -> None:
+        def report(
+            call: ToolCall | InvalidToolCall,
+            result: ToolMessage,
+            seconds: float,
+            slips: tuple[str, ...],
+        ) -> None:
             name = call.get("name") or "unknown"
             self._emit(
                 config,
@@ -383,6 +388,7 @@ class AgentLoop:
                 args=_preview(call.get("args"), 160),
                 result=_preview(result.text, 200),
                 chars=len(result.text),
+                **({"slips": list(slips)} if slips else {}),  # repaired before it ran
             )
 
         return report

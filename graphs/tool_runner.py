@@ -48,7 +48,7 @@ from pydantic import ValidationError
 
 from mirograph.agents.tools.base import server_of
 from mirograph.agents.tools.bounded import Exited, in_daemon_thread
-from mirograph.graphs.slips import SlipRepairs
+from mirograph.graphs.slips import Repaired, SlipRepairs
 from mirograph.state.messages import new_id
 from mirograph.state.redact import redact
 from mirograph.text import describe, one_line
@@ -56,8 +56,9 @@ from mirograph.text import describe, one_line
 #: What ends a cut result, after a newline (the reference agent's marker).
 TRUNCATED = "... [Result truncated]"
 
-#: Told of each call once it has its result: the call, the result, seconds taken.
-ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float], None]
+#: Told of each call once it has its result: the call as run, the result, seconds
+#: taken, and the slips repaired in it (``graphs.slips``).
+ToolReport = Callable[[ToolCall | InvalidToolCall, ToolMessage, float, tuple[str, ...]], None]
 
 
 class ToolRunner:
@@ -79,20 +80,20 @@ class ToolRunner:
 
         Each call runs with its slips repaired (``graphs.slips``); ``reply`` is unchanged.
         """
-        calls = [repaired.call for repaired in self.slips.calls(reply)]
+        calls = self.slips.calls(reply)
         results = await asyncio.gather(*(self._timed(call, report) for call in calls))
         for call in reply.invalid_tool_calls:
             results.append(self._malformed(call))
             if report is not None:
-                report(call, results[-1], 0.0)
+                report(call, results[-1], 0.0, ())
         return results
 
-    async def _timed(self, call: ToolCall, report: ToolReport | None) -> ToolMessage:
+    async def _timed(self, repaired: Repaired, report: ToolReport | None) -> ToolMessage:
         if report is None:
-            return await self._call(call)
+            return await self._call(repaired.call)
         started = time.perf_counter()
-        result = await self._call(call)
-        report(call, result, time.perf_counter() - started)
+        result = await self._call(repaired.call)
+        report(repaired.call, result, time.perf_counter() - started, repaired.slips)
         return result
 
     async def _call(self, call: ToolCall) -> ToolMessage:

@@ -13,6 +13,7 @@ from support.testkit import Cli, show
 from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.prompts import is_closing_request
 from mirograph.agents.sim.server import SimServer
+from mirograph.flows.events import read_events
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.report import build_report
 from mirograph.state.registry import RunRecord
@@ -49,6 +50,10 @@ def test_show_json_reports_the_slips_repaired(cli: Cli, tmp_path: Path) -> None:
     assert report["agents"]["main"]["slip_repairs"] == 2
     assert report["agents"]["main"]["tool_calls"] == 2
     assert report["usage"]["slip_repairs"] == 2
+    calls = [e for e in read_events(Path(report["events"])) if e["event"] == "tool_call"]
+    assert [(e["tool"], e["server"], e["slips"]) for e in calls] == [
+        ("lookup", "team_tools", ["server search -> team_tools"])
+    ] * 2
     # The model was shown its reply as it wrote it, server name included.
     assert [m["content"] for m in srv.requests[2]["messages"] if m["role"] == "assistant"] == [
         SLIPPED,
