@@ -62,6 +62,8 @@ Nothing leaves this machine.
 
 For real research, serve MiroThinker with vLLM, then:
   MIROGRAPH_BASE_URL=http://localhost:8000/v1 mirograph run "..." --flow deep-research
+Other flows: mirothinker-v1.0 (the default), mirothinker-v1.5, mirothinker-v1.7 (one
+agent with each release's turn budget); deep-research takes --set version=v1.7.
 """
 
 

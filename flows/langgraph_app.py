@@ -48,8 +48,9 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def attribute_name(flow: str) -> str:
-    """The attribute of this module that serves ``flow``: ``deep-research`` -> ``deep_research``."""
-    return flow.replace("-", "_")
+    """The attribute of this module that serves ``flow``: ``deep-research`` -> ``deep_research``,
+    ``mirothinker-v1.5`` -> ``mirothinker_v1_5``."""
+    return flow.replace("-", "_").replace(".", "_")
 
 
 def server_workspace(thread_id: str | None) -> Path:

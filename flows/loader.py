@@ -47,20 +47,33 @@ MAX_EXPANDED_CHARS = 4 << 20
 KeyPath = tuple[str | int, ...]
 
 
+#: Other names of shipped flows. A run of an alias shows and stores the alias as its
+#: flow's name, as ``single-agent`` (now ``mirothinker-v1.0``) always did.
+FLOW_ALIASES = {"single-agent": "mirothinker-v1.0", "mirothinker-1.7": "mirothinker-v1.7"}
+#: The flow of ``mirograph run`` without ``--flow``.
+DEFAULT_FLOW = "single-agent"
+
+
 def shipped_flows() -> list[str]:
-    return sorted(p.stem.replace("_", "-") for p in SHIPPED_DIR.glob("*.yaml"))
+    """Every name ``--flow`` takes for a shipped flow, aliases included."""
+    return sorted([*_shipped_files(), *FLOW_ALIASES])
+
+
+def _shipped_files() -> dict[str, Path]:
+    return {p.stem.replace("_", "-"): p for p in SHIPPED_DIR.glob("*.yaml")}
 
 
 def find_flow(ref: str | None) -> Path:
-    """The file of a flow reference: a path, or a shipped name like ``single-agent``."""
-    ref = ref or "single-agent"
+    """The file of a flow reference: a path, or a shipped name like ``mirothinker-v1.5``."""
+    ref = ref or DEFAULT_FLOW
     path = Path(ref).expanduser()
     if path.suffix in {".yaml", ".yml"} or os.sep in ref:
         if not path.is_file():
             raise FlowError(f"flow file {ref!r} does not exist")
         return path
-    shipped = SHIPPED_DIR / f"{ref.replace('-', '_')}.yaml"
-    if shipped.is_file():
+    name = ref.replace("_", "-")
+    shipped = _shipped_files().get(FLOW_ALIASES.get(name, name))
+    if shipped is not None:
         return shipped
     raise FlowError(
         f"unknown flow {ref!r}; use a path to a .yaml file or one of: {', '.join(shipped_flows())}"
@@ -77,6 +90,9 @@ def load_flow(
     """
     path = find_flow(ref)
     raw = read_flow_file(path)
+    alias = (ref or DEFAULT_FLOW).replace("_", "-")
+    if alias in FLOW_ALIASES:  # before the overrides: ``--set name=...`` still wins
+        raw["name"] = alias
     if FLOW_DIR in raw:
         raise FlowError(f"{path}: {FLOW_DIR}: set by the loader (the file's folder); remove it")
     raw[FLOW_DIR] = str(path.resolve().parent)

@@ -13,6 +13,7 @@ from pydantic import (
     PrivateAttr,
     SerializerFunctionWrapHandler,
     ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -42,6 +43,10 @@ MAX_TURNS = 10_000
 MAX_SUB_AGENT_DEPTH = 16
 MAX_PARALLEL = 256
 MAX_RUN_SECONDS = 365 * DAY_S
+
+#: MiroThinker releases and the entry agent's turn budget each was published with
+#: (the protocol page, "Versions"); the call format, keep-K and sampling are the same.
+VERSION_TURNS = {"v1.0": 600, "v1.5": 400, "v1.7": 300}
 
 
 class AgentConfig(BaseModel):
@@ -121,9 +126,26 @@ class FlowConfig(BaseModel):
     #: Folder of the flow file, set by the loader: tool modules beside it import
     #: without ``PYTHONPATH`` (stored with the run, so a resume finds them too).
     flow_dir: str | None = None
+    #: The MiroThinker release the flow drives (``VERSION_TURNS``): the entry agent's
+    #: turn budget where the flow does not set ``max_turns``.
+    version: str | None = None
 
     #: Strings that were ``${VAR}`` references: key path -> (as written, as expanded).
     _references: dict[tuple[str | int, ...], tuple[str, str]] = PrivateAttr(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _known_version(cls, value: Any) -> Any:
+        """``v1.7``, ``1.7`` (YAML reads it as a number) or None; anything else is refused."""
+        if value is None:
+            return None
+        text = str(value).strip() if isinstance(value, str | int | float) else ""
+        name = text if text.startswith("v") else f"v{text}"
+        if isinstance(value, bool) or name not in VERSION_TURNS:
+            raise ValueError(
+                f"unknown MiroThinker version {value!r}; use one of: {', '.join(VERSION_TURNS)}"
+            )
+        return name
 
     @model_validator(mode="after")
     def _check_references(self, info: ValidationInfo) -> FlowConfig:
@@ -133,6 +155,9 @@ class FlowConfig(BaseModel):
             raise ValueError(
                 f"entry {self.entry!r} is not an agent; defined agents: {_names(self.agents)}"
             )
+        entry = self.agents[self.entry]
+        if self.version is not None and "max_turns" not in entry.model_fields_set:
+            entry.max_turns = VERSION_TURNS[self.version]
         for name, agent in self.agents.items():
             if not AGENT_NAME.fullmatch(name):
                 raise ValueError(

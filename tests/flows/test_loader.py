@@ -16,7 +16,7 @@ from mirograph.flows.loader import (
     shipped_flows,
 )
 
-SHIPPED = SHIPPED_DIR / "single_agent.yaml"
+SHIPPED = SHIPPED_DIR / "mirothinker-v1.0.yaml"
 
 GOOD = """\
 name: test-flow
@@ -84,11 +84,11 @@ def test_default_flow_is_single_agent() -> None:
 
 
 def test_shipped_flow_by_path() -> None:
-    assert load_flow(str(SHIPPED)) == load_flow("single-agent")
+    assert load_flow(str(SHIPPED)) == load_flow("mirothinker-v1.0")
 
 
-def test_shipped_flows_listed() -> None:
-    assert "single-agent" in shipped_flows()
+def test_shipped_flows_listed_with_their_aliases() -> None:
+    assert {"single-agent", "mirothinker-v1.0", "mirothinker-1.7"} <= set(shipped_flows())
 
 
 def test_set_override_gives_typed_value() -> None:
@@ -202,7 +202,7 @@ def test_wrong_type(tmp_path: Path) -> None:
 def test_wrong_type_from_set() -> None:
     message = _error("single-agent", ("agents.main.max_turns=many",))
     assert "agents.main.max_turns:" in message
-    assert "single_agent.yaml" in message
+    assert "mirothinker-v1.0.yaml" in message
 
 
 def test_out_of_range_value(tmp_path: Path) -> None:
