@@ -13,7 +13,10 @@ so a killed run resumes at the step in flight and never repeats a completed
 turn. Where to go after a step is read from the state alone (``next_step``),
 so a state edited between steps (LangGraph Studio's "edit state",
 ``update_state``) carries on from what it holds. What a model step does
-(retries, replies cut by ``max_tokens``, rollbacks) is ``graphs.model_step``'s.
+(retries, replies cut by ``max_tokens``, rollbacks) is ``graphs.model_step``'s;
+a turn whose tool results are an error or an empty search is rolled back after
+them (``graphs.result_checks``): the reply is removed from the history, so the
+model is asked again on what it had.
 The closing request asks for the answer (or a sub-agent's report) with no
 more tools.
 
@@ -33,7 +36,13 @@ from datetime import date
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    HumanMessage,
+    RemoveMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.messages.tool import InvalidToolCall, ToolCall
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
@@ -55,6 +64,7 @@ from mirograph.graphs.model_step import (
     emit_event,
 )
 from mirograph.graphs.reply_checks import query_key
+from mirograph.graphs.result_checks import result_rollback_reason
 from mirograph.graphs.run_control import current_control
 from mirograph.graphs.slips import SlipRepairs
 from mirograph.graphs.sub_agents import SubAgent, delegate_node, delegated, node_name
@@ -269,8 +279,11 @@ class AgentLoop:
             return {"results": pending, **self._slip_count(state, rest)}
         results = await self._runner.run(reply, report)
         self._tool_time.add(config, time.perf_counter() - started)
+        update = self._slip_count(state, reply)
+        if (rolled_back := self._rolled_back(state, config, results, update)) is not None:
+            return rolled_back
         results = [await offload(r, self.blobs) for r in results]
-        return self._after_results(state, {"messages": results, **self._slip_count(state, reply)})
+        return self._after_results(state, {"messages": results, **update})
 
     def _slip_count(self, state: AgentState, reply: AIMessage) -> dict[str, Any]:
         """The stats with the slips the runner repaired in ``reply`` counted (none: {})."""
@@ -296,17 +309,20 @@ class AgentLoop:
                 new.append(key)
         return new
 
-    async def collect(self, state: AgentState) -> dict[str, Any]:
+    async def collect(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Append one turn's results, sub-agent reports included, in call order."""
         control = current_control()
         if control is not None:
             control.check_pause()
         pending = sorted((state.get("results") or {}).values(), key=lambda r: r["order"])
-        messages = [await offload(self._within_budget(r["message"]), self.blobs) for r in pending]
         invocations = [record for r in pending for record in r.get("invocations", ())]
-        update: dict[str, Any] = {"messages": messages, "results": None}
+        update: dict[str, Any] = {"results": None}
         if invocations:
-            update["invocations"] = invocations
+            update["invocations"] = invocations  # the sub-agents ran, rolled back or not
+        results = [self._within_budget(r["message"]) for r in pending]
+        if (rolled_back := self._rolled_back(state, config, results, update)) is not None:
+            return rolled_back
+        update["messages"] = [await offload(r, self.blobs) for r in results]
         return self._after_results(state, update)
 
     def _within_budget(self, message: ToolMessage) -> ToolMessage:
@@ -315,7 +331,43 @@ class AgentLoop:
         cut = self._runner.truncate(text)
         return message if cut is text else message.model_copy(update={"content": cut})
 
+    def _rolled_back(
+        self,
+        state: AgentState,
+        config: RunnableConfig,
+        results: Sequence[ToolMessage],
+        update: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """The update that rolls the turn back when its results say so (None: keep them).
+
+        An error result or a search without results (``result_checks``; sub-agent
+        reports are not judged) removes the reply and shows none of its results:
+        the model is sampled again on the history it had, the turn not counted, at
+        most ``max_rollbacks`` in a row (the streak reply rollbacks share); then the
+        results are shown. What the tools did stays done, and its calls stay counted
+        in ``tool_calls`` (usage, as their ``tool_call`` events report them).
+        """
+        streak = state.get("rollback_streak", 0)
+        if streak >= self.config.max_rollbacks:
+            return None
+        reason = result_rollback_reason(results, exempt=self._agents_by_tool)
+        if reason is None:
+            return None
+        reply = state["messages"][-1]
+        assert isinstance(reply, AIMessage) and reply.id
+        stats = update.get("stats") or _stats(state)
+        stats["turns"] -= 1
+        stats["rollbacks"] += 1
+        self._emit(config, "turn_rolled_back", turn=stats["turns"] + 1, reason=reason)
+        return {
+            **update,
+            "messages": [RemoveMessage(id=reply.id)],
+            "stats": stats,
+            "rollback_streak": streak + 1,
+        }
+
     def _after_results(self, state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
+        update["rollback_streak"] = 0  # the turn is kept: the rollbacks in a row end
         if queries := self._succeeded_queries(state, update["messages"]):
             update["queries"] = queries
         if _stats(state)["turns"] >= self.config.max_turns:

@@ -136,7 +136,7 @@ class ModelStep:
                 continue
             overruled = reason and f"{reason}, accepted after {turn.streak} rollbacks in a row"
             self._report(config, stats, sample, "ok", overruled)
-            return self._accepted(sample.reply, stats, overruled=reason)
+            return self._accepted(sample.reply, stats, overruled=reason, streak=turn.streak)
 
     async def _new_turn(self, state: AgentState) -> _Turn:
         closing = prompts.closing_request(state["question"], role=self.role)
@@ -210,11 +210,18 @@ class ModelStep:
         return True
 
     def _accepted(
-        self, reply: AIMessage, stats: AgentStats, *, overruled: str | None = None
+        self,
+        reply: AIMessage,
+        stats: AgentStats,
+        *,
+        overruled: str | None = None,
+        streak: int = 0,
     ) -> dict[str, Any]:
         """The update that stores an accepted reply: a turn, its calls, a ``\\boxed{}``
         answer; with no call, the agent goes on to close. (Queries are recorded once
-        their calls have succeeded: ``AgentLoop._after_results``.)
+        their calls have succeeded: ``AgentLoop._after_results``.) A reply with calls
+        keeps the ``streak`` of rollbacks in a row: its results may still roll it
+        back (``graphs.result_checks``), and the streak ends when they are kept.
 
         ``overruled``: why the reply would have rolled back, had the limit of
         rollbacks in a row not been reached. Such a reply with no executable call
@@ -225,7 +232,12 @@ class ModelStep:
         reply = redact_reply(_with_unique_call_ids(reply))
         stats["turns"] += 1
         stats["tool_calls"] += len(reply.tool_calls) + len(reply.invalid_tool_calls)
-        update: dict[str, Any] = {"messages": [reply], "stats": stats, "rollback_streak": 0}
+        calls = bool(reply.tool_calls or reply.invalid_tool_calls)
+        update: dict[str, Any] = {
+            "messages": [reply],
+            "stats": stats,
+            "rollback_streak": streak if calls else 0,
+        }
         boxed = extract_boxed(split_thinking(reply.text)[1])
         if boxed is not None:
             update["boxed"] = boxed

@@ -1,8 +1,10 @@
-"""The message channel: an append-only history stored as per-turn deltas.
+"""The message channel: a history stored as per-turn deltas.
 
 A turn writes only the messages it adds; LangGraph's ``DeltaChannel`` stores
 those writes and rebuilds the list on load, so checkpoint bytes per turn stay
 proportional to what the turn added instead of to the length of the history.
+A ``RemoveMessage(id=...)`` write drops that message: a turn rolled back after
+its tool results leaves no trace in what the model is sent.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from langchain_core.messages import AnyMessage, BaseMessage
+from langchain_core.messages import AnyMessage, BaseMessage, RemoveMessage
 from langgraph.channels import DeltaChannel
 
 #: Full snapshots are written every this many updates to the channel; between
@@ -20,20 +22,30 @@ SNAPSHOT_FREQUENCY = 300
 
 
 def append_messages(current: list[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
-    """Fold a batch of writes (a message or a list of messages each) onto the history.
+    """Fold a batch of writes (a message or a list of messages each) onto the history;
+    a ``RemoveMessage`` drops the message with its id (none there: nothing).
 
     Pure and batching-invariant, as ``DeltaChannel`` requires: replaying two
     batches one after the other equals replaying their concatenation.
     """
-    added: list[AnyMessage] = []
+    history: list[AnyMessage] | None = None  # copied on the first write
     for write in writes:
-        if isinstance(write, BaseMessage):
-            added.append(write)  # type: ignore[arg-type]
-        else:
-            added.extend(write)
-    if not added:
-        return current
-    return [*current, *added]
+        for message in (write,) if isinstance(write, BaseMessage) else write:
+            if history is None:
+                history = list(current)
+            if isinstance(message, RemoveMessage):
+                _remove(history, message.id)
+            else:
+                history.append(message)
+    return current if history is None else history
+
+
+def _remove(history: list[AnyMessage], message_id: str | None) -> None:
+    """Drop the message with ``message_id``, searched from the newest (the usual one)."""
+    for i in range(len(history) - 1, -1, -1):
+        if history[i].id == message_id:
+            del history[i]
+            return
 
 
 Messages = Annotated[

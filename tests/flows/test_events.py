@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import yaml
 from support.testkit import Cli, show, write_team_flow
 
 TAVILY_KEY = "tvly-planted-secret-abcdef123456"
@@ -26,6 +27,9 @@ def test_events_match_the_run_and_hold_no_secret(cli: Cli, sim_model, tmp_path: 
         coding="support.leaky_tools:compute",
         name="leaky",
     )
+    spec = yaml.safe_load(flow.read_text())
+    spec["agents"]["coding"]["max_rollbacks"] = 0  # its failures are shown, not resampled
+    flow.write_text(yaml.safe_dump(spec))
     run = cli("run", "Compare.", "--flow", str(flow), "--id", "leaky", "--store", cli.store,
               "--json")  # fmt: skip
     assert run.returncode == 0, run.stderr

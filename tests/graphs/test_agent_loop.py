@@ -75,7 +75,7 @@ async def test_failing_tool_becomes_one_line_error_and_run_goes_on(server, tmp_p
         return "The tool failed, so I answer.</think>\n\n\\boxed{survived}"
 
     srv = server(policy)
-    values = await run_agent(srv, tmp_path)
+    values = await run_agent(srv, tmp_path, max_rollbacks=0)  # shown, not resampled
     error = user_results(srv.requests[1])[0]
     assert error == ("Tool call to boom on lab failed: RuntimeError: disk on fire")
     assert values["answer"] == "survived"
@@ -197,7 +197,7 @@ async def test_a_tool_that_echoes_a_secret_never_shows_it(
         return f"env: TAVILY_API_KEY={os.environ['TAVILY_API_KEY']}"
 
     srv = server(scripted([call("leaky", x=1), call("leaky", x=2)], "Done.</think>\n\n\\boxed{ok}"))
-    values = await run_loop(make_loop(srv, [leaky]), tmp_path)
+    values = await run_loop(make_loop(srv, [leaky], max_rollbacks=0), tmp_path)
     results = [m.content for m in values["messages"] if m.type == "tool"]
     assert results[0] == "env: TAVILY_API_KEY=***"
     assert results[1].endswith("failed with key ***")

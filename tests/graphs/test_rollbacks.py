@@ -180,11 +180,12 @@ async def test_a_scrape_is_keyed_by_url_and_the_information_asked(server, tmp_pa
 
 async def test_a_query_is_recorded_only_when_its_call_succeeded(server, tmp_path) -> None:
     down = {"url": "https://down.example", "info_to_extract": "title"}
-    replies = [call("scrape", **down), call("scrape", **down), call("search", q="a")]
+    # A failed call rolls its turn back; the fifth in a row is shown, not recorded.
+    replies = [call("scrape", **down)] * 5 + [call("search", q="a")]
     srv = server(scripted(replies, ANSWER))
     values = await run_loop(make_loop(srv, TOOLS), tmp_path)
     stats = values["stats"]
-    assert (stats["rollbacks"], stats["turns"], stats["tool_calls"]) == (0, 4, 3)
+    assert (stats["rollbacks"], stats["turns"], stats["tool_calls"]) == (4, 3, 6)
     assert values["queries"] == ['search:{"q": "a"}']  # the failed scrape was not recorded
 
 

@@ -74,7 +74,7 @@ async def test_a_cpu_hogging_tool_does_not_stop_another_run(server, tmp_path: Pa
     files = file_tools(ToolContext(run_id="b", workspace=workspace))
 
     async def hogging_run() -> dict[str, Any]:
-        loop = make_loop(hogging, [hogs.tool()], tool_timeout_s=0.5)
+        loop = make_loop(hogging, [hogs.tool()], tool_timeout_s=0.5, max_rollbacks=0)
         return await run_loop(loop, tmp_path / "a", thread="a")
 
     async def working_run() -> tuple[dict[str, Any], bool]:
@@ -127,7 +127,8 @@ async def test_calls_past_the_cap_are_answered_as_skipped(server, tmp_path: Path
         render_call("lab", "echo", {"text": str(n)}) for n in range(25)
     )
     srv = server(scripted([many], then="Done.</think>\n\n\\boxed{ok}"))
-    values = await run_loop(make_loop(srv, [on_server(echo, "lab")]), tmp_path)
+    loop = make_loop(srv, [on_server(echo, "lab")], max_rollbacks=0)  # skips are errors
+    values = await run_loop(loop, tmp_path)
     assert values["answer"] == "ok"
     assert sorted(ran, key=int) == [str(n) for n in range(MAX_CALLS_PER_REPLY)]
     [results] = [m for m in srv.requests[1]["messages"] if m["role"] == "user"][1:]

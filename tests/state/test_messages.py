@@ -6,7 +6,13 @@ import copy
 from pathlib import Path
 from typing import TypedDict
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    RemoveMessage,
+    ToolMessage,
+)
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 
@@ -60,6 +66,19 @@ def test_messages_are_appended_not_merged_by_id() -> None:
     a = HumanMessage(content="first", id="same")
     b = HumanMessage(content="second", id="same")
     assert [m.content for m in append_messages([a], [b])] == ["first", "second"]
+
+
+def test_a_remove_write_drops_that_message_and_batches_the_same() -> None:
+    """A turn rolled back after its results: the reply goes, its results never came."""
+    start = _msgs("s", 3)
+    xs = [AIMessage(content="bad", id="bad")]
+    ys = [RemoveMessage(id="bad"), [AIMessage(content="good", id="good")]]
+    stepwise = append_messages(append_messages(start, xs), ys)
+    assert stepwise == append_messages(start, xs + ys)
+    assert [m.id for m in stepwise] == ["s0", "s1", "s2", "good"]
+    assert append_messages(start, [RemoveMessage(id="s1")]) == [start[0], start[2]]
+    assert append_messages(start, [RemoveMessage(id="none")]) == start  # nothing to drop
+    assert [m.id for m in start] == ["s0", "s1", "s2"]  # not mutated
 
 
 def test_empty_writes_leave_history_unchanged() -> None:
