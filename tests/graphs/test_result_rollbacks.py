@@ -25,6 +25,7 @@ from mirograph.agents.tools.base import on_server
 from mirograph.graphs.agent_loop import AgentLoop
 from mirograph.graphs.config import AgentConfig
 from mirograph.graphs.result_checks import result_rollback_reason
+from mirograph.graphs.run_control import RunControl, controlling
 from mirograph.graphs.sub_agents import SubAgent, sub_agent_tool
 
 ANSWER = "Done.</think>\n\n\\boxed{42}"
@@ -220,3 +221,22 @@ async def test_a_run_stopped_right_after_a_rollback_resumes_with_the_resample(
     assert json.dumps(resample) == json.dumps(first)
     assert values["stats"]["rollbacks"] == 1 and values["rollback_streak"] == 0
     assert [m.text for m in values["messages"] if m.type == "tool"] == ["found a"]
+
+
+async def test_a_rolled_back_turn_is_an_event_after_its_tool_call(server, tmp_path: Path) -> None:
+    srv = server(scripted([call("google_search", q="nothing"), call("lookup", q="a")], ANSWER))
+    seen: list[dict[str, Any]] = []
+    control = RunControl(on_event=seen.append)
+    control.begin("run-1")
+    with controlling(control):
+        await run_loop(make_loop(srv, TOOLS), tmp_path)
+    kinds = [
+        (e["event"], e.get("tool"), e.get("reason")) for e in seen if e["event"] != "model_call"
+    ]
+    assert kinds == [
+        ("tool_call", "google_search", None),
+        ("turn_rolled_back", None, "search without results"),
+        ("tool_call", "lookup", None),
+    ]
+    rolled = next(e for e in seen if e["event"] == "turn_rolled_back")
+    assert (rolled["agent"], rolled["ns"], rolled["turn"]) == ("main", "", 1)
