@@ -74,8 +74,9 @@ class AgentConfig(BaseModel):
     #: Rollbacks in a row after which a repeated query is let through (the reference:
     #: 4, the same as ``max_rollbacks``; the smaller of the two decides).
     max_duplicate_rollbacks: Int = Field(4, ge=0, le=100)
-    #: Rollbacks in a row (malformed calls, refusals, loops, repeated queries, ...)
-    #: after which the next reply is accepted as it is (the reference: at most 4).
+    #: Rollbacks in a row (malformed calls, refusals, loops, repeated queries, a tool
+    #: error or an empty search in the results, ...) after which the next reply is
+    #: accepted as it is, its results shown (the reference: at most 4).
     max_rollbacks: Int = Field(4, ge=0, le=100)
     #: Tool sets by name, ``{name: {option: value}}`` for a set with settings, or
     #: import paths ``package.module:attribute``.
