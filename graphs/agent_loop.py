@@ -367,7 +367,8 @@ class AgentLoop:
         }
 
     def _after_results(self, state: AgentState, update: dict[str, Any]) -> dict[str, Any]:
-        update["rollback_streak"] = 0  # the turn is kept: the rollbacks in a row end
+        if state.get("rollback_streak", 0):  # the turn is kept: the rollbacks in a row end
+            update["rollback_streak"] = 0  # (written only when it changes: a channel write costs)
         if queries := self._succeeded_queries(state, update["messages"]):
             update["queries"] = queries
         if _stats(state)["turns"] >= self.config.max_turns:
