@@ -23,7 +23,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.pregel import Pregel
 from pydantic import BaseModel, Field
 
-from mirograph.agents.tools.base import DEDUPE_KEY, SERVER_KEY
+from mirograph.agents.tools.base import DEDUPE_KEY, SERVER_KEY, documented, with_description
 from mirograph.errors import TaskFailedError
 from mirograph.graphs.run_control import announce_call
 from mirograph.state.messages import new_id
@@ -34,37 +34,60 @@ from mirograph.text import describe
 #: Tool metadata naming the sub-agent a tool stands for.
 SUB_AGENT_KEY = "mirograph_sub_agent"
 
+#: The one argument of a sub-agent's tool.
+SUBTASK = "The sub-task, stated fully: the agent sees nothing else."
+#: What every sub-agent's tool returns when the agent ends without a report.
+NO_REPORT = (
+    " If the agent stops without one, a line saying so and why (an error message if"
+    " its task failed)."
+)
+
+
+def _described(summary: str, returns: str) -> str:
+    """A sub-agent tool's description, with Args and Returns as a tool's docstring has."""
+    return documented(summary, {"subtask": SUBTASK}, returns + NO_REPORT)
+
+
 #: How a parent sees a sub-agent by role: tool name and description.
 ROLE_TOOLS: dict[str, tuple[str, str]] = {
     "browsing": (
         "search_and_browse",
-        "Hands a sub-task to a browsing agent, which searches the web and reads pages to"
-        " find the specific, verifiable information the sub-task asks for, and returns a"
-        " report of what it found and where. State the sub-task clearly, with the"
-        " background it needs; it does not take vague or speculative requests.",
+        _described(
+            "Hands a sub-task to a browsing agent, which searches the web and reads pages to"
+            " find the specific, verifiable information the sub-task asks for. State the"
+            " sub-task clearly, with the background it needs; it does not take vague or"
+            " speculative requests.",
+            "The agent's report, as text: what it found and where it found it.",
+        ),
     ),
     "coding": (
         "write_and_run_code",
-        "Hands a sub-task to a coding agent, which writes and runs code to compute,"
-        " transform or check data, and returns a report of the code's results. State the"
-        " inputs and the result wanted.",
+        _described(
+            "Hands a sub-task to a coding agent, which writes and runs code to compute,"
+            " transform or check data. State the inputs and the result wanted.",
+            "The agent's report, as text: the results its code produced.",
+        ),
     ),
     "reasoning": (
         "reason_step_by_step",
-        "Hands a sub-task to a reasoning agent, which thinks it through without tools and"
-        " returns a justified conclusion. Give it every fact it needs: it cannot look"
-        " anything up.",
+        _described(
+            "Hands a sub-task to a reasoning agent, which thinks it through without tools."
+            " Give it every fact it needs: it cannot look anything up.",
+            "The agent's report, as text: its conclusion and the reasoning behind it.",
+        ),
     ),
 }
 GENERIC_TOOL = (
     "run_subtask",
-    "Hands a sub-task to the {name} agent, which works on it with its own tools and returns"
-    " a report of what it found.",
+    _described(
+        "Hands a sub-task to the {name} agent, which works on it with its own tools.",
+        "The agent's report, as text: what it found.",
+    ),
 )
 
 
 class SubtaskArgs(BaseModel):
-    subtask: str = Field(description="The sub-task, stated fully: the agent sees nothing else.")
+    subtask: str = Field(description=SUBTASK)
 
 
 def node_name(agent: str) -> str:
@@ -87,13 +110,15 @@ def sub_agent_tool(
         # Only calls whose arguments do not validate reach the tool runner.
         raise ValueError("the subtask is empty; state the sub-task to hand over")
 
-    return StructuredTool.from_function(
+    tool = StructuredTool.from_function(
         coroutine=not_delegated,
         name=tool_name_of(agent, role, name),
         description=description or default_description.format(name=agent),
         args_schema=SubtaskArgs,
         metadata={SERVER_KEY: f"agent-{agent}", SUB_AGENT_KEY: agent, DEDUPE_KEY: ["subtask"]},
     )
+    # A flow's own description is used as LangChain gives it (stripped), as before.
+    return tool if description else with_description(tool, default_description.format(name=agent))
 
 
 def delegated(reply: AIMessage, agents_by_tool: Mapping[str, str]) -> list[tuple[ToolCall, str]]:

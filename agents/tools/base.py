@@ -158,6 +158,25 @@ def module_level_docstring(doc: str) -> str:
     return head + body + closing
 
 
+def documented(summary: str, args: Mapping[str, str], returns: str) -> str:
+    """A description with ``Args`` and ``Returns`` sections (``Args`` only when there
+    are arguments), laid out as ``module_level_docstring`` lists a docstring: for a
+    tool whose description is not its function's docstring (one made at run time, a
+    sub-agent), so it reads like the docstrings of the other tools."""
+    lines = [summary, ""]
+    if args:
+        lines += ["Args:", *(f"    {name}: {text}" for name, text in args.items()), ""]
+    lines += ["Returns:", f"    {returns}", ""]
+    return module_level_docstring("\n".join(lines))
+
+
+def with_description(tool: BaseTool, description: str) -> BaseTool:
+    """``tool`` with ``description`` exactly: LangChain strips a description it is given,
+    which would drop a ``documented`` text's last line (the closing quotes' line)."""
+    tool.description = description
+    return tool
+
+
 def listed_schema(tool: BaseTool) -> dict[str, Any]:
     """The tool's input schema with its ``title`` keys, as FastMCP makes it.
 

@@ -145,7 +145,17 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
     workspace = ctx.workspace
 
     async def read_file(path: str, offset: int = 0, max_chars: int = MAX_READ_CHARS) -> str:
-        """Read a text file from the workspace, from character `offset`, at most `max_chars`."""
+        """Read a text file from the workspace, a part at a time.
+
+        Args:
+            path: The file's path in the workspace (relative).
+            offset: Character position to start reading at (0 for the beginning).
+            max_chars: How many characters to read at most (at most 100000).
+
+        Returns:
+            The file's text from offset, at most max_chars characters (fewer at the
+            file's end). A missing file gives an error message.
+        """
         relative = confine(workspace, path)
         if offset < 0:
             raise ToolException(f"offset {offset} is negative; give a character position from 0")
@@ -159,7 +169,15 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         return text[offset : offset + limit]
 
     async def write_file(path: str, content: str) -> str:
-        """Write `content` to a file in the workspace, creating folders; replaces the file."""
+        """Write text to a file in the workspace, creating its folders; replaces the file.
+
+        Args:
+            path: The file's path in the workspace (relative).
+            content: The text to write (UTF-8).
+
+        Returns:
+            A line saying how many characters were written, and where.
+        """
         relative = confine(workspace, path)
         where = await asyncio.to_thread(
             _write_inside, workspace, relative, content.encode("utf-8"), path
@@ -167,13 +185,31 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         return f"wrote {len(content)} characters to {where}"
 
     async def list_files(path: str = ".") -> str:
-        """List files under a folder of the workspace (recursive), with their sizes in bytes."""
+        """List the files under a folder of the workspace, in all its subfolders.
+
+        Args:
+            path: The folder's path in the workspace ("." for the whole workspace).
+
+        Returns:
+            One line per file: its path in the workspace, a tab, its size in bytes;
+            "(no files)" when there are none. A missing folder gives an error message.
+        """
         relative = confine(workspace, path)
         lines = await asyncio.to_thread(_list, workspace, relative, path)
         return "\n".join(lines) if lines else "(no files)"
 
     async def download_file(url: str, path: str) -> str:
-        """Download the file at an http(s) `url` into the workspace at `path` (bytes as is)."""
+        """Download a file from the web into the workspace, its bytes as they are.
+
+        Args:
+            url: The http(s) URL of the file.
+            path: Where to save it in the workspace (relative); an existing file is replaced.
+
+        Returns:
+            A line with the bytes saved, their content type, the URL and the path. A
+            download that fails, or is larger than 50 MB, saves nothing and gives an
+            error message.
+        """
         from mirograph.agents.tools.scrape import FetchLimits, fetch  # httpx only when used
 
         relative = confine(workspace, path)
@@ -187,7 +223,7 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         return f"saved {len(page.body)} bytes ({kind}) from {url} to {where}"
 
     tools = [
-        StructuredTool.from_function(coroutine=fn, handle_tool_error=False)
+        StructuredTool.from_function(coroutine=fn, handle_tool_error=False, parse_docstring=True)
         for fn in (read_file, write_file, list_files, download_file)
     ]
     return [on_server(tool, SERVER) for tool in tools]

@@ -143,13 +143,17 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
             return loaded[0]
 
     async def local_search(query: str, top_k: int | None = None) -> str:
-        """Search the local document collection (offline, private files) with keywords.
-        Returns JSON results like a web search: title, link (doc://<doc_id>), snippet,
-        doc_id, and offset (where the snippet starts); read a result with read_document.
+        """Search the local document collection (offline, private files) with keywords;
+        read a result with read_document.
 
         Args:
             query: Keywords to look for; exact names, places and dates work best.
             top_k: How many results to return (default set by the flow, at most 50).
+
+        Returns:
+            JSON like a web search: "organic" lists the matches best first, each with
+            title, link (doc://<doc_id>), snippet, position, doc_id and offset (where
+            the snippet starts); an empty list means no document matched.
         """
         k = options.top_k if top_k is None else top_k
         if not 1 <= k <= MAX_TOP_K:
@@ -168,6 +172,11 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         Args:
             doc_id: The document's doc_id (or its doc:// link) from local_search results.
             offset: Character position to start reading at (0 for the beginning).
+
+        Returns:
+            A line with the document's title, link and the characters shown, then the
+            text. When more follows, a last line says how many characters are left and
+            which offset to read on from. An unknown doc_id gives an error message.
         """
         corpus = await index()
         doc = find_doc(corpus, doc_id)

@@ -22,7 +22,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from mirograph.agents.fields import DAY_S, TIB_MB, Bool, Float, Int
-from mirograph.agents.tools.base import ToolContext, on_server
+from mirograph.agents.tools.base import ToolContext, documented, on_server, with_description
 from mirograph.agents.tools.sandbox import (
     Limits,
     SandboxError,
@@ -119,20 +119,20 @@ def _as_text(value: Any) -> Any:
     return value if value is None or isinstance(value, str) else str(value)
 
 
-SandboxId = Annotated[
-    str | None,
-    BeforeValidator(_as_text),
-    Field(description="The sandbox to use, from create_sandbox; omit it for the default sandbox."),
-]
+SANDBOX_ID = "The sandbox to use, from create_sandbox; omit it for the default sandbox."
+CODE_BLOCK = "The Python code to run."
+COMMAND = "The shell command to run (with /bin/sh -c)."
+
+SandboxId = Annotated[str | None, BeforeValidator(_as_text), Field(description=SANDBOX_ID)]
 
 
 class CodeArgs(BaseModel):
-    code_block: str = Field(description="The Python code to run.")
+    code_block: str = Field(description=CODE_BLOCK)
     sandbox_id: SandboxId = None
 
 
 class CommandArgs(BaseModel):
-    command: str = Field(description="The shell command to run (with /bin/sh -c).")
+    command: str = Field(description=COMMAND)
     sandbox_id: SandboxId = None
 
 
@@ -189,42 +189,52 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
         except SandboxError as exc:
             raise ToolException(str(exc)) from None
 
-    code_help = (
+    # The descriptions hold run-time limits, so they are not docstrings: ``documented``
+    # lays them out as the docstrings of the other tools are listed.
+    code_help = documented(
         "Run Python code in a sandbox's persistent interpreter, like a notebook cell:"
         " variables and imports persist between calls, and the value of a final expression"
-        " is printed. Returns stdout, stderr and any traceback. The working directory is the"
-        " sandbox's folder (the default sandbox's folder is the run workspace, shared with"
-        f" the file tools); use relative paths. {limits_text}"
+        " is printed. The working directory is the sandbox's folder (the default sandbox's"
+        " folder is the run workspace, shared with the file tools); use relative paths."
+        f" {limits_text}",
+        {"code_block": CODE_BLOCK, "sandbox_id": SANDBOX_ID},
+        "The call's output as text: stdout and stderr as printed, any traceback, and the"
+        " final expression's value; a long output keeps its start and end. Code that runs"
+        " past the time limit gives an error message; the interpreter then restarts,"
+        " losing its variables.",
     )
+    create_help = documented(
+        "Create a new, separate sandbox (its own Python interpreter and working folder)."
+        " Rarely needed: without a sandbox_id, run_python_code and run_command use the"
+        " run's default sandbox.",
+        {},
+        "A line with the new sandbox's sandbox_id and its working folder.",
+    )
+    command_help = documented(
+        "Run a shell command (/bin/sh -c) in a sandbox's working folder, in a fresh"
+        " process. Python state is not shared with run_python_code, files are."
+        f" {limits_text}",
+        {"command": COMMAND, "sandbox_id": SANDBOX_ID},
+        "The command's output as text (stdout and stderr as printed), then"
+        ' "[exit code: N]" when it is not 0; a long output keeps its start and end.'
+        " A command that runs past the time limit gives an error message.",
+    )
+    made = [
+        (create_sandbox, create_help, NoArgs),
+        (run_python_code, code_help, CodeArgs),
+        (run_command, command_help, CommandArgs),
+    ]
     tools = [
-        StructuredTool.from_function(
-            coroutine=create_sandbox,
-            name="create_sandbox",
-            description=(
-                "Create a new, separate sandbox (its own Python interpreter and working"
-                " folder) and return its sandbox_id. Rarely needed: without a sandbox_id,"
-                " run_python_code and run_command use the run's default sandbox."
+        with_description(
+            StructuredTool.from_function(
+                coroutine=function,
+                name=function.__name__,
+                description=description,
+                args_schema=schema,
+                handle_tool_error=False,
             ),
-            args_schema=NoArgs,
-            handle_tool_error=False,
-        ),
-        StructuredTool.from_function(
-            coroutine=run_python_code,
-            name="run_python_code",
-            description=code_help,
-            args_schema=CodeArgs,
-            handle_tool_error=False,
-        ),
-        StructuredTool.from_function(
-            coroutine=run_command,
-            name="run_command",
-            description=(
-                "Run a shell command (/bin/sh -c) in a sandbox's working folder, in a fresh"
-                " process; returns its output and exit code. Python state is not shared"
-                f" with run_python_code, files are. {limits_text}"
-            ),
-            args_schema=CommandArgs,
-            handle_tool_error=False,
-        ),
+            description,
+        )
+        for function, description, schema in made
     ]
     return [on_server(tool, SERVER) for tool in tools]

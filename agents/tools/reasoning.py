@@ -44,6 +44,10 @@ def make_tools(ctx: ToolContext) -> list[BaseTool]:
 
         Args:
             question: The full question, with all the facts it needs.
+
+        Returns:
+            The model's answer as text, its thinking left out. An error message if the
+            model fails or answers nothing.
         """
         model = state.get("model")
         if model is None:  # one client per run, opened on first use

@@ -102,6 +102,13 @@ def make_tools(ctx: ToolContext, *, limits: FetchLimits | None = None) -> list[B
         Args:
             url: The http(s) URL of the page.
             info_to_extract: What to look for on the page.
+
+        Returns:
+            JSON with url, info_to_extract, page_stats (lines, chars, all_content_shown)
+            and either extracted_info (what was found, when the flow sets an extraction
+            model) or content (the page's text, ending in "[Content truncated]" when cut).
+            A page that cannot be fetched or read gives an error message saying why
+            (e.g. its HTTP status).
         """
         if options.fetcher == "tavily":
             from mirograph.agents.tools.search import extract_page

@@ -116,7 +116,7 @@ def make_tools(ctx: ToolContext, *, timeout_s: float = TIMEOUT_S) -> list[BaseTo
         page: int = 1,
         location: str | None = None,
     ) -> str:
-        """Search the web (Google-style). Returns organic results as JSON: title, link, snippet.
+        """Search the web (Google-style).
 
         Args:
             q: The search query.
@@ -126,6 +126,12 @@ def make_tools(ctx: ToolContext, *, timeout_s: float = TIMEOUT_S) -> list[BaseTo
             tbs: Time filter: "qdr:d" past day, "qdr:w" week, "qdr:m" month, "qdr:y" year.
             page: Results page number.
             location: Where the search is made from, e.g. "Berlin, Germany".
+
+        Returns:
+            JSON with "searchParameters" (the search as made) and "organic", the results
+            best first, each with title, link, snippet, position and, when known, date.
+            An empty "organic" list means nothing matched. A search that fails (no API
+            key, rate limit, timeout) gives an error message saying why.
         """
         key = os.environ.get(KEY_ENV)
         if not key:

@@ -18,6 +18,7 @@ from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.prompts import is_closing_request, task_message
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
+from mirograph.agents.tools.base import tool_specs
 from mirograph.errors import FlowBuildError, FlowError
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import (
@@ -27,6 +28,7 @@ from mirograph.flows.runner import (
     start_run,
 )
 from mirograph.flows.runs import list_runs
+from mirograph.graphs.sub_agents import ROLE_TOOLS, sub_agent_tool
 from mirograph.state.retention import OMITTED
 
 QUESTION = "How do alpha and beta compare?"
@@ -362,3 +364,18 @@ async def test_max_parallel_bounds_how_many_sub_agents_run_at_once(
     # One sub-agent at a time: each one's requests form a single unbroken block.
     blocks = [name for i, name in enumerate(order) if i == 0 or order[i - 1] != name]
     assert sorted(blocks) == ["Sub-task for browsing", "Sub-task for coding"]
+
+
+@pytest.mark.parametrize("role", [*ROLE_TOOLS, None])
+def test_a_sub_agent_tool_is_listed_with_args_and_returns_like_a_docstring(
+    role: str | None,
+) -> None:
+    [spec] = tool_specs([sub_agent_tool("helper", role)])
+    text = spec.description
+    assert "\n\n    Args:\n        subtask: The sub-task, stated fully" in text
+    assert "\n\n    Returns:\n        The agent's report, as text" in text
+    assert text.endswith(".\n    ")  # the closing quotes' line, as a docstring lists
+    assert role is not None or text.startswith("Hands a sub-task to the helper agent,")
+    # A flow's own tool_description is shown as written.
+    [own] = tool_specs([sub_agent_tool("helper", role, description="Ask the helper.")])
+    assert own.description == "Ask the helper."

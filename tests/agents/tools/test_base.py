@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 from support import listed_mcp_server
 from support.listed_mcp_server import FUNCTIONS, server
 
+from mirograph.agents.config import ModelConfig
 from mirograph.agents.mirothinker.tool_prompt import python_literal
 from mirograph.agents.tools.base import RunResources, ToolContext, tool_specs
-from mirograph.agents.tools.tool_refs import resolve_tools
+from mirograph.agents.tools.tool_refs import BUILTIN_SETS, parse_ref, resolve_tools
 
 
 class Resource:
@@ -228,3 +229,23 @@ async def test_an_mcp_servers_tools_keep_the_servers_own_listing(tmp_path: Path)
     command = [sys.executable, listed_mcp_server.__file__]
     tools = resolve_tools([{"mcp": {"name": "listed", "command": command}}], context(tmp_path))
     assert listing(tools) == await fastmcp_listing()
+
+
+async def test_every_built_in_tool_is_listed_with_args_and_returns(tmp_path: Path) -> None:
+    # As the MCP servers the weights were trained with list theirs: the docstring's Args
+    # (when the tool takes any) and Returns sections, and the closing quotes' line.
+    (tmp_path / "corpus").mkdir()
+    refs: list[Any] = ["search", "scrape", "files", "python"]
+    refs += [{"local": {"path": str(tmp_path / "corpus")}}, {"reasoning": {"model": "m"}}]
+    assert {parse_ref(ref).name for ref in refs} == set(BUILTIN_SETS) - {
+        "mcp"
+    }  # mcp: a server's own
+    ctx = ToolContext("r1", tmp_path, models={"m": ModelConfig(base_url="http://127.0.0.1:9")})
+    specs = tool_specs(resolve_tools(refs, ctx))
+    assert len(specs) == 12
+    for spec in specs:
+        has_args = bool(spec.schema["properties"])
+        assert ("\n\n    Args:\n        " in spec.description) == has_args, spec.name
+        assert "\n\n    Returns:\n        " in spec.description, spec.name
+        assert spec.description.endswith(".\n    "), spec.name
+    await ctx.aclose()
