@@ -272,6 +272,12 @@ def _load_arguments(raw: str) -> dict[str, Any] | str:
     if len(raw) > MAX_REPAIR_CHARS:
         # json_repair is pure Python and slower than linear on some inputs.
         return f"{strict_error}; too long to repair ({len(raw)} characters)"
+    if _nests_too_deep(raw):
+        # json_repair takes seconds on deep runs of [ and { (quadratic for some).
+        return (
+            f"{strict_error}; not repaired: brackets nest deeper than {MAX_ARGUMENT_DEPTH}"
+            " levels; close every [ and { and nest less"
+        )
     try:
         repaired: Any = json_repair.loads(raw)
     except Exception as exc:  # json_repair has no narrow error type of its own
@@ -281,6 +287,27 @@ def _load_arguments(raw: str) -> dict[str, Any] | str:
     if not repaired and not _EMPTY_OBJECT_RE.fullmatch(raw):
         return f"{strict_error}; repair gave an empty object"
     return _usable(repaired, raw)
+
+
+#: A JSON string (closed or cut off by the end) or one bracket, for the depth scan.
+_STRUCTURE_RE = re.compile(r'"[^"\\]*(?:\\[\s\S][^"\\]*)*"?|[\[\]{}]')
+
+
+def _nests_too_deep(raw: str) -> bool:
+    """Whether brackets outside strings in ``raw`` open more than MAX_ARGUMENT_DEPTH levels.
+
+    One scan, linear in ``raw``; a closing bracket with nothing open is ignored.
+    """
+    depth = 0
+    for token in _STRUCTURE_RE.finditer(raw):
+        char = token.group()[0]
+        if char in "[{":
+            depth += 1
+            if depth > MAX_ARGUMENT_DEPTH:
+                return True
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return False
 
 
 def _usable(arguments: dict[str, Any], raw: str) -> dict[str, Any] | str:

@@ -293,6 +293,27 @@ def test_nesting_within_the_limit_parses() -> None:
     assert _single(HEAD + raw + TAIL).arguments == json.loads(raw)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    ["{" * 5000, '["' * 5000, "[{" * 5000, '{"a": ' + "[" * 65, '{"q": "x"}' + "[" * 100],
+    ids=["open-objects", "open-lists-of-strings", "mixed", "just-past-the-limit", "after-a-value"],
+)
+def test_deep_unclosed_brackets_are_not_repaired(raw: str) -> None:
+    """json_repair takes seconds on such runs; the call is refused before it, and says why."""
+    reply = parse_reply(HEAD + raw + TAIL)
+    assert reply.calls == []
+    error = reply.malformed[0].error
+    assert error.startswith("invalid JSON (")
+    assert error.endswith(
+        "not repaired: brackets nest deeper than 64 levels; close every [ and { and nest less"
+    )
+
+
+def test_brackets_inside_strings_do_not_count_towards_the_depth() -> None:
+    raw = '{"code": "' + "[" * 200 + '", }'
+    assert _single(HEAD + raw + TAIL).arguments == {"code": "[" * 200}
+
+
 def test_nesting_past_the_limit_is_named() -> None:
     raw = '{"a": ' + "[" * 100 + "]" * 100 + "}"
     reply = parse_reply(HEAD + raw + TAIL)
