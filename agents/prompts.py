@@ -139,3 +139,39 @@ def closing_request(question: str, *, role: str = "main") -> str:
 def is_closing_request(text: str | None) -> bool:
     """Whether a user message is a closing request (either kind), by its fixed opening."""
     return isinstance(text, str) and text.startswith((CLOSING_HEADER, MAIN_CLOSING_OPENING))
+
+
+# -- restarts -----------------------------------------------------------------
+
+#: Asked after an attempt ended with no boxed answer (restarts with a summary, the
+#: v1.5 rule): what the next attempt should know. No tools; the reply is continued
+#: from ``FAILURE_SUMMARY_PREFIX``, which opens the thinking.
+FAILURE_SUMMARY_REQUEST = """This attempt at the task is over and it ended without a \
+final answer. Do not call any tool. Write a short account of it for a fresh attempt at \
+the same task:
+
+Failure type: one of
+  - incomplete: the turns ran out before the work was done
+  - blocked: tools kept failing, or information that was needed could not be found
+  - misdirected: the approach was wrong
+  - format_missed: the answer was found but not given in \\boxed{}
+What happened: the approach taken, and why it did not reach a final answer.
+Useful findings: the facts, intermediate results and conclusions worth reusing."""
+
+FAILURE_SUMMARY_PREFIX = "<think>\n"
+
+
+def restart_question(question: str, summaries: Sequence[str]) -> str:
+    """The task of a restarted attempt: the question, then what each earlier attempt
+    tried and found (none: the question alone, as the 1.7 rule restarts)."""
+    if not summaries:
+        return question
+    items = "".join(
+        f"[Attempt {number}]\n{summary.strip()}\n\n" for number, summary in enumerate(summaries, 1)
+    )
+    return (
+        f"{question.rstrip()}\n\n=== Earlier attempts ===\nEarlier attempts at this task"
+        " ended without an answer. What each one tried and found:\n\n"
+        f"{items}=== End of earlier attempts ===\n\nTake a different approach this time,"
+        " and reuse what was found.\n"
+    )

@@ -34,6 +34,8 @@ class _Agent:
     max_turns: int | None = None
     last: str = ""
     done: bool = False
+    #: The attempt in progress, once the agent has restarted (1: never restarted).
+    attempt: int = 1
     children: list[str] = field(default_factory=list)
 
 
@@ -95,6 +97,10 @@ class RunProgress:
         elif kind == "agent_finished":
             agent = self._agent(ns, event["agent"])
             agent.done = True
+            self._print(event, agent.label)
+        elif kind == "restarted":
+            agent = self._agent(ns, event["agent"])
+            agent.turn, agent.attempt = 0, event.get("attempt") or agent.attempt + 1
             self._print(event, agent.label)
         elif kind in ("budget_reached", "run_paused", "run_failed"):
             self._print(event, self._agent(ns, event.get("agent") or "run").label)
@@ -161,6 +167,8 @@ class RunProgress:
                 continue
             budget = f"/{agent.max_turns}" if agent.max_turns else ""
             turn = f"turn {agent.turn}{budget}" if agent.turn else "starting"
+            if agent.attempt > 1:
+                turn += f" · attempt {agent.attempt}"
             table.add_row(agent.label, turn, Text(agent.last))
         reason = control.pause_reason and printable(control.pause_reason, multiline=False)
         note = reason and f"pausing after the current step ({reason})"
@@ -193,6 +201,12 @@ def describe(event: dict[str, Any], label: str) -> Text | None:
         detail = event.get("detail") or ""
         what = f"  t{event.get('turn')} {event['outcome']}: {detail}"
         return Text.assemble(("↺ ", "yellow"), (label, "cyan"), what)
+    if kind == "restarted":
+        what = (
+            f"  attempt {event.get('attempt')}: the last ended with no boxed answer"
+            f" ({event.get('after')}, {event.get('turns')} turns); starting again from the task"
+        )
+        return Text.assemble(("↻ ", "yellow"), (label, "cyan"), what)
     if kind == "budget_reached":
         what = f"  {event['budget']} reached: closing with an answer"
         return Text.assemble(("⚑ ", "yellow"), (label, "cyan"), what)

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -404,7 +405,7 @@ async def compiled_run(
             config = _config(record.id, DEFAULT_GRAPH_STEPS)
             yield CompiledRun(graph, config, None, missing_graph=f"{exc}; shown from the store")
             return
-        ctx = GraphContext(record.id, workspace, store.blobs)
+        ctx = GraphContext(record.id, workspace, store.blobs, today=run_date(record))
         try:
             compiled = builder(ctx).compile(checkpointer=store.checkpointer, name=record.flow)
             make_workspace(workspace)
@@ -414,7 +415,7 @@ async def compiled_run(
         return
     flow = validate_flow(record.flow_spec, source=f"run {record.id}", import_tools=not reading)
     tools = ToolContext(run_id=record.id, workspace=workspace)
-    built = build_flow_graph(flow, tools, store.blobs, reading=reading)
+    built = build_flow_graph(flow, tools, store.blobs, reading=reading, today=run_date(record))
     try:
         compiled = built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
         make_workspace(workspace)
@@ -424,6 +425,14 @@ async def compiled_run(
         yield CompiledRun(compiled, config, flow, entry)
     finally:
         await built.aclose()
+
+
+def run_date(record: RunRecord) -> str:
+    """The date a run's system prompts state: the local day it was created, kept for
+    its whole life. A sub-agent first started after a resume on a later day (or on
+    another machine) is told the same date as the agents before it."""
+    created = datetime.fromtimestamp(record.created_at) if record.created_at else datetime.now()
+    return created.date().isoformat()
 
 
 def make_workspace(workspace: Path) -> None:

@@ -2,6 +2,11 @@
 
     start -> model -> tools -> model -> ... -> close -> END
 
+An entry agent with ``max_restarts`` whose attempt ends with no boxed answer
+goes on to ``restart`` (``graphs.attempts``) and works again from the task:
+
+    ... -> close -> restart -> model -> ... -> close -> END
+
 An agent with sub-agents sends each sub-agent call of a reply to that
 sub-agent's node (``Send``), where it runs as a subgraph, in parallel with the
 reply's other calls; ``collect`` then appends all results in call order:
@@ -54,6 +59,7 @@ from mirograph.agents.mirothinker.boxed import extract_boxed
 from mirograph.agents.mirothinker.thinking import split_thinking
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.tools.base import DEDUPE_KEY, server_of, tool_specs
+from mirograph.graphs import attempts
 from mirograph.graphs.config import AgentConfig
 from mirograph.graphs.model_step import (
     CHARS_PER_TOKEN,
@@ -178,8 +184,18 @@ class AgentLoop:
             graph.add_conditional_edges(node, router, targets)
         graph.add_edge(START, "start")
         graph.add_edge("start", "model")
-        graph.add_edge("close", END)
+        if self.restarts:
+            graph.add_node("restart", self.restart)
+            graph.add_conditional_edges("close", _Untraced(_after_close), ["restart", END])
+            graph.add_edge("restart", "model")
+        else:
+            graph.add_edge("close", END)
         return graph
+
+    @property
+    def restarts(self) -> int:
+        """Restarts this agent may make: a main agent's, whose answer is a box."""
+        return 0 if self.is_sub_agent or self.role != "main" else self.config.max_restarts
 
     def next_step(self, state: AgentState) -> str | list[Send | str]:
         """Where the agent goes after a model, tools or collect step, from its state:
@@ -240,7 +256,8 @@ class AgentLoop:
             control.check_pause()  # the step before this one is checkpointed
         self._tool_time.take(config, stats)
         if control is not None and (budget := control.over_budget()):
-            self._emit(config, "budget_reached", budget=budget, turn=stats["turns"])
+            turn = stats["turns"] - attempts.current(state).turns_before
+            self._emit(config, "budget_reached", budget=budget, turn=turn)
             return close_update(stats, budget)
         return await self.model_step.work(state, config, stats)
 
@@ -261,7 +278,7 @@ class AgentLoop:
             control.check_pause()
         reply = state["messages"][-1]
         assert isinstance(reply, AIMessage)
-        turn = _stats(state)["turns"]
+        turn = _stats(state)["turns"] - attempts.current(state).turns_before
         report = self._tool_reporter(config, turn) if control is not None else None
         started = time.perf_counter()
         if delegations := delegated(reply, self._agents_by_tool):
@@ -300,7 +317,7 @@ class AgentLoop:
         assert isinstance(reply, AIMessage)
         reply = self._runner.slips.reply(reply)  # keyed as run, after its slips' repair
         succeeded = {r.tool_call_id for r in results if r.status != "error"}
-        seen = set(state.get("queries") or ())
+        seen = set(attempts.seen_queries(state))
         new: list[str] = []
         for call in reply.tool_calls:
             key = query_key(call, self.model_step.dedupe) if call["id"] in succeeded else None
@@ -358,7 +375,8 @@ class AgentLoop:
         stats = update.get("stats") or _stats(state)
         stats["turns"] -= 1
         stats["rollbacks"] += 1
-        self._emit(config, "turn_rolled_back", turn=stats["turns"] + 1, reason=reason)
+        turn = stats["turns"] + 1 - attempts.current(state).turns_before
+        self._emit(config, "turn_rolled_back", turn=turn, reason=reason)
         return {
             **update,
             "messages": [RemoveMessage(id=reply.id)],
@@ -371,7 +389,8 @@ class AgentLoop:
             update["rollback_streak"] = 0  # (written only when it changes: a channel write costs)
         if queries := self._succeeded_queries(state, update["messages"]):
             update["queries"] = queries
-        if _stats(state)["turns"] >= self.config.max_turns:
+        now = attempts.current(state)
+        if _stats(state)["turns"] - now.turns_before >= self.config.max_turns:
             update["phase"] = "close"
             update["stop_reason"] = "max_turns"
         return update
@@ -382,40 +401,119 @@ class AgentLoop:
         The model is shown the request after an assistant message, with what the
         reference agent drops before it (``model_step.closing_history``); the
         stored history keeps every message and gains the request and the reply.
+        An agent that may still restart takes only a box of this reply as its
+        answer; its last attempt falls back on the last box seen in the run.
         """
         stats = _stats(state)
         self._tool_time.take(config, stats)
         request = HumanMessage(
-            prompts.closing_request(state["question"], role=self.role), id=new_id()
+            prompts.closing_request(attempts.question(state), role=self.role), id=new_id()
         )
         context_full = state.get("stop_reason") in CONTEXT_FULL
+        stop_reason = state.get("stop_reason") or "answered"
+        restart = bool(self.restarts) and attempts.may_restart(state, self.restarts, stop_reason)
+        base = attempts.current(state).turns_before
         started = time.perf_counter()
         reply = await self.model_step.closing_reply(
-            state["messages"], request, config, stats, context_full=context_full
+            attempts.history(state), request, config, stats, context_full=context_full, base=base
         )
+        fallback = None if restart else state.get("boxed")
         answer: str | None
         if reply is None:
-            answer, new = state.get("boxed"), [request]
+            answer, new = fallback, [request]
         else:
             count_usage(stats, reply)
             reply = redact_reply(reply)
-            self.model_step.report_call(config, stats, started, reply, "ok", phase="close")
+            self.model_step.report_call(
+                config, stats, started, reply, "ok", phase="close", base=base
+            )
             visible = split_thinking(reply.text)[1]
             if self.role == "main":
-                answer = extract_boxed(visible) or state.get("boxed")
+                answer = extract_boxed(visible) or fallback
             else:
-                answer = visible or state.get("boxed")
+                answer = visible or fallback
             new = [request, reply]
-        stop_reason = state.get("stop_reason") or "answered"
-        if not (answer or "").strip():
+        answered = bool((answer or "").strip())
+        if not answered:
             stop_reason = _why_no_answer(stop_reason, reply)
         return {
             "messages": new,
             "stats": stats,
             "answer": answer,
-            "phase": "done",
+            "phase": "restart" if restart and not answered else "done",
             "stop_reason": stop_reason,
         }
+
+    async def restart(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        """Start again from the task after an attempt with no answer (``graphs.attempts``).
+
+        With ``restart_summary`` the model is first asked what the attempt tried
+        and found (the request and its reply stay in the history); the new attempt
+        gets the first attempt's system prompt, unchanged, and the task with every
+        summary so far.
+        """
+        control = current_control()
+        if control is not None:
+            control.check_pause()
+        stats = _stats(state)
+        summary: str | None = None
+        added: list[Any] = []
+        if self.config.restart_summary:
+            summary, added = await self._failure_summary(state, config, stats)
+        ended = attempts.record(state, state.get("stop_reason"), summary)
+        ended["messages_end"] += len(added)
+        records = [*(state.get("attempts") or []), ended]
+        task = attempts.question({**state, "attempts": records})
+        system = state["messages"][0]
+        self._emit(
+            config,
+            "restarted",
+            attempt=ended["attempt"] + 1,
+            after=ended["stop_reason"],
+            turns=ended["turns"],
+            summary_chars=len(summary or ""),
+        )
+        return {
+            "messages": [
+                *added,
+                SystemMessage(system.content, id=new_id()),
+                HumanMessage(prompts.task_message(task, role=self.role), id=new_id()),
+            ],
+            "attempts": records,
+            "stats": stats,
+            "phase": "work",
+            "rollback_streak": 0,
+            "answer": None,
+            "stop_reason": None,
+        }
+
+    async def _failure_summary(
+        self, state: AgentState, config: RunnableConfig, stats: AgentStats
+    ) -> tuple[str | None, list[Any]]:
+        """The finished attempt's summary, and the request and reply to store; the
+        summary is None when the closing request got no reply (the attempt's
+        history did not fit: the summary request would not either)."""
+        history = attempts.history(state)
+        if len(history) < 2 or not isinstance(history[-1], AIMessage):
+            return None, []
+        work, closing = history[:-2], history[-2:]
+        started = time.perf_counter()
+        base = attempts.current(state).turns_before
+        reply = await self.model_step.failure_summary(
+            work,
+            closing,
+            config,
+            stats,
+            context_full=state.get("stop_reason") in CONTEXT_FULL,
+            base=base,
+        )
+        if reply is None:
+            return None, []
+        count_usage(stats, reply)
+        reply = redact_reply(reply)
+        self.model_step.report_call(config, stats, started, reply, "ok", phase="summary", base=base)
+        request = HumanMessage(prompts.FAILURE_SUMMARY_REQUEST, id=new_id())
+        return attempts.summary_of(reply), [request, reply]
 
     # -- events ---------------------------------------------------------------
 
@@ -471,6 +569,11 @@ def _preview(value: Any, width: int) -> str:
     if not isinstance(value, str):
         value = json.dumps(value, ensure_ascii=False, default=str)
     return clip(value, width)
+
+
+def _after_close(state: AgentState) -> str:
+    """``restart`` when the closing step says the agent starts again, else the end."""
+    return "restart" if state.get("phase") == "restart" else END
 
 
 def _why_no_answer(stop_reason: str, reply: AIMessage | None) -> str:

@@ -26,6 +26,7 @@ def build_agent(
     is_sub_agent: bool = False,
     built: dict[str, AgentLoop] | None = None,
     reading: bool = False,
+    today: str | None = None,
 ) -> AgentLoop:
     """The agent loop of ``name``, with its own model, tools, window and sub-agents.
 
@@ -34,14 +35,23 @@ def build_agent(
     namespace. ``built`` collects every loop made, for closing connections.
     ``reading``: the graph only reads a run's state (``show``, ``export``), so a
     tool that cannot be imported here (another machine, another environment)
-    is left out instead of failing.
+    is left out instead of failing. ``today``: the date the system prompts state
+    (a run's first day, so that a sub-agent started after a resume on a later day
+    is told the same date as its parent); None: today.
     """
     built = {} if built is None else built
     agent = flow.agents[name]
     subs = []
     for sub_name in agent.sub_agents:
         sub_loop = built.get(sub_name) or build_agent(
-            flow, sub_name, ctx, blobs, is_sub_agent=True, built=built, reading=reading
+            flow,
+            sub_name,
+            ctx,
+            blobs,
+            is_sub_agent=True,
+            built=built,
+            reading=reading,
+            today=today,
         )
         sub_config = flow.agents[sub_name]
         tool = sub_agent_tool(
@@ -79,6 +89,7 @@ def build_agent(
         max_tokens=model_config.max_tokens,
         sub_agents=subs,
         is_sub_agent=is_sub_agent,
+        **({"today": today} if today else {}),
     )
     built[name] = loop
     return loop
@@ -100,11 +111,17 @@ class FlowGraph:
 
 
 def build_flow_graph(
-    flow: FlowConfig, ctx: ToolContext, blobs: BlobStore | None = None, *, reading: bool = False
+    flow: FlowConfig,
+    ctx: ToolContext,
+    blobs: BlobStore | None = None,
+    *,
+    reading: bool = False,
+    today: str | None = None,
 ) -> FlowGraph:
-    """The flow's graph; ``blobs`` (the run store's) takes long tool results."""
+    """The flow's graph; ``blobs`` (the run store's) takes long tool results;
+    ``today``: the date its system prompts state (None: today)."""
     built: dict[str, AgentLoop] = {}
-    entry = build_agent(flow, flow.entry, ctx, blobs, built=built, reading=reading)
+    entry = build_agent(flow, flow.entry, ctx, blobs, built=built, reading=reading, today=today)
     # Tools open connections and processes on first use, not here, so a build
     # that fails leaves nothing to close.
     return FlowGraph(graph=entry.build(), agents=list(built.values()), tools=ctx)
@@ -113,6 +130,8 @@ def build_flow_graph(
 def flow_recursion_limit(flow: FlowConfig) -> int:
     """The largest step budget of any agent: each graph counts its own steps."""
     return max(
-        recursion_limit(agent.max_turns, delegates=bool(agent.sub_agents))
+        recursion_limit(
+            agent.max_turns, delegates=bool(agent.sub_agents), restarts=agent.max_restarts
+        )
         for agent in flow.agents.values()
     )

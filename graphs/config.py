@@ -47,6 +47,11 @@ MAX_RUN_SECONDS = 365 * DAY_S
 #: MiroThinker releases and the entry agent's turn budget each was published with
 #: (the protocol page, "Versions"); the call format, keep-K and sampling are the same.
 VERSION_TURNS = {"v1.0": 600, "v1.5": 400, "v1.7": 300}
+#: Each release's restart rule (the protocol page, "Versions"): restarts after an
+#: attempt with no boxed answer (``context_compress_limit``, 5 as published) and
+#: whether the new task carries a summary of each earlier attempt (1.7: not).
+VERSION_RESTARTS = {"v1.0": (5, True), "v1.5": (5, True), "v1.7": (5, False)}
+MAX_RESTARTS = 100
 
 
 class AgentConfig(BaseModel):
@@ -78,6 +83,14 @@ class AgentConfig(BaseModel):
     #: error or an empty search in the results, ...) after which the next reply is
     #: accepted as it is, its results shown (the reference: at most 4).
     max_rollbacks: Int = Field(4, ge=0, le=100)
+    #: Times the agent starts again from the task when an attempt ends with no
+    #: boxed answer (the turns or the context spent, no box in the closing reply);
+    #: the entry agent only. Each attempt has the whole ``max_turns``.
+    max_restarts: Int = Field(0, ge=0, le=MAX_RESTARTS)
+    #: A restarted task carries what each earlier attempt tried and found, asked
+    #: of the model when the attempt ends (v1.0, v1.5); False restarts on the
+    #: bare task (1.7).
+    restart_summary: bool = True
     #: Tool sets by name, ``{name: {option: value}}`` for a set with settings, or
     #: import paths ``package.module:attribute``.
     tools: list[str | dict[str, dict[str, Any] | None]] = Field(default_factory=list)
@@ -95,12 +108,23 @@ class AgentConfig(BaseModel):
 AGENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
-def recursion_limit(max_turns: int, *, delegates: bool = False) -> int:
-    """LangGraph steps an agent may take: start, model+tools per turn, close, margin.
+def recursion_limit(max_turns: int, *, delegates: bool = False, restarts: int = 0) -> int:
+    """LangGraph steps an agent may take: start, model+tools per turn, close, margin;
+    again for each restart (``restart`` instead of ``start``).
 
     A turn of an agent with sub-agents takes one more step (``collect``).
     """
-    return (3 if delegates else 2) * max_turns + 8
+    return ((3 if delegates else 2) * max_turns + 8) * (restarts + 1)
+
+
+def _apply_version(entry: AgentConfig, version: str) -> None:
+    """The release's turn budget and restart rule, where the entry agent sets none."""
+    restarts, summary = VERSION_RESTARTS[version]
+    defaults = {"max_turns": VERSION_TURNS[version], "max_restarts": restarts}
+    defaults["restart_summary"] = summary
+    for key, value in defaults.items():
+        if key not in entry.model_fields_set:
+            setattr(entry, key, value)
 
 
 class FlowConfig(BaseModel):
@@ -157,9 +181,14 @@ class FlowConfig(BaseModel):
                 f"entry {self.entry!r} is not an agent; defined agents: {_names(self.agents)}"
             )
         entry = self.agents[self.entry]
-        if self.version is not None and "max_turns" not in entry.model_fields_set:
-            entry.max_turns = VERSION_TURNS[self.version]
+        if self.version is not None:
+            _apply_version(entry, self.version)
         for name, agent in self.agents.items():
+            if name != self.entry and agent.max_restarts:
+                raise ValueError(
+                    f"agents.{name}.max_restarts: only the entry agent ({self.entry!r})"
+                    " restarts, as it alone gives a boxed answer; remove the key there"
+                )
             if not AGENT_NAME.fullmatch(name):
                 raise ValueError(
                     f"agents.{name}: agent names use letters, digits, '_' and '-'"

@@ -108,6 +108,8 @@ class GraphContext:
     #: Model endpoints that tool options may name (e.g. ``{reasoning: {model: ...}}``).
     models: dict[str, ModelConfig] = field(default_factory=dict)
     agents: list[AgentLoop] = field(default_factory=list)
+    #: The date every agent's system prompt states: the run's first day (None: today).
+    today: str | None = None
 
     def __post_init__(self) -> None:
         self._tools = ToolContext(self.run_id, self.workspace)
@@ -153,6 +155,7 @@ class GraphContext:
             else RetryPolicy(),
             context_tokens=settings.context_tokens if settings else None,
             max_tokens=settings.max_tokens if settings else None,
+            **({"today": self.today} if self.today else {}),
         )
         self.agents.append(loop)
         return Agent(name, loop, loop.build().compile(name=name))
@@ -160,7 +163,7 @@ class GraphContext:
     @property
     def recursion_limit(self) -> int:
         """The largest step budget of the graph or any of its agents."""
-        limits = [recursion_limit(a.config.max_turns) for a in self.agents]
+        limits = [recursion_limit(a.config.max_turns, restarts=a.restarts) for a in self.agents]
         return max([self.graph_steps, *limits])
 
     async def aclose(self) -> None:

@@ -34,6 +34,7 @@ from mirograph.agents.mirothinker.thinking import split_thinking
 from mirograph.agents.model_failures import classify_model_error
 from mirograph.agents.retry import RetryPolicy
 from mirograph.errors import ContextOverflowError
+from mirograph.graphs import attempts
 from mirograph.graphs.config import AgentConfig
 from mirograph.graphs.reply_checks import query_keys, rollback_reason
 from mirograph.graphs.run_control import agent_namespace, current_control
@@ -62,6 +63,8 @@ class _Turn:
     seen: set[str]
     #: Rollbacks in a row, this step's included.
     streak: int
+    #: Turns of the agent's earlier attempts: events number turns within the attempt.
+    base: int = 0
     #: The reply budget asked for: None (the model's own) until a reply is cut.
     max_tokens: int | None = None
     length_retries: int = 0
@@ -132,19 +135,20 @@ class ModelStep:
                 continue
             reason = self._judged(turn, sample.reply)
             if reason is not None and self._rolled_back(turn, stats):
-                self._report(config, stats, sample, "rollback", reason)
+                self._report(config, stats, sample, "rollback", reason, base=turn.base)
                 continue
             overruled = reason and f"{reason}, accepted after {turn.streak} rollbacks in a row"
-            self._report(config, stats, sample, "ok", overruled)
+            self._report(config, stats, sample, "ok", overruled, base=turn.base)
             return self._accepted(sample.reply, stats, overruled=reason, streak=turn.streak)
 
     async def _new_turn(self, state: AgentState) -> _Turn:
-        closing = prompts.closing_request(state["question"], role=self.role)
+        closing = prompts.closing_request(attempts.question(state), role=self.role)
         return _Turn(
-            view=await self.view(state["messages"]),
+            view=await self.view(attempts.history(state)),
             reserve=int(len(closing) / CHARS_PER_TOKEN) + 16,
-            seen=set(state.get("queries") or ()),
+            seen=set(attempts.seen_queries(state)),
             streak=state.get("rollback_streak", 0),
+            base=attempts.current(state).turns_before,
         )
 
     async def _sample(
@@ -155,7 +159,7 @@ class ModelStep:
         started = time.perf_counter()
         try:
             reply = await self.invoke(
-                turn.view, config, stats, tools=True, max_tokens=turn.max_tokens
+                turn.view, config, stats, tools=True, max_tokens=turn.max_tokens, base=turn.base
             )
         except ContextOverflowError:
             if turn.cut is None:
@@ -180,7 +184,7 @@ class ModelStep:
             return False
         turn.length_retries += 1
         stats["length_retries"] += 1
-        self._report(config, stats, sample, "cut", "reply cut by max_tokens")
+        self._report(config, stats, sample, "cut", "reply cut by max_tokens", base=turn.base)
         turn.cut, turn.max_tokens = sample.reply, larger
         return True
 
@@ -256,22 +260,68 @@ class ModelStep:
         stats: AgentStats,
         *,
         context_full: bool,
+        base: int = 0,
     ) -> AIMessage | None:
         """Ask for the answer after ``closing_history``; when that cannot fit (predicted,
         or the server says so), once more with one more turn dropped.
 
         At most two requests: never an endless resend of an overflowing prompt.
         """
+        return await self._after_closing_history(
+            history, [request], config, stats, context_full=context_full, base=base
+        )
+
+    async def failure_summary(
+        self,
+        history: Sequence[BaseMessage],
+        closing: Sequence[BaseMessage],
+        config: RunnableConfig,
+        stats: AgentStats,
+        *,
+        context_full: bool,
+        base: int = 0,
+    ) -> AIMessage | None:
+        """What an attempt that ended with no answer tried and found, asked as the
+        reference agent asks it: after the attempt as its closing request saw it
+        (``closing``: that request and its reply), no tools, and, in the MiroThinker
+        protocol, a reply that continues an assistant message opening the thinking.
+        None when it cannot fit. The reply has the prefix put back in front."""
+        request = HumanMessage(prompts.FAILURE_SUMMARY_REQUEST, id=new_id())
+        tail: list[BaseMessage] = [*closing, request]
+        prefix = prompts.FAILURE_SUMMARY_PREFIX if self.after_assistant else ""
+        if prefix:
+            tail.append(AIMessage(prefix, id=new_id()))
+        reply = await self._after_closing_history(
+            history, tail, config, stats, context_full=context_full, base=base
+        )
+        if reply is None or not prefix or reply.additional_kwargs.get("reasoning_content"):
+            return reply  # a reasoning parser split the thinking off: rejoined when shown
+        if reply.text.lstrip().startswith("<think>"):
+            return reply
+        return reply.model_copy(update={"content": prefix + reply.text})
+
+    async def _after_closing_history(
+        self,
+        history: Sequence[BaseMessage],
+        tail: Sequence[BaseMessage],
+        config: RunnableConfig,
+        stats: AgentStats,
+        *,
+        context_full: bool,
+        base: int,
+    ) -> AIMessage | None:
+        """A reply to ``tail`` after ``closing_history``; with one more turn dropped when
+        that cannot fit; None when neither fits."""
         shape = self.after_assistant
         first = closing_history(history, context_full=context_full, after_assistant=shape)
         second = closing_history(first, context_full=True, after_assistant=shape)
         candidates = [first] if len(second) == len(first) else [first, second]
         for i, kept in enumerate(candidates):
-            view = await self.view([*kept, request])
+            view = await self.view([*kept, *tail])
             if i + 1 < len(candidates) and not await self.fits(view):
                 continue  # predicted overflow: go straight to the trimmed history
             try:
-                return await self.invoke(view, config, stats)
+                return await self.invoke(view, config, stats, base=base)
             except ContextOverflowError:
                 continue
         return None
@@ -312,8 +362,11 @@ class ModelStep:
         *,
         tools: bool = False,
         max_tokens: int | None = None,
+        base: int = 0,
     ) -> AIMessage:
-        """One model reply, retried with backoff on server errors (then the run pauses)."""
+        """One model reply, retried with backoff on server errors (then the run pauses).
+
+        ``base``: the turns of earlier attempts (an event numbers the attempt's turns)."""
 
         async def once() -> AIMessage:
             try:
@@ -334,7 +387,7 @@ class ModelStep:
                 self.agent,
                 config,
                 "model_call",
-                turn=stats["turns"] + (1 if tools else 0),
+                turn=stats["turns"] - base + (1 if tools else 0),
                 max_turns=self.config.max_turns,
                 phase="work" if tools else "close",
                 outcome="error",
@@ -373,10 +426,14 @@ class ModelStep:
         sample: _Sample,
         outcome: str,
         detail: str | None = None,
+        *,
+        base: int = 0,
     ) -> None:
         """A working step's call, once: a kept cut reply was reported when it was cut."""
         if not sample.reported:
-            self.report_call(config, stats, sample.started, sample.reply, outcome, detail)
+            self.report_call(
+                config, stats, sample.started, sample.reply, outcome, detail, base=base
+            )
 
     def report_call(
         self,
@@ -388,8 +445,10 @@ class ModelStep:
         detail: str | None = None,
         *,
         phase: str = "work",
+        base: int = 0,
     ) -> None:
-        """One model call: counted into the agent's time, reported as an event."""
+        """One model call: counted into the agent's time, reported as an event
+        (``base``: the turns of earlier attempts; the event numbers the attempt's)."""
         latency = time.perf_counter() - started
         stats["wall_seconds"] = round(stats["wall_seconds"] + latency, 3)
         if current_control() is None:
@@ -399,7 +458,7 @@ class ModelStep:
             self.agent,
             config,
             "model_call",
-            turn=stats["turns"] + (1 if phase == "work" else 0),
+            turn=stats["turns"] - base + (1 if phase == "work" else 0),
             max_turns=self.config.max_turns,
             phase=phase,
             latency_ms=round(latency * 1000, 1),

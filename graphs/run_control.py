@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from langgraph.errors import GraphBubbleUp
@@ -46,6 +47,10 @@ class Budgets:
     max_tokens_total: int | None = None
     #: Seconds the run has been running, over all its sessions (pauses excluded).
     max_wall_seconds: float | None = None
+
+
+#: The stop reasons a spent run budget gives (``RunControl.over_budget``).
+BUDGET_REASONS = frozenset(field.name for field in dataclass_fields(Budgets))
 
 
 class RunControl:

@@ -15,7 +15,8 @@ from typing_extensions import TypedDict
 
 from mirograph.state.messages import Invocations, Messages, PendingResults, Queries
 
-Phase = Literal["work", "close", "done"]
+#: ``restart``: the attempt ended with no answer and the agent starts again.
+Phase = Literal["work", "close", "restart", "done"]
 
 
 class AgentStats(TypedDict):
@@ -75,6 +76,22 @@ class Invocation(TypedDict):
     checkpoint_ns: NotRequired[str]
 
 
+class Attempt(TypedDict):
+    """One finished attempt of an agent that restarts (``max_restarts``), as
+    ``show --json`` lists it; the attempt in progress is not among them."""
+
+    attempt: int
+    #: Why it ended with no answer (``max_turns``, ``context_limit``, ...).
+    stop_reason: str | None
+    turns: int
+    #: What the agent wrote about it for the next attempt (None: not asked or none given).
+    summary: str | None
+    #: Where the next attempt starts in ``messages`` and in ``queries``: the history
+    #: keeps every attempt, and the model is shown only its own.
+    messages_end: int
+    queries_end: int
+
+
 class AgentInput(TypedDict):
     """What starts an agent: the question (or sub-task) it works on."""
 
@@ -102,6 +119,8 @@ class AgentState(TypedDict):
     results: NotRequired[PendingResults]
     #: Finished sub-agent calls of this agent and, nested, of theirs.
     invocations: NotRequired[Invocations]
+    #: Attempts that ended with no answer and were started again from the task.
+    attempts: NotRequired[list[Attempt]]
 
 
 class AgentOutput(TypedDict):
@@ -109,6 +128,7 @@ class AgentOutput(TypedDict):
     stop_reason: str | None
     stats: AgentStats
     invocations: list[Invocation]
+    attempts: NotRequired[list[Attempt]]
 
 
 class RunState(TypedDict):

@@ -118,6 +118,11 @@ class MiroThinkerChatModel(BaseChatModel, CountsTokens, RepliesDirectly):
         if self.repetition_penalty != 1.0:
             # vLLM's sampling extension, outside OpenAI's schema (``extra_body`` on the wire).
             body["repetition_penalty"] = self.repetition_penalty
+        if body["messages"] and body["messages"][-1]["role"] == "assistant":
+            # A reply begun for the model (the failure summary opens its thinking):
+            # vLLM's chat-template options continue it instead of starting a new turn.
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         return body
 
     async def areply(

@@ -38,6 +38,7 @@ from mirograph.agents.sim.vllm import (
     DEFAULT_MAX_MODEL_LEN,
     VllmOptions,
     context_error,
+    continuation_error,
     split_reasoning,
     tool_choice_error,
     unknown_model_error,
@@ -143,6 +144,8 @@ def create_app(
         if unknown := unknown_model_error(body, model_name):
             return _error(404, unknown, param="model")
         if refused := tool_choice_error(body, options):
+            return _error(400, refused)
+        if refused := continuation_error(body):
             return _error(400, refused)
         prompt = encode_request(body)
         if overflow := context_error(body, len(prompt), max_model_len):

@@ -92,6 +92,21 @@ def tool_choice_error(body: Mapping[str, Any], options: VllmOptions) -> str | No
     return '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
 
 
+def continuation_error(body: Mapping[str, Any]) -> str | None:
+    """vLLM's refusal of a request that asks to continue the last message wrongly:
+    with a new assistant turn as well (``add_generation_prompt`` defaults to true),
+    or with a last message that is not the assistant's."""
+    if not body.get("continue_final_message"):
+        return None
+    if body.get("add_generation_prompt", True):
+        return "Cannot set both `continue_final_message` and `add_generation_prompt` to True."
+    messages = body.get("messages") or [{}]
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    if last.get("role") != "assistant":
+        return "continue_final_message is set but the final message is not an assistant message."
+    return None
+
+
 def wants_tool_calls(body: Mapping[str, Any], options: VllmOptions) -> bool:
     """Whether the reply's calls come back as native ``tool_calls``."""
     if not body.get("tools") or body.get("tool_choice") == "none":

@@ -14,6 +14,8 @@ NOTES = "mirograph.agents.sim.policies:notes"
 #: The protocol page's "Versions": each release's turn budget; keep 5 for all.
 PRESETS = [("mirothinker-v1.0", "v1.0", 600), ("mirothinker-v1.5", "v1.5", 400)]
 PRESETS += [("mirothinker-v1.7", "v1.7", 300)]
+#: ... and its restart rule: 5 restarts; 1.7 restarts without the failure summary.
+RESTARTS = {"v1.0": (5, True), "v1.5": (5, True), "v1.7": (5, False)}
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +32,7 @@ def test_each_preset_has_its_budget_and_the_published_sampling(
     assert (flow.name, flow.version, flow.entry) == (name, version, "main")
     main = flow.agents["main"]
     assert (main.max_turns, main.keep_tool_results, main.tools) == (turns, 5, ["files"])
+    assert (main.max_restarts, main.restart_summary) == RESTARTS[version]
     thinker = flow.models[main.model]
     assert (thinker.protocol, thinker.temperature, thinker.top_p) == ("mirothinker", 1.0, 0.95)
     assert (thinker.repetition_penalty, thinker.max_tokens) == (1.05, 16384)
@@ -54,6 +57,28 @@ def test_the_default_flow_is_still_single_agent() -> None:
 def test_a_flow_s_own_max_turns_wins_over_its_version() -> None:
     flow = load_flow("mirothinker-v1.7", ["agents.main.max_turns=2"])
     assert (flow.version, flow.agents["main"].max_turns) == ("v1.7", 2)
+
+
+def test_a_flow_s_own_restart_rule_wins_over_its_version() -> None:
+    flow = load_flow(
+        "mirothinker-v1.7", ["agents.main.max_restarts=0", "agents.main.restart_summary=true"]
+    )
+    assert (flow.agents["main"].max_restarts, flow.agents["main"].restart_summary) == (0, True)
+    assert load_flow("mirothinker-v1.5", ["version=v1.7"]).agents["main"].restart_summary is False
+
+
+def test_only_the_entry_agent_restarts() -> None:
+    spec = {
+        "name": "team",
+        "models": {"m": {}},
+        "agents": {
+            "planner": {"model": "m", "sub_agents": ["browsing"]},
+            "browsing": {"model": "m", "max_restarts": 2},
+        },
+        "entry": "planner",
+    }
+    with pytest.raises(ValueError, match=r"agents\.browsing\.max_restarts: only the entry agent"):
+        FlowConfig.model_validate(spec)
 
 
 @pytest.mark.parametrize(

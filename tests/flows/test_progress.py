@@ -120,3 +120,21 @@ def test_a_resumed_run_keeps_its_counts_and_the_labels_of_calls_in_flight() -> N
     assert "9,000 tokens (4,000 cached) · 7 model calls · 6 tool calls" in text
     assert re.search(r"planner › browsing#2\s+turn 3\b", text)
     assert "browsing#1" not in text  # finished before the pause
+
+
+def test_a_restart_is_a_line_and_the_panel_counts_turns_within_the_attempt() -> None:
+    console = Console(record=True, width=160, force_terminal=False)
+    control = RunControl()
+    control.begin("r2")
+    progress = RunProgress(control, console)
+    for turn in (1, 2):
+        progress({"event": "model_call", "agent": "main", "ns": "", "turn": turn,
+                  "max_turns": 2, "outcome": "ok"})  # fmt: skip
+    progress({"event": "restarted", "agent": "main", "ns": "", "attempt": 2,
+              "after": "max_turns", "turns": 2, "summary_chars": 80})  # fmt: skip
+    progress({"event": "model_call", "agent": "main", "ns": "", "turn": 1, "max_turns": 2,
+              "outcome": "ok"})  # fmt: skip
+    lines = console.export_text()
+    assert "↻ main  attempt 2: the last ended with no boxed answer (max_turns, 2 turns)" in lines
+    console.print(progress)
+    assert re.search(r"main\s+turn 1/2 · attempt 2", console.export_text())

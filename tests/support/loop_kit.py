@@ -97,7 +97,9 @@ async def run_loop(
         graph = loop.build().compile(checkpointer=saver)
         config = {
             "configurable": {"thread_id": thread},
-            "recursion_limit": recursion_limit(loop.config.max_turns),
+            "recursion_limit": recursion_limit(
+                loop.config.max_turns, restarts=loop.config.max_restarts
+            ),
         }
         try:
             graph_input = None if resume else {"question": question}

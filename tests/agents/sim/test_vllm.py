@@ -41,6 +41,31 @@ def _ask(srv: SimServer, **extra: Any) -> Any:
     )
 
 
+def test_continuing_the_last_message_is_checked_as_vllm_checks_it(
+    serve: Callable[..., SimServer],
+) -> None:
+    srv = serve(lambda body: "more thinking.</think>\n\nSummary.", reasoning_parser="deepseek_r1")
+    opened = [*MESSAGES, {"role": "assistant", "content": "<think>\n"}]
+    with pytest.raises(openai.BadRequestError, match="Cannot set both"):
+        _ask(srv, messages=opened, extra_body={"continue_final_message": True})
+    with pytest.raises(openai.BadRequestError, match="final message is not an assistant"):
+        _ask(
+            srv,
+            extra_body={"continue_final_message": True, "add_generation_prompt": False},
+        )
+    reply = (
+        _ask(
+            srv,
+            messages=opened,
+            extra_body={"continue_final_message": True, "add_generation_prompt": False},
+        )
+        .choices[0]
+        .message
+    )
+    # The continuation has no opening tag: the parser still splits at </think>.
+    assert (reply.reasoning, reply.content) == ("more thinking.", "\n\nSummary.")
+
+
 def test_an_unknown_model_name_is_a_404_in_vllms_shape(serve: Callable[..., SimServer]) -> None:
     srv = serve(policies.answer, model_name="sim-8b")
     with pytest.raises(openai.NotFoundError) as missing:
