@@ -9,6 +9,14 @@ Two formats:
   for the k-th reply and the results answering it, 0 for the system prompt
   and the task; the closing request and its reply are one more turn, marked
   ``"phase": "close"``. Rolled-back replies are not stored, so not exported.
+  Every message also says its ``attempt`` (always; 1 unless the agent
+  restarted): an entry agent with ``max_restarts`` keeps all its attempts in
+  one history, each opening with the system prompt and its task, its turns
+  numbered from 1 again; the failure-summary request and its reply that end
+  a failed attempt are one more turn of it, marked ``"phase": "summary"``.
+  An ``agent`` line's ``parent_turn`` is that turn number within the parent's
+  attempt ``parent_attempt``. The ``run`` line has ``attempts``, as
+  ``show --json`` lists them.
 - ``miroflow``: the task-log JSON of the MiroThinker agent (MiroFlow's
   ``TaskLog``), so runs can be read by the tools made for those logs. Each
   agent's history is the wire form its weights see (system prompt apart; tool
@@ -16,7 +24,13 @@ Two formats:
   for a completed run, ``failed`` for a failed one, ``running`` for a run
   that is running or paused (MiroFlow's word for a task not finished). A
   custom graph has no main agent: its main history is empty and each of its
-  agent calls is a sub-agent session.
+  agent calls is a sub-agent session. A run whose entry agent restarted is
+  logged as MiroFlow logs its last try: the main history is the last
+  attempt's (its system prompt and task on), ``current_main_turn_id`` its
+  turns; ``trace_data`` has ``attempts`` (``show --json``'s rows, each
+  earlier one with its own ``main_agent_message_history``) and, when an
+  attempt was summarised, the last summary as ``failure_experience_summary``
+  (MiroFlow's key). A run with one attempt has an empty ``trace_data``.
 
 Every string of both formats passes through ``scrub``: no API key leaves in an
 export, even one that a tool echoed or a model repeated.
@@ -42,10 +56,12 @@ from mirograph.flows.events import events_path, read_events
 from mirograph.flows.runner import run_dir
 from mirograph.flows.transcript import (
     AgentCall,
+    Place,
     RunTranscript,
-    closing_indices,
+    Turn,
+    attempt_slices,
     load_transcripts,
-    message_turns,
+    message_places,
     turns_of,
 )
 from mirograph.graphs.sub_agents import tool_name_of
@@ -89,10 +105,12 @@ def jsonl_records(transcript: RunTranscript) -> Iterator[dict[str, Any]]:
         "stop_reason": report.get("stop_reason"),
         "usage": report.get("usage"),
         "agents": report.get("agents"),
+        "attempts": report.get("attempts") or [],
         "wall_seconds": report.get("wall_seconds"),
         "created_at": report.get("created_at"),
         "updated_at": report.get("updated_at"),
     }
+    turns = {call.label: turns_of(call.messages) for call in transcript.calls}
     for call in transcript.calls:
         yield {
             "type": "agent",
@@ -107,27 +125,36 @@ def jsonl_records(transcript: RunTranscript) -> Iterator[dict[str, Any]]:
             "stats": call.stats,
             "checkpoint_ns": call.checkpoint_ns,
             "protocol": call.protocol,
-            "parent_turn": call.parent_turn,
+            **_parent_place(call, turns.get(call.parent or "", [])),
         }
-        turns = message_turns(call.messages)
-        closing = closing_indices(call.messages)
-        for index, message in enumerate(call.messages):
-            yield _message_record(call.label, index, message, turns[index], index in closing)
+        for index, (message, place) in enumerate(
+            zip(call.messages, message_places(call.messages), strict=True)
+        ):
+            yield _message_record(call.label, index, message, place)
 
 
-def _message_record(
-    label: str, index: int, message: BaseMessage, turn: int, closing: bool
-) -> dict[str, Any]:
+def _parent_place(call: AgentCall, turns: list[Turn]) -> dict[str, int | None]:
+    """The parent's turn that made ``call`` (``turns``: the parent's), numbered
+    within the parent's attempt."""
+    number = call.parent_turn
+    if number is None or not 0 < number <= len(turns):
+        return {"parent_turn": number, "parent_attempt": 1 if number is not None else None}
+    turn = turns[number - 1]
+    return {"parent_turn": turn.in_attempt, "parent_attempt": turn.attempt}
+
+
+def _message_record(label: str, index: int, message: BaseMessage, place: Place) -> dict[str, Any]:
     record: dict[str, Any] = {
         "type": "message",
         "agent": label,
         "index": index,
         "role": _role(message),
         "content": _text(message),
-        "turn": turn,
+        "turn": place.turn,
+        "attempt": place.attempt,
     }
-    if closing:
-        record["phase"] = "close"
+    if place.phase is not None:
+        record["phase"] = place.phase
     if isinstance(message, AIMessage):
         record["tool_calls"] = [
             {"id": c.get("id"), "name": c["name"], "args": c.get("args")}
@@ -199,6 +226,12 @@ def miroflow_log(transcript: RunTranscript, events: Sequence[dict[str, Any]]) ->
     sessions = session_ids(transcript)
     servers = _servers_from_events(events)
     subs = [call for call in calls if call is not entry]
+    attempts = report.get("attempts") or []
+    slices = attempt_slices(entry.messages) if entry is not None else []
+    restarted = len(attempts) > 1 and len(slices) > 1
+    main_turns = int(entry.stats.get("turns", 0)) if entry else 0
+    if restarted:
+        main_turns = int(attempts[-1]["turns"])
     status = report["status"]
     return {
         "status": {"completed": "success", "failed": "failed"}.get(status, "running"),
@@ -211,21 +244,44 @@ def miroflow_log(transcript: RunTranscript, events: Sequence[dict[str, Any]]) ->
         "final_judge_result": "",
         "judge_type": "",
         "error": report.get("reason") or "",
-        "current_main_turn_id": int(entry.stats.get("turns", 0)) if entry else 0,
+        "current_main_turn_id": main_turns,
         "current_sub_agent_turn_id": int(subs[-1].stats.get("turns", 0)) if subs else 0,
         "sub_agent_counter": len(subs),
         "current_sub_agent_session_id": None,
         "env_info": _env_info(transcript),
         "log_dir": str(run_dir(report["id"])),
-        "main_agent_message_history": wire_history(entry, transcript, servers)
+        "main_agent_message_history": wire_history(
+            entry, transcript, servers, slices[-1] if restarted else None
+        )
         if entry
         else {"system_prompt": "", "message_history": []},
         "sub_agent_message_history_sessions": {
             sessions[call.label]: wire_history(call, transcript, servers) for call in subs
         },
         "step_logs": step_logs(transcript, events),
-        "trace_data": {},
+        "trace_data": _trace_data(attempts, slices, entry, transcript, servers)
+        if restarted and entry is not None
+        else {},
     }
+
+
+def _trace_data(
+    attempts: list[dict[str, Any]],
+    slices: list[list[BaseMessage]],
+    entry: AgentCall,
+    transcript: RunTranscript,
+    servers: dict[str, str],
+) -> dict[str, Any]:
+    """A restarted run's attempts (each earlier one with its history, as the main
+    history is written) and the last failure summary, under MiroFlow's key."""
+    rows = [dict(row) for row in attempts]
+    for row, messages in zip(rows[:-1], slices[:-1], strict=False):
+        row["main_agent_message_history"] = wire_history(entry, transcript, servers, messages)
+    data: dict[str, Any] = {"attempts": rows}
+    summaries = [row["summary"] for row in attempts if row.get("summary")]
+    if summaries:
+        data["failure_experience_summary"] = summaries[-1]
+    return data
 
 
 def session_ids(transcript: RunTranscript) -> dict[str, str]:
@@ -247,22 +303,29 @@ def _has_entry(transcript: RunTranscript) -> bool:
 
 
 def wire_history(
-    call: AgentCall, transcript: RunTranscript, servers: dict[str, str]
+    call: AgentCall,
+    transcript: RunTranscript,
+    servers: dict[str, str],
+    messages: Sequence[BaseMessage] | None = None,
 ) -> dict[str, Any]:
-    """The call's history as the model sees it on the wire, no result omitted.
+    """The call's history (or ``messages``, a part of it: one attempt) as the model
+    sees it on the wire, no result omitted.
 
     A MiroThinker agent's replies already hold their ``<use_mcp_tool>`` blocks;
     a native agent's calls are written in that shape by the same converter,
     with the servers its tools live on.
     """
-    wire = to_openai_messages(call.messages, _call_servers(call, transcript, servers))
+    history = call.messages if messages is None else list(messages)
+    wire = to_openai_messages(history, _call_servers(call, transcript, servers))
     system = ""
     if wire and wire[0]["role"] == "system":
         system, wire = wire[0]["content"], wire[1:]
-    history = [
-        {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in wire
-    ]
-    return {"system_prompt": system, "message_history": history}
+    return {
+        "system_prompt": system,
+        "message_history": [
+            {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in wire
+        ],
+    }
 
 
 def _call_servers(
@@ -395,12 +458,15 @@ def _event_step(event: dict[str, Any], names: dict[str, str]) -> dict[str, Any] 
         return _step(name, f"Ending {who}: {text}", ts, level, meta)
     if kind == "model_call":
         level = _LEVELS.get(str(event.get("outcome")), "info")
-        name = (
-            f"{who} | Final Summary | LLM Call"
-            if event.get("phase") == "close"
-            else f"{who} | Turn: {turn} | LLM Call"
+        return _step(
+            _call_step(who, turn, event.get("phase")), _model_message(event), ts, level, meta
         )
-        return _step(name, _model_message(event), ts, level, meta)
+    if kind == "restarted":
+        text = (
+            f"Attempt {event.get('attempt')} starts again from the task after"
+            f" {event.get('after')} ({event.get('turns')} turns)"
+        )
+        return _step(f"{who} | Restart", text, ts, "warning", meta)
     if kind == "tool_call":
         level = "error" if event.get("outcome") == "error" else "info"
         text = (
@@ -409,6 +475,16 @@ def _event_step(event: dict[str, Any], names: dict[str, str]) -> dict[str, Any] 
         )
         return _step(f"{who} | Turn: {turn} | Tool Call", text, ts, level, meta)
     return _step(f"{who} | {kind}", json.dumps(meta, ensure_ascii=False, default=str), ts, "info")
+
+
+def _call_step(who: str, turn: Any, phase: Any) -> str:
+    """A model call's step name: a work turn's, the closing request's (MiroFlow's final
+    summary), or the failure summary's that ends an attempt before a restart."""
+    if phase == "close":
+        return f"{who} | Final Summary | LLM Call"
+    if phase == "summary":
+        return f"{who} | Failure Summary | LLM Call"
+    return f"{who} | Turn: {turn} | LLM Call"
 
 
 def _model_message(event: dict[str, Any]) -> str:
@@ -446,6 +522,10 @@ def _message_steps(transcript: RunTranscript) -> list[dict[str, Any]]:
                 )
             )
         for turn in turns_of(call.messages):
+            if turn.attempt > 1 and turn.in_attempt == 1:
+                steps.append(
+                    _step(f"{who} | Restart", f"Attempt {turn.attempt} starts again", ts, "warning")
+                )
             usage = usage_of(turn.reply) or {}
             event = {
                 "outcome": "ok",
@@ -453,16 +533,13 @@ def _message_steps(transcript: RunTranscript) -> list[dict[str, Any]]:
                 "tool_calls": [c["name"] for c in turn.reply.tool_calls],
                 **usage,
             }
-            name = (
-                f"{who} | Final Summary | LLM Call"
-                if turn.closing
-                else f"{who} | Turn: {turn.number} | LLM Call"
-            )
+            phase = "close" if turn.closing else "summary" if turn.summary else None
+            name = _call_step(who, turn.in_attempt, phase)
             steps.append(_step(name, _model_message(event), ts, "info", {"usage": usage}))
             for result in turn.results:
                 level = "error" if result.status == "error" else "info"
                 text = f"{result.name}: {' '.join(_text(result).split())[:200]}"
-                steps.append(_step(f"{who} | Turn: {turn.number} | Tool Call", text, ts, level))
+                steps.append(_step(f"{who} | Turn: {turn.in_attempt} | Tool Call", text, ts, level))
         if who != MAIN:
             steps.append(
                 _step(

@@ -1,4 +1,6 @@
-"""What ``show --json`` says about a run: totals per agent and every sub-agent call.
+"""What ``show --json`` says about a run: totals per agent, every sub-agent call, and
+the entry agent's attempts (``attempts``: one row per attempt, the one in progress
+included; an agent with ``max_restarts`` starts again when an attempt ends unanswered).
 
 Finished sub-agent calls are recorded in the caller's checkpointed state.
 Calls still in flight (a paused or killed run) are read from their own
@@ -61,8 +63,39 @@ def build_report(
         #: The run's totals over all agents (the runner adds the run's own wall time).
         "usage": dict(usage),
         "invocations": [_row(invocation) for invocation in invocations],
+        "attempts": attempt_rows(values) if flow is not None else [],
         "warnings": [],
     }
+
+
+def attempt_rows(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entry agent's attempts, the last (or current) one included: ``attempt``,
+    ``turns``, ``stop_reason`` (None while it runs) and ``summary`` (what the agent
+    wrote about a failed attempt for the next one; None when not asked or none given).
+    Empty until the agent has started; one row for a run that never restarted."""
+    if not values.get("messages"):
+        return []
+    finished = [a for a in values.get("attempts") or [] if isinstance(a, dict)]
+    rows = [
+        {
+            "attempt": int(a.get("attempt") or i),
+            "turns": int(a.get("turns") or 0),
+            "stop_reason": a.get("stop_reason"),
+            "summary": a.get("summary"),
+        }
+        for i, a in enumerate(finished, 1)
+    ]
+    turns = int((values.get("stats") or {}).get("turns") or 0) - sum(r["turns"] for r in rows)
+    ended = values.get("phase") in ("done", "restart")
+    rows.append(
+        {
+            "attempt": len(rows) + 1,
+            "turns": max(turns, 0),
+            "stop_reason": values.get("stop_reason") if ended else None,
+            "summary": None,
+        }
+    )
+    return rows
 
 
 def in_flight(snapshot: StateSnapshot, parent: str, depth: int) -> list[dict[str, Any]]:

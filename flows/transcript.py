@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
 from mirograph.flows.runner import CompiledRun, compiled_run, get_run, open_store, run_report
 from mirograph.graphs.config import FlowConfig
@@ -46,7 +52,8 @@ class AgentCall:
     messages: list[BaseMessage] = field(default_factory=list)
     #: ``mirothinker`` (tools in the prompt, calls in the text) or ``native``.
     protocol: str = "mirothinker"
-    #: The parent's turn whose reply made this call, and the call's place in that reply.
+    #: The parent's reply that made this call (``Turn.number``: its k-th stored reply,
+    #: over all its attempts), and the call's place in that reply.
     parent_turn: int | None = None
     parent_call_index: int | None = None
 
@@ -69,61 +76,105 @@ class RunTranscript:
 class Turn:
     """One model reply of an agent and the tool results that answered it."""
 
-    #: 1-based, counting every stored reply (the closing reply included).
+    #: 1-based, counting every stored reply of the history (closing and summary
+    #: replies included, over all attempts): the index ``AgentCall.parent_turn`` uses.
     number: int
     reply: AIMessage
     results: list[ToolMessage] = field(default_factory=list)
     #: The reply to the closing request (summary or report, no tools).
     closing: bool = False
+    #: The reply to the failure-summary request that ends a failed attempt.
+    summary: bool = False
+    #: The attempt this reply belongs to (1 unless the agent restarted).
+    attempt: int = 1
+    #: 1-based within its attempt: what ``show`` prints and ``export`` calls ``turn``.
+    in_attempt: int = 0
+
+    def __post_init__(self) -> None:
+        self.in_attempt = self.in_attempt or self.number
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a message sits: its attempt, its turn within the attempt (0 for the
+    system prompt and the task; a request belongs to the reply it asks for) and
+    its phase: None while the agent works, ``close`` for the closing request and
+    its reply, ``summary`` for the failure-summary request and its reply."""
+
+    attempt: int
+    turn: int
+    phase: str | None = None
+
+
+def message_places(messages: Sequence[BaseMessage]) -> list[Place]:
+    """The place of each message of a history.
+
+    An attempt opens with a system prompt and its task; the next user message is
+    the closing request, and one after that the request for a summary of the
+    failed attempt (restarts with ``restart_summary``). A system prompt after a
+    task begins the next attempt (a restart), its turns counted afresh.
+    """
+    places: list[Place] = []
+    attempt, replies, seen_task, phase = 1, 0, False, None
+    for message in messages:
+        if isinstance(message, SystemMessage) and seen_task:
+            attempt, replies, seen_task, phase = attempt + 1, 0, False, None
+        if isinstance(message, AIMessage):
+            replies += 1
+            places.append(Place(attempt, replies, phase))
+        elif isinstance(message, HumanMessage):
+            if not seen_task:
+                seen_task = True
+                places.append(Place(attempt, 0))
+                continue
+            phase = "close" if phase is None else "summary"
+            places.append(Place(attempt, replies + 1, phase))
+        elif isinstance(message, SystemMessage):
+            places.append(Place(attempt, 0))
+        else:
+            places.append(Place(attempt, replies))
+    return places
 
 
 def turns_of(messages: Sequence[BaseMessage]) -> list[Turn]:
     """The replies of a history with their results, in order."""
     turns: list[Turn] = []
-    closing = False
-    seen_task = False
-    for message in messages:
+    for message, place in zip(messages, message_places(messages), strict=True):
         if isinstance(message, AIMessage):
-            turns.append(Turn(len(turns) + 1, message, closing=closing))
-            closing = False
-        elif isinstance(message, ToolMessage):
-            if turns:
-                turns[-1].results.append(message)
-        elif isinstance(message, HumanMessage):
-            closing, seen_task = seen_task, True
+            turn = Turn(len(turns) + 1, message, attempt=place.attempt, in_attempt=place.turn)
+            turn.closing, turn.summary = place.phase == "close", place.phase == "summary"
+            turns.append(turn)
+        elif isinstance(message, ToolMessage) and turns:
+            turns[-1].results.append(message)
     return turns
 
 
 def message_turns(messages: Sequence[BaseMessage]) -> list[int]:
-    """The turn of each message: 0 for the system prompt and the task, ``k`` for the
-    k-th reply and its results; a closing request belongs to the reply it asks for."""
-    out: list[int] = []
-    replies = 0
-    seen_task = False
-    for message in messages:
-        if isinstance(message, AIMessage):
-            replies += 1
-            out.append(replies)
-        elif isinstance(message, HumanMessage):
-            out.append(replies + 1 if seen_task else 0)
-            seen_task = True
-        else:
-            out.append(replies)
-    return out
+    """The turn of each message within its attempt: 0 for the system prompt and the
+    task, ``k`` for the k-th reply and its results; a closing (or summary) request
+    belongs to the reply it asks for."""
+    return [place.turn for place in message_places(messages)]
 
 
 def closing_indices(messages: Sequence[BaseMessage]) -> set[int]:
-    """Indices of the closing request and the reply to it."""
-    found: set[int] = set()
-    seen_task = False
-    for i, message in enumerate(messages):
-        if isinstance(message, HumanMessage):
-            if seen_task:
-                found.add(i)
-                if i + 1 < len(messages) and isinstance(messages[i + 1], AIMessage):
-                    found.add(i + 1)
-            seen_task = True
-    return found
+    """Indices of each attempt's closing request and the reply to it."""
+    return {i for i, place in enumerate(message_places(messages)) if place.phase == "close"}
+
+
+def summary_indices(messages: Sequence[BaseMessage]) -> set[int]:
+    """Indices of each failure-summary request and the reply to it."""
+    return {i for i, place in enumerate(message_places(messages)) if place.phase == "summary"}
+
+
+def attempt_slices(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:
+    """The history cut into its attempts, in order (one for an agent that never
+    restarted); the summary exchange ends the attempt it summarises."""
+    slices: list[list[BaseMessage]] = []
+    for message, place in zip(messages, message_places(messages), strict=True):
+        while len(slices) < place.attempt:
+            slices.append([])
+        slices[place.attempt - 1].append(message)
+    return slices
 
 
 async def load_transcripts(run_id: str, *, store_url: str | None = None) -> RunTranscript:

@@ -3,7 +3,10 @@
 The timeline walks every agent call in call order: each turn's tool calls as
 ``name(short args)`` with a one-line result, and each sub-agent call nested
 under the turn that made it, with its own turns. A long agent is shown by its
-first and last turns, so a 600-turn run stays readable. Everything is plain
+first and last turns, so a 600-turn run stays readable. An agent that restarted
+(``max_restarts``) has an ``attempts`` row in the header and a separator where
+each attempt begins; its turns are numbered within their attempt, each attempt
+elided on its own. Everything is plain
 text with styles only as emphasis: piped output reads the same. Every value
 from the run passes through ``printable``: an escape sequence in a question,
 reply or tool result is shown, never sent to the terminal.
@@ -77,6 +80,9 @@ def _header(report: dict[str, Any]) -> RenderableType:
         grid.add_row("reason", _plain(report["reason"]))
     for warning in report.get("warnings") or ():
         grid.add_row("warning", _plain(warning))
+    attempts = report.get("attempts") or []
+    if len(attempts) > 1:
+        grid.add_row("attempts", _attempts_text(attempts, report["status"]))
     grid.add_row("wall time", f"{_seconds(report.get('wall_seconds'))}")
     usage = report.get("usage") or {}
     grid.add_row(
@@ -86,6 +92,21 @@ def _header(report: dict[str, Any]) -> RenderableType:
         f" {_n(usage.get('model_calls'))} model calls",
     )
     return Group(title, Padding(grid, (0, 0, 0, 2), expand=False))
+
+
+def _attempts_text(attempts: list[dict[str, Any]], status: str) -> Text:
+    """``3 — 1: max_turns after 2 turns; 2: ...; 3: answered``."""
+    parts = []
+    for row in attempts:
+        reason = row.get("stop_reason")
+        if reason is None:
+            said = "failed" if status == "failed" else "running"
+        elif reason == "answered":
+            said = "answered"
+        else:
+            said = f"{_safe_label(reason)} after {_count(row.get('turns'), 'turn')}"
+        parts.append(f"{_n(row.get('attempt'))}: {said}")
+    return Text(f"{len(attempts)} — " + "; ".join(parts))
 
 
 def _answer(report: dict[str, Any]) -> Text:
@@ -162,20 +183,37 @@ def _call_block(transcript: RunTranscript, call: AgentCall, indent: int) -> Iter
     turns = turns_of(call.messages)
     if not turns:
         yield _line(Text("(no reply yet)", style="dim"), indent + 2)
-    shown, hidden = _visible_turns(turns)
-    for turn in shown:
-        if turn is None:
-            nested = sum(1 for c in children if c.parent_turn in hidden)
-            extra = f", {_count(nested, 'sub-agent call')}" if nested else ""
-            yield _line(Text(f"… {_count(len(hidden), 'turn')}{extra} …", style="dim"), indent + 2)
-            continue
-        last = turn.number == len(turns)
-        yield from _turn_lines(transcript, call, turn, children, indent + 2, last)
+    rows = (transcript.report.get("attempts") or []) if call.depth == 0 else []
+    count = max([t.attempt for t in turns] + [len(rows)]) if turns else 1
+    for attempt in range(1, count + 1):
+        if attempt > 1:
+            yield _line(_separator(attempt, rows), indent + 2)
+        own = [t for t in turns if t.attempt == attempt]
+        if not own and turns:
+            yield _line(Text("(no reply yet)", style="dim"), indent + 2)
+        shown, hidden = _visible_turns(own)
+        for turn in shown:
+            if turn is None:
+                nested = sum(1 for c in children if c.parent_turn in hidden)
+                extra = f", {_count(nested, 'sub-agent call')}" if nested else ""
+                yield _line(
+                    Text(f"… {_count(len(hidden), 'turn')}{extra} …", style="dim"), indent + 2
+                )
+                continue
+            last = turn.number == len(turns)
+            yield from _turn_lines(transcript, call, turn, children, indent + 2, last)
     for child in children:
         if child.parent_turn is None:  # a call its parent's history does not show
             yield from _call_block(transcript, child, indent + 2)
     if call.status == "running":
         yield _line(Text("… in flight when the run stopped", style="yellow"), indent + 2)
+
+
+def _separator(attempt: int, rows: list[dict[str, Any]]) -> Text:
+    """``— attempt 2 (after max_turns) —``: where a restarted attempt begins."""
+    before = rows[attempt - 2].get("stop_reason") if len(rows) >= attempt - 1 else None
+    after = f" (after {_safe_label(before)})" if before else ""
+    return Text(f"— attempt {attempt}{after} —", style="dim")
 
 
 def _visible_turns(turns: list[Turn]) -> tuple[list[Turn | None], set[int]]:
@@ -194,7 +232,9 @@ def _turn_lines(
     indent: int,
     last: bool,
 ) -> Iterator[Padding]:
-    tag = "[closing] " if turn.closing else f"[{turn.number}] "
+    tag = (
+        "[closing] " if turn.closing else "[summary] " if turn.summary else f"[{turn.in_attempt}] "
+    )
     reply = turn.reply
     calls: list[tuple[str, str, Any]] = [
         (c.get("id") or "", c["name"], c.get("args")) for c in reply.tool_calls
@@ -203,7 +243,8 @@ def _turn_lines(
         (c.get("id") or "", c.get("name") or "?", c.get("args")) for c in reply.invalid_tool_calls
     ]
     if not calls:
-        yield _line(Text(tag) + _reply_text(reply, turn.closing), indent)
+        text = _summary_text(reply) if turn.summary else _reply_text(reply, turn.closing)
+        yield _line(Text(tag) + text, indent)
         return
     results = {r.tool_call_id: r for r in turn.results}
     pad = " " * len(tag)
@@ -238,11 +279,23 @@ def _call_title(call: AgentCall) -> Text:
 
 
 def _reply_text(reply: AIMessage, closing: bool) -> Text:
+    """A reply without calls: its visible text (a closing or summary reply's as it
+    is, a work reply's less its call blocks)."""
     visible = split_thinking(reply.text)[1]
     if not closing:
         visible = parse_reply(visible).content or visible
     label = "" if closing else "reply: "
     return Text(label + (_short(visible, RESULT_CHARS) or "(empty)"))
+
+
+def _summary_text(reply: AIMessage) -> Text:
+    """A failure-summary reply: what it says after its thinking; failing that (the
+    thinking never closed, or nothing follows it), the thinking."""
+    text = reply.text.strip()
+    thinking, visible = split_thinking(text)
+    if not thinking and text.startswith("<think>"):
+        thinking, visible = text.removeprefix("<think>"), ""
+    return Text(_short(visible or thinking, RESULT_CHARS) or "(empty)")
 
 
 def _result_text(result: ToolMessage | None, *, in_flight: bool) -> Text:

@@ -71,3 +71,4 @@ async def test_a_custom_graph_with_its_own_results_key_is_reported() -> None:
     await compiled.ainvoke({"question": "Q"}, config)
     report = build_report(record("custom"), None, await compiled.aget_state(config, subgraphs=True))
     assert report["invocations"] == [] and report["agents"] == {}
+    assert report["attempts"] == []  # no entry agent: no attempts
