@@ -43,7 +43,7 @@ def kill_tree(root: int) -> list[int]:
     ``root`` is frozen first: it is a subreaper (or a namespace's parent), so
     its descendants' orphans stay under it until all are dead.
     """
-    signalled: list[int] = []
+    signalled: dict[int, None] = {}  # in order, once each: a killed pid may linger a moment
     with contextlib.suppress(OSError):
         os.kill(root, signal.SIGSTOP)
     for _ in range(1000):
@@ -53,7 +53,7 @@ def kill_tree(root: int) -> list[int]:
         for pid in victims:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-        signalled += victims
+            signalled[pid] = None
     with contextlib.suppress(OSError):
         os.kill(root, signal.SIGKILL)
     return [root, *signalled]
