@@ -57,8 +57,15 @@ _FIRST_WINDOW = 4096
 #: (it runs a reply's calls one after another); calls here run concurrently,
 #: so a cap bounds one turn's work. Ten is above any parallel fan-out seen.
 MAX_CALLS_PER_REPLY = 10
-#: Longest arguments handed to json_repair, whose time grows faster than linearly.
-MAX_REPAIR_CHARS = 32_768
+#: Characters of arguments one reply may hand to json_repair, all its calls
+#: together. json_repair is pure Python and superlinear on some flat garbage:
+#: runs of ``"{]\\`` or ``]null{`` take about 2e-7 s times the length squared
+#: (0.05 s at 512 characters, 0.2 s at 1k, minutes at 32k), runs of ``\\"]{{``
+#: grow faster still (0.2 s at 512, 1.3 s at 1k). The parse runs on the event
+#: loop, so the reply's total is capped; the slips long arguments make (raw
+#: newlines, bad escapes, a trailing comma, a cut-off end) are mended first by
+#: ``_mend``, which is linear and has no cap.
+MAX_REPAIR_CHARS = 512
 #: Deepest nesting of lists and objects in arguments (no tool schema nears it).
 MAX_ARGUMENT_DEPTH = 64
 
@@ -125,6 +132,7 @@ def parse_reply(text: str, max_calls: int = MAX_CALLS_PER_REPLY) -> ParsedReply:
     calls: list[ParsedCall] = []
     malformed: list[MalformedCall] = []
     parsed_spans: list[tuple[int, int]] = []
+    budget = _RepairBudget(MAX_REPAIR_CHARS)
     pos = 0
     while (head := _HEAD_RE.search(text, pos)) is not None:
         server, tool = head["server"].strip(), head["tool"].strip()
@@ -143,7 +151,7 @@ def parse_reply(text: str, max_calls: int = MAX_CALLS_PER_REPLY) -> ParsedReply:
             continue
         args_end, call_end = found
         raw = text[head.end() : args_end].strip()
-        result = _read_call(server, tool, raw)
+        result = _read_call(server, tool, raw, budget)
         if isinstance(result, ParsedCall):
             calls.append(result)
             parsed_spans.append((head.start(), call_end))
@@ -236,11 +244,20 @@ def _strict_json_end(text: str, start: int) -> int | None:
         size *= 2
 
 
-def _read_call(server: str, tool: str, raw: str) -> ParsedCall | MalformedCall:
+@dataclass
+class _RepairBudget:
+    """Characters one reply may still hand to json_repair."""
+
+    left: int
+
+
+def _read_call(
+    server: str, tool: str, raw: str, budget: _RepairBudget
+) -> ParsedCall | MalformedCall:
     """Turn a call's parts into a ParsedCall, or explain why it is malformed."""
     if not server or not tool:
         return MalformedCall(server, tool, raw, "empty server or tool name")
-    arguments = _load_arguments(raw)
+    arguments = _load_arguments(raw, budget)
     if isinstance(arguments, str):
         return MalformedCall(server, tool, raw, arguments)
     kept = {key: value for key, value in arguments.items() if value is not None}
@@ -253,8 +270,13 @@ _HUGE_INTEGER = f"arguments hold an integer of more than {_INT_DIGITS} digits"
 _HUGE_INTEGER_RE = re.compile(rf"[:\[,]\s*-?\d{{{_INT_DIGITS + 1},}}") if _INT_DIGITS else None
 
 
-def _load_arguments(raw: str) -> dict[str, Any] | str:
-    """Parse arguments as JSON, then with json_repair; a str return is the error."""
+def _load_arguments(raw: str, budget: _RepairBudget | None = None) -> dict[str, Any] | str:
+    """Parse arguments as JSON, mended, then with json_repair; a str return is the error.
+
+    Strict JSON first; then ``_mend``'s linear fixes of the common slips, read
+    strictly again; then json_repair, for what is still broken and fits in
+    ``budget`` (the reply's share of MAX_REPAIR_CHARS, which this spends).
+    """
     if not raw:
         return {}
     try:
@@ -269,15 +291,32 @@ def _load_arguments(raw: str) -> dict[str, Any] | str:
         return f"arguments are a JSON {type(value).__name__}, not an object"
     if _HUGE_INTEGER_RE is not None and _HUGE_INTEGER_RE.search(raw):
         return f"{strict_error}; {_HUGE_INTEGER}"  # json_repair would make it a string
-    if len(raw) > MAX_REPAIR_CHARS:
-        # json_repair is pure Python and slower than linear on some inputs.
-        return f"{strict_error}; too long to repair ({len(raw)} characters)"
+    mended = _mend(raw)
+    if mended is not None:
+        try:
+            value = json.loads(mended)
+        except ValueError:  # still broken (or an integer Python refuses): json_repair's turn
+            pass
+        else:
+            if isinstance(value, dict):
+                return _usable(value, raw)
+            return f"{strict_error}; repair gave a {type(value).__name__}, not an object"
     if _nests_too_deep(raw):
         # json_repair takes seconds on deep runs of [ and { (quadratic for some).
         return (
             f"{strict_error}; not repaired: brackets nest deeper than {MAX_ARGUMENT_DEPTH}"
             " levels; close every [ and { and nest less"
         )
+    if budget is None:
+        budget = _RepairBudget(MAX_REPAIR_CHARS)
+    if len(raw) > budget.left:
+        # json_repair is pure Python and quadratic on some inputs.
+        if len(raw) > MAX_REPAIR_CHARS:
+            why = f"too long to repair ({len(raw)} characters)"
+        else:
+            why = f"not repaired: other calls spent the reply's {MAX_REPAIR_CHARS} characters"
+        return f"{strict_error}; {why}: write the arguments as valid JSON"
+    budget.left -= len(raw)
     try:
         repaired: Any = json_repair.loads(raw)
     except Exception as exc:  # json_repair has no narrow error type of its own
@@ -287,6 +326,93 @@ def _load_arguments(raw: str) -> dict[str, Any] | str:
     if not repaired and not _EMPTY_OBJECT_RE.fullmatch(raw):
         return f"{strict_error}; repair gave an empty object"
     return _usable(repaired, raw)
+
+
+#: One piece of arguments for ``_mend``: a string in double or single quotes
+#: (closed, or cut off by the end of the text, perhaps after a lone backslash),
+#: an opening or closing bracket, or a run of anything else outside strings.
+_MEND_PIECE_RE = re.compile(
+    r'"(?P<body>[^"\\]*(?:\\[\s\S][^"\\]*)*)(?P<end>"|\\?\Z)'
+    r"|'(?P<single>[^'\\]*(?:\\[\s\S][^'\\]*)*)(?P<single_end>'|\\?\Z)"
+    r"|(?P<open>[\[{])|(?P<close>[\]}])|(?P<other>[^\"'\[\]{}]+)"
+)
+#: In a single-quoted body: an escape (``\\'`` loses its backslash) or a ``"``.
+_SINGLE_QUOTED_RE = re.compile(r'\\[\s\S]|"')
+#: What a string body needs mended: a valid escape (kept), a backslash that
+#: starts none (doubled) or a raw control character (escaped).
+_MEND_BODY_RE = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})|\\|[\x00-\x1f]')
+_MEND_BODY_NEEDED_RE = re.compile(r"[\\\x00-\x1f]")
+_CONTROL_ESCAPES = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_PYTHON_LITERAL_RE = re.compile(r"\b(?:True|False|None)\b")
+_JSON_LITERALS = {"True": "true", "False": "false", "None": "null"}
+_CLOSERS = {"[": "]", "{": "}"}
+
+
+def _mend_escape(match: re.Match[str]) -> str:
+    """The JSON for one piece ``_MEND_BODY_RE`` found in a string body."""
+    piece = match.group()
+    if len(piece) > 1:
+        return piece  # a valid escape
+    if piece == "\\":
+        return "\\\\"
+    return _CONTROL_ESCAPES.get(piece) or f"\\u{ord(piece):04x}"
+
+
+def _double_quoted(match: re.Match[str]) -> str:
+    """The double-quoted form of one piece ``_SINGLE_QUOTED_RE`` found."""
+    piece = match.group()
+    return {"\\'": "'", '"': '\\"'}.get(piece, piece)
+
+
+def _mend_body(body: str) -> str:
+    """A string body with raw control characters and stray backslashes escaped."""
+    if _MEND_BODY_NEEDED_RE.search(body) is None:
+        return body
+    return _MEND_BODY_RE.sub(_mend_escape, body)
+
+
+def _drop_trailing_comma(out: list[str]) -> None:
+    """Remove a comma that ends the text written so far (blanks after it stay)."""
+    if out and (stripped := out[-1].rstrip()).endswith(","):
+        out[-1] = stripped[:-1] + out[-1][len(stripped) :]
+
+
+def _mend(raw: str) -> str | None:
+    """``raw`` with the slips models make in long arguments mended, in one linear pass.
+
+    Raw control characters in strings are escaped and a backslash that starts
+    no JSON escape is doubled (``\\d`` in a regex); Python's single quotes,
+    True, False and None become JSON's; a comma before a closing bracket is dropped; a string
+    and the brackets left open by a reply that stopped early are closed. The
+    result is for a strict reader to judge: None where brackets do not match
+    or nest deeper than MAX_ARGUMENT_DEPTH, and where nothing was mended.
+    """
+    out: list[str] = []
+    stack: list[str] = []
+    for piece in _MEND_PIECE_RE.finditer(raw):
+        kind = piece.lastgroup
+        if kind == "end":  # a string
+            out.append(f'"{_mend_body(piece["body"])}"')
+        elif kind == "single_end":  # a string in Python's single quotes
+            body = _SINGLE_QUOTED_RE.sub(_double_quoted, piece["single"])
+            out.append(f'"{_mend_body(body)}"')
+        elif kind == "open":
+            if len(stack) >= MAX_ARGUMENT_DEPTH:
+                return None
+            stack.append(_CLOSERS[piece.group()])
+            out.append(piece.group())
+        elif kind == "close":
+            if not stack or stack.pop() != piece.group():
+                return None
+            _drop_trailing_comma(out)
+            out.append(piece.group())
+        else:
+            out.append(_PYTHON_LITERAL_RE.sub(lambda m: _JSON_LITERALS[m.group()], piece.group()))
+    if stack:
+        _drop_trailing_comma(out)
+        out.extend(reversed(stack))
+    mended = "".join(out)
+    return None if mended == raw else mended
 
 
 #: A JSON string (closed or cut off by the end) or one bracket, for the depth scan.

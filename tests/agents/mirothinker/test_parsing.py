@@ -351,9 +351,29 @@ def test_long_digit_strings_and_integers_within_the_limit_parse() -> None:
 
 
 def test_repair_of_long_arguments_is_not_attempted() -> None:
-    raw = '{"q": "' + "x" * (MAX_REPAIR_CHARS + 1)
+    raw = '{"q": "' + "x" * MAX_REPAIR_CHARS + '" "n": 1}'  # a missing comma: json_repair's
     reply = parse_reply(HEAD + raw + TAIL)
-    assert reply.malformed[0].error.endswith(f"too long to repair ({len(raw)} characters)")
+    assert reply.malformed[0].error.endswith(
+        f"; too long to repair ({len(raw)} characters): write the arguments as valid JSON"
+    )
+
+
+def test_short_arguments_still_get_json_repair() -> None:
+    assert _single(_call('{"q": "x" "n": 1}')).arguments == {"q": "x", "n": 1}
+
+
+def test_one_reply_hands_at_most_the_cap_to_json_repair() -> None:
+    """json_repair's worst case grows faster than linearly: the cap is the reply's, not
+    each call's, so ten calls cost no more than one."""
+    half = '{"q": "' + "x" * (MAX_REPAIR_CHARS // 2 - 20) + '" "n": 1}'  # a missing comma
+    reply = parse_reply(_call(half) + _call(half) + _call(half) + _call('{"q": "y"}'))
+    assert [call.arguments["n"] for call in reply.calls[:2]] == [1, 1]
+    assert reply.calls[2] == ParsedCall(*SEARCH, {"q": "y"})  # valid JSON needs no repair
+    assert len(reply.malformed) == 1
+    assert reply.malformed[0].error.endswith(
+        f"not repaired: other calls spent the reply's {MAX_REPAIR_CHARS} characters:"
+        " write the arguments as valid JSON"
+    )
 
 
 def test_calls_past_the_cap_are_skipped_and_reported() -> None:
@@ -404,3 +424,77 @@ def test_only_the_last_call_decides_unclosed() -> None:
 def test_replies_without_an_open_last_call_are_not_unclosed(text: str) -> None:
     assert parse_reply(text).unclosed_call is False
     assert not has_unclosed_call(text)
+
+
+# --- long arguments: the slips models make are mended in linear time ------------------------
+
+#: Code as a model means it: quotes, a regex with \d and \s, tabs, a backslash, unicode.
+CODE_LINE = "if re.match(r\"\\d+\\s*\", row['id']):\n\ttotal += 1  # 北京 \\ ok\n"
+
+
+def _written(code: str) -> str:
+    """``code`` as a model writes it into a JSON string: quotes escaped, but raw newlines
+    and tabs and the regex's lone backslashes left as they are."""
+    return code.replace('"', '\\"')
+
+
+@pytest.mark.parametrize(
+    ("tail", "extra"),
+    [
+        ('"}', {}),
+        ('"', {}),
+        ("", {}),
+        ('", "timeout": 30,}', {"timeout": 30}),
+        ('", "check": True, "env": None', {"check": True}),
+    ],
+    ids=["whole", "no-brace", "cut-off", "trailing-comma", "python-literals"],
+)
+def test_long_code_block_with_raw_newlines_and_bad_escapes_is_mended_exactly(
+    tail: str, extra: dict[str, object]
+) -> None:
+    code = CODE_LINE * 400 + "print(total)"
+    assert len(code) >= 20_000 and "\\d" in code and "\n" in code and "\t" in code
+    raw = '{"code_block": "' + _written(code) + tail
+    call = _single(_call(raw, "tool-python", "run_python_code"))
+    assert call.arguments == {"code_block": code, **extra}
+
+
+def test_mended_arguments_in_single_quotes() -> None:
+    raw = "{'q': 'say \"hi\"\n' + 'x' * 0, 'n': 2}".replace(" + 'x' * 0", "")
+    assert _single(_call(raw)).arguments == {"q": 'say "hi"\n', "n": 2}
+
+
+def test_a_mended_value_that_is_no_object_is_malformed() -> None:
+    reply = parse_reply(_call('["a", "b",'))
+    assert reply.calls == []
+    assert reply.malformed[0].error.endswith("repair gave a list, not an object")
+
+
+#: Flat garbage on which json_repair is quadratic or worse (minutes at 32k characters):
+#: a prefix, the unit repeated, and whether it reads as one string left open (which
+#: ``_mend`` closes, into a JSON string: no object) rather than as too long to repair.
+GARBAGE = [
+    (" ", '"{]\\', True),
+    ("\n:", "]null{", False),
+    (",,", "}{true", False),
+    ('"', '["a"', False),
+    ('{"a":[', '"b', False),
+    ("*{", '\\"]{{', False),
+    ('"', "{'", True),
+    ("", "{]true", False),
+]
+
+
+@pytest.mark.parametrize(("prefix", "unit", "a_string"), GARBAGE, ids=[g[1] for g in GARBAGE])
+def test_long_garbage_is_refused_with_one_line(prefix: str, unit: str, a_string: bool) -> None:
+    raw = prefix + unit * (32_768 // len(unit))
+    reply = parse_reply("x" + HEAD + raw + TAIL)
+    assert reply.calls == []
+    (bad,) = reply.malformed
+    assert bad.error.startswith("invalid JSON (")
+    assert "\n" not in bad.error
+    if a_string:
+        assert bad.error.endswith("repair gave a str, not an object")
+    else:
+        too_long = f"too long to repair ({len(raw.strip())} characters)"
+        assert bad.error.endswith(f"; {too_long}: write the arguments as valid JSON")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gc
 import json
 import time
+from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mirograph.agents.mirothinker.parsing import ParsedReply, parse_reply, render_call
@@ -15,8 +16,11 @@ from mirograph.agents.mirothinker.parsing import ParsedReply, parse_reply, rende
 HEAD = "<use_mcp_tool><server_name>s</server_name><tool_name>t</tool_name><arguments>"
 TAIL = "</arguments></use_mcp_tool>"
 TAGS = ["use_mcp_tool", "server_name", "tool_name", "arguments"]
+#: Units of flat garbage on which json_repair is quadratic or worse.
+GARBAGE = ['"{]\\', "]null{", "}{true", '["a"', '"b', '\\"]{{', "{'", "{]true"]
 #: Pieces a hostile or broken reply is made of: protocol tags (whole and cut),
-#: JSON punctuation, escapes, lone surrogates, huge numbers and deep brackets.
+#: JSON punctuation, escapes, lone surrogates, huge numbers, deep brackets and
+#: long runs of garbage.
 PIECES = st.one_of(
     st.just(HEAD),
     st.sampled_from([f"<{tag}>" for tag in TAGS] + [f"</{tag}>" for tag in TAGS]),
@@ -24,6 +28,7 @@ PIECES = st.one_of(
     st.sampled_from(["\\", "\\u", "\\ud800", "null", "true", "1e999", "9" * 5000, "\n", " "]),
     st.integers(1, 3000).map(lambda depth: "[" * depth),
     st.integers(1, 3000).map(lambda depth: '{"a":' * depth),
+    st.tuples(st.sampled_from(GARBAGE), st.integers(1, 8000)).map(lambda run: run[0] * run[1]),
     st.text(st.characters(codec=None, categories=None), max_size=20),
 )
 CALLS = st.lists(PIECES, max_size=4).map(lambda pieces: HEAD + "".join(pieces) + TAIL)
@@ -69,8 +74,12 @@ def test_rendered_calls_round_trip_up_to_the_cap(calls: list[dict[str, object]])
     assert len(reply.malformed) == (1 if len(calls) > 10 else 0)
 
 
-def _growth(unit: str, size: int = 120_000, factor: int = 3) -> float:
+def _growth(
+    unit: str, size: int = 120_000, factor: int = 3, wrap: Callable[[str], str] = str
+) -> float:
     """How much longer ``factor`` times the text takes to parse than ``size`` characters.
+
+    The text is ``unit`` repeated, passed through ``wrap``.
 
     Measured in this thread's CPU time, and small and large parses alternate
     with the best of three of each kept, so other processes on a loaded
@@ -85,8 +94,8 @@ def _growth(unit: str, size: int = 120_000, factor: int = 3) -> float:
     lists at once, enough to trigger collections, and so a 7-10x "growth" that
     is one collection, not the parse.
     """
-    small = unit * max(1, size // len(unit))
-    large = small * factor
+    repeats = max(1, size // len(unit))
+    small, large = wrap(unit * repeats), wrap(unit * repeats * factor)
     best = {small: float("inf"), large: float("inf")}
     parse_reply(small[:2000], max_calls=10**9)  # warm up
     gc.collect()
@@ -126,6 +135,21 @@ def test_parse_time_is_linear_in_the_number_of_calls(unit: str) -> None:
 @given(st.lists(PIECES, max_size=10).map(lambda pieces: HEAD + "".join(pieces)))
 def test_parse_time_grows_linearly_with_any_repeated_call(unit: str) -> None:
     assert _growth(unit) < 5.2
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.lists(PIECES, min_size=1, max_size=10).map("".join).filter(bool))
+@example(GARBAGE[1])
+@example(GARBAGE[5])
+def test_parse_time_grows_linearly_with_the_arguments_of_one_call(arguments: str) -> None:
+    """One call's arguments, 8k characters and three times that: json_repair's
+    quadratic cases (seconds at 4k characters) must not be reached."""
+    assert _growth(arguments, size=8000, wrap=lambda args: HEAD + args + TAIL) < 5.2
 
 
 def test_a_one_megabyte_reply_of_calls_parses_within_a_generous_bound() -> None:
