@@ -144,8 +144,8 @@ def is_closing_request(text: str | None) -> bool:
 # -- restarts -----------------------------------------------------------------
 
 #: Asked after an attempt ended with no boxed answer (restarts with a summary, the
-#: v1.5 rule): what the next attempt should know. No tools; the reply is continued
-#: from ``FAILURE_SUMMARY_PREFIX``, which opens the thinking.
+#: v1.0 and v1.5 rule): what the next attempt should know. No tools; the reply
+#: continues ``FAILURE_SUMMARY_PREFIX``.
 FAILURE_SUMMARY_REQUEST = """This attempt at the task is over and it ended without a \
 final answer. Do not call any tool. Write a short account of it for a fresh attempt at \
 the same task:
@@ -158,16 +158,30 @@ Failure type: one of
 What happened: the approach taken, and why it did not reach a final answer.
 Useful findings: the facts, intermediate results and conclusions worth reusing."""
 
-FAILURE_SUMMARY_PREFIX = "<think>\n"
+#: The reply to ``FAILURE_SUMMARY_REQUEST`` begins with this thinking, already closed
+#: (the reference agent's shape): the model writes the summary itself after it, in
+#: the three sections, with no tool call.
+FAILURE_SUMMARY_PREFIX = (
+    "<think>\nI am to write a structured account of this attempt now, without calling any"
+    " tool and without any tool-call syntax, from the conversation above only. It has"
+    ' three sections and starts with "Failure type:":\n\n'
+    "* Failure type: incomplete, blocked, misdirected or format_missed\n"
+    "* What happened: the approach taken, and why it did not reach a final answer\n"
+    "* Useful findings: the facts, intermediate results and conclusions worth reusing"
+    "\n</think>\n\n"
+)
 
 
-def restart_question(question: str, summaries: Sequence[str]) -> str:
+def restart_question(question: str, summaries: Sequence[str | None]) -> str:
     """The task of a restarted attempt: the question, then what each earlier attempt
-    tried and found (none: the question alone, as the 1.7 rule restarts)."""
-    if not summaries:
+    tried and found, numbered by attempt (``summaries[k]`` is attempt k+1's; None:
+    that attempt left none). No summary at all: the question alone, as 1.7 restarts."""
+    if not any(summaries):
         return question
     items = "".join(
-        f"[Attempt {number}]\n{summary.strip()}\n\n" for number, summary in enumerate(summaries, 1)
+        f"[Attempt {number}]\n{summary.strip()}\n\n"
+        for number, summary in enumerate(summaries, 1)
+        if summary
     )
     return (
         f"{question.rstrip()}\n\n=== Earlier attempts ===\nEarlier attempts at this task"

@@ -428,9 +428,13 @@ async def compiled_run(
 
 
 def run_date(record: RunRecord) -> str:
-    """The date a run's system prompts state: the local day it was created, kept for
-    its whole life. A sub-agent first started after a resume on a later day (or on
-    another machine) is told the same date as the agents before it."""
+    """The date a run's system prompts state: the day it was created, where it was
+    (stored with it), kept for its whole life: a sub-agent first started after a
+    resume on a later day, or on a machine in another time zone, is told the same
+    date as the agents before it. A run stored before the date was: its creation
+    time's local date here."""
+    if record.run_date:
+        return record.run_date
     created = datetime.fromtimestamp(record.created_at) if record.created_at else datetime.now()
     return created.date().isoformat()
 

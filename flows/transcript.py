@@ -22,6 +22,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from mirograph.agents.prompts import FAILURE_SUMMARY_REQUEST
 from mirograph.flows.runner import CompiledRun, compiled_run, get_run, open_store, run_report
 from mirograph.graphs.config import FlowConfig
 from mirograph.state.blobs import BlobStore, MissingBlobError, blob_key, hydrate
@@ -109,10 +110,11 @@ class Place:
 def message_places(messages: Sequence[BaseMessage]) -> list[Place]:
     """The place of each message of a history.
 
-    An attempt opens with a system prompt and its task; the next user message is
-    the closing request, and one after that the request for a summary of the
-    failed attempt (restarts with ``restart_summary``). A system prompt after a
-    task begins the next attempt (a restart), its turns counted afresh.
+    An attempt opens with a system prompt and its task; a later user message is
+    the request for a summary of the failed attempt (restarts with
+    ``restart_summary``; known by its text) or else the closing request (an
+    attempt whose turns ran out while it could restart has none). A system prompt
+    after a task begins the next attempt (a restart), its turns counted afresh.
     """
     places: list[Place] = []
     attempt, replies, seen_task, phase = 1, 0, False, None
@@ -127,7 +129,7 @@ def message_places(messages: Sequence[BaseMessage]) -> list[Place]:
                 seen_task = True
                 places.append(Place(attempt, 0))
                 continue
-            phase = "close" if phase is None else "summary"
+            phase = "summary" if message.text == FAILURE_SUMMARY_REQUEST else "close"
             places.append(Place(attempt, replies + 1, phase))
         elif isinstance(message, SystemMessage):
             places.append(Place(attempt, 0))

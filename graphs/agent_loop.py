@@ -184,12 +184,13 @@ class AgentLoop:
             graph.add_conditional_edges(node, router, targets)
         graph.add_edge(START, "start")
         graph.add_edge("start", "model")
-        if self.restarts:
+        if self.is_sub_agent:
+            graph.add_edge("close", END)
+        else:  # always there: a run resumed with fewer restarts may stand before it
             graph.add_node("restart", self.restart)
             graph.add_conditional_edges("close", _Untraced(_after_close), ["restart", END])
-            graph.add_edge("restart", "model")
-        else:
-            graph.add_edge("close", END)
+            after = ["model", "close", END]
+            graph.add_conditional_edges("restart", _Untraced(_after_restart), after)
         return graph
 
     @property
@@ -411,7 +412,11 @@ class AgentLoop:
         )
         context_full = state.get("stop_reason") in CONTEXT_FULL
         stop_reason = state.get("stop_reason") or "answered"
-        restart = bool(self.restarts) and attempts.may_restart(state, self.restarts, stop_reason)
+        restart = self._may_restart(state, stop_reason)
+        if restart and stop_reason == "max_turns":
+            # The reference asks no answer of an attempt whose turns ran out while it
+            # may restart (it would be a guess): the attempt is summarised at once.
+            return {"stats": stats, "phase": "restart", "answer": None, "stop_reason": stop_reason}
         base = attempts.current(state).turns_before
         started = time.perf_counter()
         reply = await self.model_step.closing_reply(
@@ -444,18 +449,35 @@ class AgentLoop:
             "stop_reason": stop_reason,
         }
 
+    def _may_restart(self, state: AgentState, stop_reason: str) -> bool:
+        """Whether an attempt that ends with no answer starts again: this agent restarts,
+        restarts are left, and no budget of the run is spent (a restart would overrun it)."""
+        if not self.restarts or not attempts.may_restart(state, self.restarts, stop_reason):
+            return False
+        control = current_control()
+        return control is None or control.over_budget() is None
+
     async def restart(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Start again from the task after an attempt with no answer (``graphs.attempts``).
 
         With ``restart_summary`` the model is first asked what the attempt tried
         and found (the request and its reply stay in the history); the new attempt
         gets the first attempt's system prompt, unchanged, and the task with every
-        summary so far.
+        summary so far. A restart no longer possible (a run budget spent since the
+        closing step, or a run resumed with fewer restarts) ends the agent instead:
+        with the closing request the attempt skipped, or with its last box.
         """
         control = current_control()
         if control is not None:
             control.check_pause()
         stats = _stats(state)
+        stop_reason = state.get("stop_reason") or "answered"
+        if not self._may_restart(state, stop_reason):
+            if not _closing_asked(state):
+                return {"phase": "close"}
+            budget = control.over_budget() if control is not None else None
+            answer = state.get("boxed")
+            return {"phase": "done", "answer": answer, "stop_reason": budget or stop_reason}
         summary: str | None = None
         added: list[Any] = []
         if self.config.restart_summary:
@@ -483,6 +505,7 @@ class AgentLoop:
             "stats": stats,
             "phase": "work",
             "rollback_streak": 0,
+            "boxed": None,  # the new attempt falls back on its own boxes only
             "answer": None,
             "stop_reason": None,
         }
@@ -490,13 +513,9 @@ class AgentLoop:
     async def _failure_summary(
         self, state: AgentState, config: RunnableConfig, stats: AgentStats
     ) -> tuple[str | None, list[Any]]:
-        """The finished attempt's summary, and the request and reply to store; the
-        summary is None when the closing request got no reply (the attempt's
-        history did not fit: the summary request would not either)."""
-        history = attempts.history(state)
-        if len(history) < 2 or not isinstance(history[-1], AIMessage):
-            return None, []
-        work, closing = history[:-2], history[-2:]
+        """The finished attempt's summary, and the request and reply to store (the reply
+        after the prefix it continued); None and nothing when it could not fit."""
+        work, closing = attempts.closing_part(attempts.history(state))
         started = time.perf_counter()
         base = attempts.current(state).turns_before
         reply = await self.model_step.failure_summary(
@@ -512,8 +531,13 @@ class AgentLoop:
         count_usage(stats, reply)
         reply = redact_reply(reply)
         self.model_step.report_call(config, stats, started, reply, "ok", phase="summary", base=base)
+        summary = attempts.summary_of(reply)
+        if self.tools_in_prompt:  # stored as the model wrote it: after the given prefix
+            reply = reply.model_copy(
+                update={"content": prompts.FAILURE_SUMMARY_PREFIX + reply.text}
+            )
         request = HumanMessage(prompts.FAILURE_SUMMARY_REQUEST, id=new_id())
-        return attempts.summary_of(reply), [request, reply]
+        return summary, [request, reply]
 
     # -- events ---------------------------------------------------------------
 
@@ -574,6 +598,20 @@ def _preview(value: Any, width: int) -> str:
 def _after_close(state: AgentState) -> str:
     """``restart`` when the closing step says the agent starts again, else the end."""
     return "restart" if state.get("phase") == "restart" else END
+
+
+def _after_restart(state: AgentState) -> str:
+    """The new attempt's first turn; or, when the restart could not happen, the
+    closing request the attempt skipped, or the end."""
+    phase = state.get("phase")
+    return "model" if phase == "work" else "close" if phase == "close" else END
+
+
+def _closing_asked(state: AgentState) -> bool:
+    """Whether the attempt made its closing request (its reply may not have come)."""
+    history = attempts.history(state)
+    closing = [m for m in history[-2:] if isinstance(m, HumanMessage)]
+    return any(prompts.is_closing_request(m.text) for m in closing)
 
 
 def _why_no_answer(stop_reason: str, reply: AIMessage | None) -> str:

@@ -4,8 +4,11 @@ The reference agent's rule (the protocol page, "Versions"): a run that ends with
 no boxed answer (its turns or its context spent, or a closing reply with no box)
 is started again from the task, up to ``max_restarts`` times. With
 ``restart_summary`` (v1.0, v1.5) the model is first asked, with no tools and a
-reply that opens its thinking, what the attempt tried and found; the new task
-carries those summaries. 1.7 restarts on the bare task.
+reply that continues a given, closed thinking, what the attempt tried and found;
+the new task carries those summaries. 1.7 restarts on the bare task. As the
+reference decides it: an attempt whose turns ran out, with restarts left, is not
+asked for an answer (it would be a guess) but summarised at once; an attempt
+that may still restart takes only its closing reply's box, no earlier one.
 
 Every attempt stays in the one history (``show`` and ``export`` see them all);
 an ``Attempt`` record says where the next one starts, so the model is shown
@@ -18,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from mirograph.agents import prompts
 from mirograph.agents.mirothinker.thinking import THINK_CLOSE, split_thinking
@@ -66,7 +69,7 @@ def seen_queries(state: AgentState) -> list[str]:
 def question(state: AgentState) -> str:
     """The task of the attempt in progress: the question, with the earlier attempts'
     summaries when there are any."""
-    summaries = [a["summary"] for a in state.get("attempts") or [] if a["summary"]]
+    summaries = [a["summary"] for a in state.get("attempts") or []]
     return prompts.restart_question(state["question"], summaries)
 
 
@@ -95,14 +98,31 @@ _EMPTY_BOX = re.compile(r"\\boxed\{\s*\}")
 
 
 def summary_of(reply: AIMessage) -> str | None:
-    """What a failure-summary reply says: its visible text without calls or empty
-    boxes; failing that, its thinking; None when it says nothing."""
-    reasoning = reply.additional_kwargs.get("reasoning_content")
-    if reasoning:
-        thinking, visible = str(reasoning).strip(), reply.text.strip()
-    elif reply.text.lstrip().startswith("<think>") and THINK_CLOSE not in reply.text:
-        thinking, visible = reply.text.lstrip().removeprefix("<think>"), ""  # never closed
+    """What a failure-summary reply says (the reply as the server sent it, after the
+    given prefix): its visible text without calls or empty boxes; failing that, what
+    came as thinking (a reasoning parser may take a reply that never writes
+    ``</think>`` for thinking); None when it says nothing."""
+    text = reply.text
+    if THINK_CLOSE in text:
+        thinking, visible = split_thinking(text)
+    elif text.lstrip().startswith("<think>"):
+        thinking, visible = text.lstrip().removeprefix("<think>"), ""  # never closed
     else:
-        thinking, visible = split_thinking(reply.text)
+        thinking, visible = "", text
+    thinking = thinking or str(reply.additional_kwargs.get("reasoning_content") or "")
     visible = _EMPTY_BOX.sub("", _CALL.sub("", visible)).strip()
-    return visible or thinking.strip() or None
+    return visible or _EMPTY_BOX.sub("", _CALL.sub("", thinking)).strip() or None
+
+
+def closing_part(history: list[BaseMessage]) -> tuple[list[BaseMessage], list[BaseMessage]]:
+    """An attempt's history split into its work and its closing exchange (the closing
+    request and its reply; none when the closing was skipped; a request that got no
+    reply is dropped, as the reference drops a last user message)."""
+    last = history[-1] if history else None
+    before = history[-2] if len(history) >= 2 else None
+    if isinstance(last, AIMessage) and isinstance(before, HumanMessage):
+        if prompts.is_closing_request(before.text):
+            return history[:-2], history[-2:]
+    elif isinstance(last, HumanMessage) and prompts.is_closing_request(last.text):
+        return history[:-1], []
+    return history, []

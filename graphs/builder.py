@@ -131,7 +131,10 @@ def flow_recursion_limit(flow: FlowConfig) -> int:
     """The largest step budget of any agent: each graph counts its own steps."""
     return max(
         recursion_limit(
-            agent.max_turns, delegates=bool(agent.sub_agents), restarts=agent.max_restarts
+            agent.max_turns,
+            delegates=bool(agent.sub_agents),
+            restarts=agent.max_restarts,
+            rollbacks=agent.max_rollbacks,
         )
         for agent in flow.agents.values()
     )

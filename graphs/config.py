@@ -108,23 +108,39 @@ class AgentConfig(BaseModel):
 AGENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
-def recursion_limit(max_turns: int, *, delegates: bool = False, restarts: int = 0) -> int:
+def recursion_limit(
+    max_turns: int, *, delegates: bool = False, restarts: int = 0, rollbacks: int = 0
+) -> int:
     """LangGraph steps an agent may take: start, model+tools per turn, close, margin;
     again for each restart (``restart`` instead of ``start``).
 
-    A turn of an agent with sub-agents takes one more step (``collect``).
+    A turn of an agent with sub-agents takes one more step (``collect``); a turn
+    rolled back after its results took its steps without counting, up to
+    ``rollbacks`` of them before each kept turn.
     """
-    return ((3 if delegates else 2) * max_turns + 8) * (restarts + 1)
+    per_turn = (3 if delegates else 2) * (1 + rollbacks)
+    return (per_turn * max_turns + 8) * (restarts + 1)
 
 
-def _apply_version(entry: AgentConfig, version: str) -> None:
-    """The release's turn budget and restart rule, where the entry agent sets none."""
+def _role(name: str, agent: AgentConfig) -> str:
+    """The role an entry agent gets (``AgentLoop``): its own, its name's, else main."""
+    return agent.role or (name if name in ("main", "browsing", "coding", "reasoning") else "main")
+
+
+def _apply_version(name: str, entry: AgentConfig, version: str) -> set[str]:
+    """The release's turn budget and restart rule, where the entry agent sets none
+    (restarts only for a main agent); the keys it set."""
     restarts, summary = VERSION_RESTARTS[version]
-    defaults = {"max_turns": VERSION_TURNS[version], "max_restarts": restarts}
-    defaults["restart_summary"] = summary
-    for key, value in defaults.items():
-        if key not in entry.model_fields_set:
-            setattr(entry, key, value)
+    defaults: dict[str, Any] = {"max_turns": VERSION_TURNS[version]}
+    if _role(name, entry) == "main":
+        defaults |= {"max_restarts": restarts, "restart_summary": summary}
+    applied = {key for key in defaults if key not in entry.model_fields_set}
+    for key in applied:
+        setattr(entry, key, defaults[key])
+    # Still unset: a stored flow keeps them out (``_dump_references``), so a run resumed
+    # with another ``version`` takes that version's values.
+    entry.model_fields_set.difference_update(applied)
+    return applied
 
 
 class FlowConfig(BaseModel):
@@ -157,6 +173,8 @@ class FlowConfig(BaseModel):
 
     #: Strings that were ``${VAR}`` references: key path -> (as written, as expanded).
     _references: dict[tuple[str | int, ...], tuple[str, str]] = PrivateAttr(default_factory=dict)
+    #: The entry agent's keys that ``version`` set (left out of a dump: derived again).
+    _from_version: set[str] = PrivateAttr(default_factory=set)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -182,12 +200,12 @@ class FlowConfig(BaseModel):
             )
         entry = self.agents[self.entry]
         if self.version is not None:
-            _apply_version(entry, self.version)
+            self._from_version = _apply_version(self.entry, entry, self.version)
         for name, agent in self.agents.items():
-            if name != self.entry and agent.max_restarts:
+            if agent.max_restarts and (name != self.entry or _role(name, agent) != "main"):
                 raise ValueError(
-                    f"agents.{name}.max_restarts: only the entry agent ({self.entry!r})"
-                    " restarts, as it alone gives a boxed answer; remove the key there"
+                    f"agents.{name}.max_restarts: only the entry agent ({self.entry!r}) with"
+                    " role main restarts, as it alone gives a boxed answer; remove the key"
                 )
             if not AGENT_NAME.fullmatch(name):
                 raise ValueError(
@@ -253,6 +271,10 @@ class FlowConfig(BaseModel):
         data = handler(self)
         for path, (written, expanded) in self._references.items():
             _put_back(data, path, written, expanded)
+        entry = (data.get("agents") or {}).get(self.entry)
+        if isinstance(entry, dict):
+            for key in self._from_version:
+                entry.pop(key, None)
         return data
 
     def environment_warnings(self) -> list[str]:

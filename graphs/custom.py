@@ -163,7 +163,12 @@ class GraphContext:
     @property
     def recursion_limit(self) -> int:
         """The largest step budget of the graph or any of its agents."""
-        limits = [recursion_limit(a.config.max_turns, restarts=a.restarts) for a in self.agents]
+        limits = [
+            recursion_limit(
+                a.config.max_turns, restarts=a.restarts, rollbacks=a.config.max_rollbacks
+            )
+            for a in self.agents
+        ]
         return max([self.graph_steps, *limits])
 
     async def aclose(self) -> None:

@@ -282,23 +282,18 @@ class ModelStep:
         base: int = 0,
     ) -> AIMessage | None:
         """What an attempt that ended with no answer tried and found, asked as the
-        reference agent asks it: after the attempt as its closing request saw it
-        (``closing``: that request and its reply), no tools, and, in the MiroThinker
-        protocol, a reply that continues an assistant message opening the thinking.
-        None when it cannot fit. The reply has the prefix put back in front."""
+        reference agent asks it: after the attempt's work as its closing request saw
+        it, then ``closing`` (that request and its reply, if one was made), no tools,
+        and, in the MiroThinker protocol, a reply that continues an assistant message
+        (``FAILURE_SUMMARY_PREFIX``). None when it cannot fit. The reply is the
+        continuation, as the server sent it."""
         request = HumanMessage(prompts.FAILURE_SUMMARY_REQUEST, id=new_id())
         tail: list[BaseMessage] = [*closing, request]
-        prefix = prompts.FAILURE_SUMMARY_PREFIX if self.after_assistant else ""
-        if prefix:
-            tail.append(AIMessage(prefix, id=new_id()))
-        reply = await self._after_closing_history(
+        if self.after_assistant:
+            tail.append(AIMessage(prompts.FAILURE_SUMMARY_PREFIX, id=new_id()))
+        return await self._after_closing_history(
             history, tail, config, stats, context_full=context_full, base=base
         )
-        if reply is None or not prefix or reply.additional_kwargs.get("reasoning_content"):
-            return reply  # a reasoning parser split the thinking off: rejoined when shown
-        if reply.text.lstrip().startswith("<think>"):
-            return reply
-        return reply.model_copy(update={"content": prefix + reply.text})
 
     async def _after_closing_history(
         self,

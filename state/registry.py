@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -52,10 +53,12 @@ _LATER_COLUMNS = {
     "wall_seconds": "REAL NOT NULL DEFAULT 0",
     # When the session in progress (or the last one) started.
     "session_started_at": "REAL",
+    # The date the run's system prompts state (its first day, where it was created).
+    "run_date": "TEXT",
 }
 _COLUMNS = (
     "id, question, flow, flow_spec, status, reason, answer, usage, pid, created_at, updated_at,"
-    " pause_requested, wall_seconds, session_started_at"
+    " pause_requested, wall_seconds, session_started_at, run_date"
 )
 #: A run's row with its lease (if it has one).
 _SELECT = (
@@ -96,6 +99,8 @@ class RunRecord:
     pause_requested: str | None = None
     wall_seconds: float = 0.0
     session_started_at: float | None = None
+    #: ``YYYY-MM-DD``: the day the run was created, where it was (None: an older run).
+    run_date: str | None = None
     #: The run's lease as read with the row; None: it never had one (an older version's run).
     lease: Lease | None = None
 
@@ -158,8 +163,8 @@ class SqliteRunRegistry:
         try:
             self._conn.execute(
                 "INSERT INTO mirograph_runs (id, question, flow, flow_spec, status, reason,"
-                " answer, usage, pid, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " answer, usage, pid, created_at, updated_at, run_date)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.question,
@@ -172,6 +177,7 @@ class SqliteRunRegistry:
                     record.pid,
                     now,
                     now,
+                    record.run_date or date.fromtimestamp(now).isoformat(),
                 ),
             )
         except sqlite3.IntegrityError:
@@ -249,5 +255,6 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         pause_requested=row[11],
         wall_seconds=row[12] or 0.0,
         session_started_at=row[13],
-        lease=Lease(*row[14:]) if row[14] is not None else None,
+        run_date=row[14],
+        lease=Lease(*row[15:]) if row[15] is not None else None,
     )

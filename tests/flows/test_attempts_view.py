@@ -56,13 +56,13 @@ def summary_text(attempt: int) -> str:
 
 class Restarting:
     """The planner fails ``failing`` attempts (it delegates in every turn until its
-    turns run out, then closes without a box), summarises each when asked, and in
-    the next attempt delegates once and answers. Browsing looks up once and reports.
-    Requests come one at a time: attempts are counted by the closing requests seen."""
+    turns run out), summarises each when asked, and in the next attempt delegates
+    once and answers. Browsing looks up once and reports. Requests come one at a
+    time: an attempt begins with the planner's request that has no reply yet."""
 
     def __init__(self, failing: int) -> None:
         self.failing = failing
-        self.closed = 0
+        self.attempt = 0
 
     def __call__(self, body: dict[str, Any]) -> str:
         messages = body["messages"]
@@ -79,10 +79,11 @@ class Restarting:
                 return f"Looking it up.</think>\n\nWorking.\n\n{call}"
             return "I have it.</think>\n\nbrowsing is done."
         if body.get("continue_final_message"):
-            return f"Looking back.</think>\n\n{summary_text(self.closed)}"
-        attempt = self.closed + 1
+            return summary_text(self.attempt)
+        if done == 0:
+            self.attempt += 1
+        attempt = self.attempt
         if is_closing_request(messages[-1]["content"]):
-            self.closed += 1
             return NO_BOX if attempt <= self.failing else "Done.</think>\n\n\\boxed{alpha}"
         if attempt <= self.failing or done == 0:
             server, tool = next((s, t) for s, t in servers if s == "agent-browsing")
@@ -182,8 +183,9 @@ def test_show_numbers_turns_within_attempts_with_a_separator_where_each_begins(
         position(lines, rf"^          browsing#{label} — completed, answered, 2 turns", first)
         if attempt < 3:
             second = position(lines, r'^    \[2\] search_and_browse\(subtask=".+turn 2"\)$', first)
-            closing = position(lines, r"^    \[closing\] I could not find it\.$", second)
-            summary = position(lines, r"^    \[summary\] Failure type: incomplete What", closing)
+            # Its turns ran out: no closing request (an answer would be a guess).
+            summary = position(lines, r"^    \[summary\] Failure type: incomplete What", second)
+            assert not any(line.startswith("    [closing]") for line in lines[second:summary])
             assert f"attempt {attempt} ran out" in lines[summary]
             here = summary
         else:
@@ -202,20 +204,18 @@ async def test_the_transcript_knows_attempts_and_keeps_children_under_their_turn
     assert [(t.attempt, t.in_attempt, t.closing, t.summary) for t in turns] == [
         (1, 1, False, False),
         (1, 2, False, False),
-        (1, 3, True, False),
-        (1, 4, False, True),
+        (1, 3, False, True),
         (2, 1, False, False),
         (2, 2, False, False),
-        (2, 3, True, False),
-        (2, 4, False, True),
+        (2, 3, False, True),
         (3, 1, False, False),
         (3, 2, False, False),
         (3, 3, True, False),
     ]
-    assert [t.number for t in turns] == list(range(1, 12))
+    assert [t.number for t in turns] == list(range(1, 10))
     # Each sub-agent call is placed on the reply that made it (numbered over the history).
     placed = {c.label: c.parent_turn for c in transcript.calls[1:]}
-    assert placed == {f"browsing#{k}": n for k, n in zip(range(1, 6), (1, 2, 5, 6, 9), strict=True)}
+    assert placed == {f"browsing#{k}": n for k, n in zip(range(1, 6), (1, 2, 4, 5, 7), strict=True)}
     for call in transcript.calls[1:]:
         reply = turns[call.parent_turn - 1].reply
         assert reply.tool_calls[0]["id"] == call.call_id
@@ -235,14 +235,15 @@ async def test_export_jsonl_says_each_messages_attempt_and_phase(three: str, cli
         assert own[0]["role"] == "system" and own[1]["role"] == "user"
         close = [r["role"] for r in own if r.get("phase") == "close"]
         summary = [r for r in own if r.get("phase") == "summary"]
-        assert close == ["user", "assistant"]
-        assert [r["turn"] for r in own if r.get("phase") == "close"] == [3, 3]
-        if attempt < 3:
-            assert [(r["role"], r["turn"]) for r in summary] == [("user", 4), ("assistant", 4)]
+        if attempt < 3:  # its turns ran out: summarised without a closing request
+            assert close == []
+            assert [(r["role"], r["turn"]) for r in summary] == [("user", 3), ("assistant", 3)]
             assert summary[0]["content"] == FAILURE_SUMMARY_REQUEST
         else:
+            assert close == ["user", "assistant"]
+            assert [r["turn"] for r in own if r.get("phase") == "close"] == [3, 3]
             assert summary == []
-        assert max(r["turn"] for r in own) == (4 if attempt < 3 else 3)
+        assert max(r["turn"] for r in own) == 3
     agents = {r["label"]: r for r in records if r["type"] == "agent"}
     assert [(agents[f"browsing#{k}"]["parent_attempt"], agents[f"browsing#{k}"]["parent_turn"])
             for k in range(1, 6)] == [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1)]  # fmt: skip
@@ -277,7 +278,7 @@ async def test_miroflow_main_history_is_the_last_attempt(three: str, cli: Cli) -
     names = [step["step_name"] for step in log["step_logs"]]
     assert names.count("Main Agent | Restart") == 2
     assert names.count("Main Agent | Failure Summary | LLM Call") == 2
-    assert names.count("Main Agent | Final Summary | LLM Call") == 3
+    assert names.count("Main Agent | Final Summary | LLM Call") == 1
 
 
 async def test_restarts_without_summaries_show_no_summary_exchange(cli: Cli) -> None:

@@ -67,6 +67,30 @@ def test_a_flow_s_own_restart_rule_wins_over_its_version() -> None:
     assert load_flow("mirothinker-v1.5", ["version=v1.7"]).agents["main"].restart_summary is False
 
 
+def test_a_stored_flow_takes_the_version_it_is_resumed_with() -> None:
+    # What a version sets is derived, not stored: a resume with --set version=...
+    # (which re-validates the stored flow) gets that version's budget and rule.
+    stored = load_flow("mirothinker-v1.5").model_dump(mode="json")
+    assert "max_turns" not in stored["agents"]["main"]
+    main = FlowConfig.model_validate({**stored, "version": "v1.7"}).agents["main"]
+    assert (main.max_turns, main.max_restarts, main.restart_summary) == (300, 5, False)
+
+
+def test_a_version_gives_restarts_to_a_main_entry_agent_only() -> None:
+    spec = {
+        "name": "browse",
+        "version": "v1.5",
+        "models": {"m": {}},
+        "agents": {"browsing": {"model": "m"}},
+        "entry": "browsing",
+    }
+    entry = FlowConfig.model_validate(spec).agents["browsing"]
+    assert (entry.max_turns, entry.max_restarts) == (400, 0)
+    spec["agents"]["browsing"]["max_restarts"] = 2
+    with pytest.raises(ValueError, match=r"only the entry agent \('browsing'\) with role main"):
+        FlowConfig.model_validate(spec)
+
+
 def test_only_the_entry_agent_restarts() -> None:
     spec = {
         "name": "team",
@@ -115,7 +139,10 @@ def test_run_with_a_preset_against_the_sim_server(cli: Cli, sim_model) -> None:
         "completed",
         "max_turns",
     )
-    assert (report["agents"]["main"]["turns"], report["answer"]) == (3, "plan has 2 steps")
+    # Each attempt's turns ran out (no answer asked while it may restart): 5 restarts,
+    # 6 attempts of 3 turns; the last is asked for its answer.
+    assert [row["turns"] for row in report["attempts"]] == [3] * 6
+    assert (report["agents"]["main"]["turns"], report["answer"]) == (18, "plan has 2 steps")
 
 
 async def test_an_old_single_agent_run_resumes_under_its_name(cli: Cli, sim_model) -> None:

@@ -17,8 +17,9 @@ from support.team_policy import team
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow
-from mirograph.flows.runner import resume_run, start_run
+from mirograph.flows.runner import get_run, resume_run, run_date, start_run
 from mirograph.graphs.run_control import RunControl
+from mirograph.state.store import open_store
 
 TODAY = re.compile(r"Today is: (\d{4}-\d{2}-\d{2})")
 FIRST_DAY = datetime(2020, 1, 2, 12, 0)
@@ -53,10 +54,7 @@ async def test_a_sub_agent_started_after_a_resume_is_told_the_runs_first_day(
         assert not srv.requests  # the planner rendered its prompt, nobody was asked yet
         # As if the run had begun on FIRST_DAY and were resumed today.
         with sqlite3.connect(tmp_path / "runs.db") as db:
-            db.execute(
-                "UPDATE mirograph_runs SET created_at = ? WHERE id = 'dated'",
-                (FIRST_DAY.timestamp(),),
-            )
+            db.execute("UPDATE mirograph_runs SET run_date = '2020-01-02' WHERE id = 'dated'")
         done = await resume_run("dated", store_url=store)
         assert done.status == "completed", done.reason
         browsing = [
@@ -64,3 +62,25 @@ async def test_a_sub_agent_started_after_a_resume_is_told_the_runs_first_day(
         ]
     assert browsing, "the planner delegated"
     assert {TODAY.search(b["messages"][0]["content"])[1] for b in browsing} == {"2020-01-02"}
+
+
+async def test_a_run_is_stored_with_the_day_it_was_created_and_an_older_one_uses_its_time(
+    home: Path, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with SimServer(lambda body: team(body, browsing=1)) as srv:
+        control = RunControl()
+        control.request_pause("stop at once")
+        await start_run(
+            "Compare.", team_flow(srv.base_url), run_id="new", store_url=store, control=control
+        )
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        [(stored,)] = db.execute("SELECT run_date FROM mirograph_runs WHERE id = 'new'")
+        assert stored == datetime.now().date().isoformat()
+        # A run stored before the column: its creation time's date.
+        db.execute(
+            "UPDATE mirograph_runs SET run_date = NULL, created_at = ? WHERE id = 'new'",
+            (FIRST_DAY.timestamp(),),
+        )
+    async with open_store(store) as opened:
+        assert run_date(get_run(opened, "new")) == "2020-01-02"

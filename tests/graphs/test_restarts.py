@@ -3,11 +3,14 @@
 An attempt that ends with no boxed answer starts again from the task:
 - with ``restart_summary`` (v1.0, v1.5) the model is first asked what the attempt
   tried and found: after the attempt as its closing request saw it, no tools, a
-  reply that continues an assistant message opening the thinking
-  (``continue_final_message``); the new task carries each summary;
-- without it (1.7) the new attempt gets the task exactly as the first one did.
-Each attempt has the whole turn budget and its own duplicate-query memory; the
-model sees only its own attempt; a kill in attempt 3 resumes in attempt 3.
+  reply that continues a given, closed thinking (``continue_final_message``); the
+  new task carries each summary;
+- without it (1.7) the new attempt gets the task exactly as the first one did;
+- an attempt whose turns ran out while it may restart is not asked for an answer
+  (the reference's rule: it would be a guess); one that answered without a box is.
+Each attempt has the whole turn budget, its own duplicate-query memory and its own
+fallback box; the model sees only its own attempt; a spent run budget, or a run
+resumed with fewer restarts, does not restart; a stop in attempt 3 resumes there.
 """
 
 from __future__ import annotations
@@ -61,31 +64,33 @@ def summary_text(attempt: int) -> str:
 
 
 class Attempts:
-    """A model that fails ``failing`` attempts (calls until the turns run out, then
-    no box), summarises each when asked, and answers in the next attempt. It counts
-    the attempts by the closing requests it has answered (requests come one by one)."""
+    """A model that fails ``failing`` attempts, summarises each when asked, and answers
+    in the next one. An attempt is read from its task: one ``[Attempt k]`` summary per
+    earlier attempt. A failing attempt calls ``echo`` until its turns run out; with
+    ``unboxed`` it instead answers without a box at once (its closing reply has none)."""
 
-    def __init__(self, failing: int, *, mid_run_box: bool = False) -> None:
-        self.failing = failing
-        self.mid_run_box = mid_run_box
-        self.closed = 0
+    def __init__(
+        self, failing: int, *, unboxed: bool = False, box_in: frozenset[int] = frozenset()
+    ) -> None:
+        self.failing, self.unboxed, self.box_in = failing, unboxed, box_in
 
-    def attempt(self, body: dict[str, Any]) -> int:
-        """The attempt a request belongs to (a summary request: the one it summarises)."""
-        return self.closed + (0 if body.get("continue_final_message") else 1)
+    @staticmethod
+    def attempt(body: dict[str, Any]) -> int:
+        return body["messages"][1]["content"].count("[Attempt ") + 1
 
     def __call__(self, body: dict[str, Any]) -> str:
         messages = body["messages"]
         number = self.attempt(body)
         if body.get("continue_final_message"):
-            return f"Looking back.</think>\n\n{summary_text(number)}"
+            return summary_text(number)
         if messages[-1]["content"].startswith(closing_request("")[:40]):
-            self.closed += 1
             return BOXED if number > self.failing else NO_BOX
         if number > self.failing:
             return BOXED
+        if self.unboxed:
+            return NO_BOX
         turn = sum(m["role"] == "assistant" for m in messages) + 1
-        box = "\\boxed{7} for now. " if self.mid_run_box else ""
+        box = "\\boxed{7} for now. " if number in self.box_in else ""
         return call("echo", text=f"a{number}t{turn}").replace("Calling", f"{box}Calling")
 
 
@@ -93,89 +98,118 @@ def bodies(srv: Any) -> list[dict[str, Any]]:
     return list(srv.requests)
 
 
-async def test_a_restart_with_summary_sends_exactly_these_messages(server, tmp_path) -> None:
+async def test_an_attempt_whose_turns_ran_out_is_summarised_at_once(server, tmp_path) -> None:
     srv = server(Attempts(failing=1))
     loop = make_loop(srv, TOOLS, max_turns=2, max_restarts=2, restart_summary=True)
     values = await run_loop(loop, tmp_path)
     sent = bodies(srv)
-    # Attempt 1: two turns, the closing request (…A2, CLOSE: R2 not shown), no box.
     system, task = sent[0]["messages"]
     assert task == user(task_message(QUESTION))
     a1, a2 = call("echo", text="a1t1"), call("echo", text="a1t2")
-    close1 = closing_request(QUESTION)
-    attempt1 = [system, task, assistant(a1), user("echo: a1t1"), assistant(a2)]
-    assert sent[2]["messages"] == [*attempt1, user(close1)]
-    # The summary request: the attempt as its closing request saw it, the closing
-    # reply, the request, then an assistant message that opens the thinking,
-    # continued (vLLM's continue_final_message), not answered in a new turn.
-    summary = sent[3]
+    # No closing request (an answer now would be a guess): the summary request follows
+    # the attempt as a closing request would (…A2: A2's results not shown), then an
+    # assistant message with the given thinking, continued (vLLM's continue_final_message).
+    summary = sent[2]
     assert summary["messages"] == [
-        *sent[2]["messages"],
-        assistant(NO_BOX),
+        system,
+        task,
+        assistant(a1),
+        user("echo: a1t1"),
+        assistant(a2),
         user(FAILURE_SUMMARY_REQUEST),
         assistant(FAILURE_SUMMARY_PREFIX),
     ]
+    assert FAILURE_SUMMARY_PREFIX.startswith("<think>\n")
+    assert FAILURE_SUMMARY_PREFIX.endswith("</think>\n\n")
     assert summary["continue_final_message"] is True
     assert summary["add_generation_prompt"] is False
-    assert all("continue_final_message" not in b for b in sent[:3] + sent[4:])
+    assert all("continue_final_message" not in b for b in sent[:2] + sent[3:])
     # Attempt 2 starts from the task with the summary, the same system prompt, and
     # nothing of attempt 1; its closing request repeats that task.
     task2 = restart_question(QUESTION, [summary_text(1)])
     assert "[Attempt 1]\n" + summary_text(1) in task2
-    assert sent[4]["messages"] == [system, user(task_message(task2))]
-    assert sent[5]["messages"] == [
+    assert sent[3]["messages"] == [system, user(task_message(task2))]
+    assert sent[4]["messages"] == [
         system,
         user(task_message(task2)),
         assistant(BOXED),
         user(closing_request(task2)),
     ]
-    assert len(sent) == 6
+    assert len(sent) == 5
     assert values["answer"] == "42" and values["stop_reason"] == "answered"
     [record] = values["attempts"]
     assert record["attempt"] == 1 and record["stop_reason"] == "max_turns"
     assert record["turns"] == 2 and record["summary"] == summary_text(1)
     assert values["stats"]["turns"] == 3  # all attempts: the counters add up
-    assert values["stats"]["model_calls"] == 6
-    # The stored history keeps both attempts, the summary exchange between them.
+    assert values["stats"]["model_calls"] == 5
+    # The stored history keeps both attempts, the summary exchange between them (the
+    # reply after the prefix it continued).
     stored = [m.text for m in values["messages"]]
     assert stored[record["messages_end"]] == system["content"]
     assert stored[record["messages_end"] - 2] == FAILURE_SUMMARY_REQUEST
-    assert stored[record["messages_end"] - 1].startswith(FAILURE_SUMMARY_PREFIX + "Looking back.")
+    assert stored[record["messages_end"] - 1] == FAILURE_SUMMARY_PREFIX + summary_text(1)
+
+
+async def test_an_attempt_that_answered_without_a_box_is_summarised_after_its_closing(
+    server, tmp_path
+) -> None:
+    srv = server(Attempts(failing=1, unboxed=True))
+    loop = make_loop(srv, TOOLS, max_turns=5, max_restarts=1)
+    values = await run_loop(loop, tmp_path)
+    sent = bodies(srv)
+    system, task = sent[0]["messages"]
+    close1 = closing_request(QUESTION)
+    assert sent[1]["messages"] == [system, task, assistant(NO_BOX), user(close1)]
+    assert sent[2]["messages"] == [
+        *sent[1]["messages"],
+        assistant(NO_BOX),
+        user(FAILURE_SUMMARY_REQUEST),
+        assistant(FAILURE_SUMMARY_PREFIX),
+    ]
+    assert values["attempts"][0]["stop_reason"] == "no_boxed_answer"
+    assert values["answer"] == "42"
 
 
 async def test_a_restart_without_summary_starts_on_the_same_task(server, tmp_path) -> None:
-    srv = server(Attempts(failing=1))
+    replies = iter([call("echo", text="x"), call("echo", text="y"), BOXED, BOXED])
+    srv = server(lambda body: next(replies))
     loop = make_loop(srv, TOOLS, max_turns=2, max_restarts=5, restart_summary=False)
     values = await run_loop(loop, tmp_path)
     sent = bodies(srv)
-    assert len(sent) == 5  # attempt 1: 2 turns + close; attempt 2: 1 turn + close
+    # Attempt 1: 2 turns, then neither a closing request nor a summary; attempt 2:
+    # a turn and its closing request.
+    assert len(sent) == 4
     assert all("continue_final_message" not in b for b in sent)
     system, task = sent[0]["messages"]
-    assert sent[3]["messages"][:2] == [system, task]  # the same task, as attempt 1 had it
+    assert sent[2]["messages"] == [system, task]  # the same task, as attempt 1 had it
     assert values["answer"] == "42"
     [record] = values["attempts"]
     assert record["summary"] is None and record["stop_reason"] == "max_turns"
 
 
-async def test_a_box_seen_mid_run_does_not_stop_a_restart_but_is_the_last_fallback(
-    server, tmp_path
-) -> None:
-    srv = server(Attempts(failing=9, mid_run_box=True))
-    loop = make_loop(srv, TOOLS, max_turns=1, max_restarts=2, restart_summary=True)
+async def test_the_last_attempt_falls_back_on_its_own_boxes_only(server, tmp_path) -> None:
+    srv = server(Attempts(failing=9, box_in=frozenset({1})))
+    loop = make_loop(srv, TOOLS, max_turns=1, max_restarts=2)
     values = await run_loop(loop, tmp_path)
-    # Three attempts (two restarts), each: one turn, the closing request, a summary
-    # (the last attempt is not summarised: nothing follows it).
-    assert len(srv.requests) == 3 * 2 + 2
+    # Attempts 1 and 2: a turn and a summary each, no closing request (their box
+    # "7" does not stop a restart); attempt 3, the last: a turn and its closing request.
+    closings = [b for b in srv.requests if b["messages"][-1]["content"].startswith("Your work")]
+    assert len(srv.requests) == 2 * 2 + 2 and len(closings) == 1
     assert [a["attempt"] for a in values["attempts"]] == [1, 2]
-    assert values["answer"] == "7"  # the last attempt falls back on the box seen
+    assert values["answer"] is None  # attempt 1's box is not attempt 3's answer
     assert values["stop_reason"] == "max_turns"
+
+
+async def test_the_last_attempt_falls_back_on_a_box_it_saw(server, tmp_path) -> None:
+    srv = server(Attempts(failing=9, box_in=frozenset({2})))
+    values = await run_loop(make_loop(srv, TOOLS, max_turns=1, max_restarts=1), tmp_path)
+    assert values["answer"] == "7" and values["stop_reason"] == "max_turns"
 
 
 async def test_turns_and_repeated_queries_count_per_attempt(server, tmp_path) -> None:
     keyed = TOOLS[0].model_copy(update={"metadata": {**TOOLS[0].metadata, DEDUPE_KEY: ["text"]}})
     same, other = call("echo", text="same"), call("echo", text="other")
-    summary = "Stuck.</think>\n\nsummary"
-    replies = iter([same, same, other, NO_BOX, summary, same, BOXED, BOXED])
+    replies = iter([same, same, other, "summary", same, BOXED, BOXED])
     srv = server(lambda body: next(replies))
     loop = make_loop(srv, [keyed], max_turns=2, max_restarts=1)
     values = await run_loop(loop, tmp_path)
@@ -198,6 +232,29 @@ async def test_a_run_budget_does_not_restart(server, tmp_path) -> None:
     assert values["stop_reason"] == "max_tokens_total"
     assert not values.get("attempts")
     assert len(srv.requests) == 2  # one turn, then the closing request: no restart
+
+
+async def test_a_budget_spent_by_the_closing_request_does_not_restart(server, tmp_path) -> None:
+    calls: list[int] = []
+
+    def tokens(event: dict[str, Any]) -> None:
+        if event["event"] == "model_call":
+            calls.append(event["prompt_tokens"] + event["completion_tokens"])
+
+    srv = server(Attempts(failing=9, unboxed=True))
+    with controlling(RunControl(on_event=tokens)):  # measure: the first call's tokens
+        await run_loop(make_loop(srv, TOOLS, max_restarts=0), tmp_path, thread="probe")
+    # A budget the first call leaves unspent and the closing reply spends.
+    control = RunControl(budgets=Budgets(max_tokens_total=calls[0] + 1))
+    before = len(srv.requests)
+    with controlling(control):
+        values = await run_loop(make_loop(srv, TOOLS, max_restarts=3), tmp_path)
+    # No summary and no attempt 2 (whose first step would close at once on its bare
+    # task, two user messages in a row): the run ends on the closing reply, saying
+    # what stopped it from starting again.
+    assert len(srv.requests) - before == 2
+    assert not values.get("attempts")
+    assert values["stop_reason"] == "max_tokens_total" and values["answer"] is None
 
 
 async def test_a_run_stopped_in_attempt_three_resumes_in_attempt_three(server, tmp_path) -> None:
@@ -226,6 +283,31 @@ async def test_a_run_stopped_in_attempt_three_resumes_in_attempt_three(server, t
     assert after[0]["messages"] == srv.requests[before - 1]["messages"]
     assert [a["attempt"] for a in values["attempts"]] == [1, 2]
     assert values["answer"] == "42"
+
+
+async def test_a_run_resumed_with_fewer_restarts_closes_the_attempt_instead(
+    server, tmp_path
+) -> None:
+    policy = Attempts(failing=9)
+    failed: list[int] = []
+
+    def summary_fails_once(body: dict[str, Any]) -> Any:
+        if body.get("continue_final_message") and not failed:
+            failed.append(1)
+            return Fault(status=503, message="down")  # the run stops inside restart
+        return policy(body)
+
+    srv = server(summary_fails_once)
+    with pytest.raises(ModelServerError):
+        await run_loop(make_loop(srv, TOOLS, max_turns=1, max_restarts=2), tmp_path)
+    before = len(srv.requests)
+    loop = make_loop(srv, TOOLS, max_turns=1, max_restarts=0)
+    values = await run_loop(loop, tmp_path, resume=True)
+    after = srv.requests[before:]
+    # No restart any more: the closing request the attempt skipped is made after all.
+    assert len(after) == 1 and after[0]["messages"][-1]["content"] == closing_request(QUESTION)
+    assert values["phase"] == "done" and values["stop_reason"] == "max_turns"
+    assert not values.get("attempts")
 
 
 @pytest.mark.parametrize(

@@ -240,3 +240,16 @@ async def test_a_rolled_back_turn_is_an_event_after_its_tool_call(server, tmp_pa
     ]
     rolled = next(e for e in seen if e["event"] == "turn_rolled_back")
     assert (rolled["agent"], rolled["ns"], rolled["turn"]) == ("main", "", 1)
+
+
+async def test_turns_rolled_back_after_their_results_fit_the_step_budget(server, tmp_path) -> None:
+    # Every kept turn follows 4 rolled-back ones (2 graph steps each, no turn counted):
+    # the step budget (recursion_limit) allows for them; it did not, and the run died
+    # with GraphRecursionError after some 5 rollbacks.
+    bad = call("boom", q="x")
+    turns = 3
+    replies = iter(([bad] * 4 + [call("lookup", q="ok")]) * turns + [ANSWER])
+    srv = server(lambda body: next(replies, ANSWER))
+    values = await run_loop(make_loop(srv, TOOLS, max_turns=turns), tmp_path)
+    assert values["stats"]["rollbacks"] == 4 * turns
+    assert values["stats"]["turns"] == turns and values["stop_reason"] == "max_turns"

@@ -98,7 +98,9 @@ async def run_loop(
         config = {
             "configurable": {"thread_id": thread},
             "recursion_limit": recursion_limit(
-                loop.config.max_turns, restarts=loop.config.max_restarts
+                loop.config.max_turns,
+                restarts=loop.restarts,
+                rollbacks=loop.config.max_rollbacks,
             ),
         }
         try:
