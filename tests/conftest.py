@@ -1,13 +1,18 @@
-"""Shared fixtures: an isolated MIROGRAPH_HOME, the CLI as a subprocess, sim-model servers."""
+"""Shared fixtures: an isolated MIROGRAPH_HOME, the CLI as a subprocess, sim-model servers,
+and real Redis and PostgreSQL servers of the test's own."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from support.testkit import LISTENING, Cli
+
+if TYPE_CHECKING:  # imported by the fixtures: psycopg and redis take a while to load
+    from support.servers import PostgresServer, RedisServer
 
 
 @pytest.fixture
@@ -48,3 +53,23 @@ def sim_model(cli: Cli) -> Iterator[Callable[..., str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A running ``redis-server`` of this test's own (see ``support.servers``), which the
+    test may stop, kill and start again; gone after the test, whatever its outcome."""
+    from support.servers import RedisServer, serving
+
+    with serving(lambda: RedisServer(tmp_path)) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_server(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A running PostgreSQL cluster of this test's own (see ``support.servers``), which the
+    test may stop, kill and start again; removed after the test, whatever its outcome."""
+    from support.servers import PostgresServer, serving
+
+    with serving(lambda: PostgresServer(tmp_path)) as server:
+        yield server

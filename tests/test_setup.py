@@ -1,9 +1,11 @@
 """The README's set-up works on a fresh Debian/Ubuntu machine: its first command
-installs the system packages the project needs (bubblewrap, python3-venv) before
-the virtualenv, the test command is unchanged, and CI runs the same script."""
+installs the system packages the project needs (bubblewrap, python3-venv,
+redis-server, postgresql) before the virtualenv, the test command is unchanged,
+and CI runs the same script."""
 
 from __future__ import annotations
 
+import glob
 import re
 import shutil
 import subprocess
@@ -34,9 +36,10 @@ def test_the_first_command_installs_system_packages_first_and_ci_does_the_same()
 
 
 def test_the_script_installs_what_a_fresh_machine_lacks(tmp_path: Path) -> None:
-    """On a machine without bubblewrap and without venv support (simulated on PATH:
-    no ``bwrap``, a ``python3`` whose ``ensurepip`` is missing, an ``apt-get`` that
-    records what it is asked), the script installs both, then checks Python."""
+    """On a machine without bubblewrap, Redis and venv support (simulated on PATH:
+    no ``bwrap`` nor ``redis-server``, a ``python3`` whose ``ensurepip`` is missing,
+    an ``apt-get`` that records what it is asked), the script installs them (and
+    PostgreSQL where ``/usr/lib/postgresql`` has no ``initdb``), then checks Python."""
     bin_dir, asked = tmp_path / "bin", tmp_path / "apt.log"
     bin_dir.mkdir()
     for tool in ("bash", "env", "id"):
@@ -52,9 +55,11 @@ def test_the_script_installs_what_a_fresh_machine_lacks(tmp_path: Path) -> None:
         timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # PostgreSQL's programs are found off PATH too, where Debian puts them.
+    postgresql = [] if glob.glob("/usr/lib/postgresql/*/bin/initdb") else ["postgresql"]
     assert asked.read_text().splitlines() == [
         "apt-get update -qq",
-        "apt-get install -y -qq python3-venv bubblewrap",
+        " ".join(["apt-get install -y -qq python3-venv bubblewrap redis-server", *postgresql]),
     ]
 
 
