@@ -1,0 +1,51 @@
+"""Connections to the PostgreSQL store, and the one-line errors when there is none."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+
+from mirograph.errors import StoreURLError
+
+#: Seconds to wait for the server before saying it is not there.
+CONNECT_TIMEOUT_S = 10
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
+def shown(url: str) -> str:
+    """``url`` with any password replaced: it is named in errors and logs."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """An autocommit connection to the store at ``url``, or ``StoreURLError`` in one
+    line naming the URL (password hidden) and how to get a server there."""
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise StoreURLError(
+            f"cannot reach the PostgreSQL store {shown(url)} ({reason}); start PostgreSQL"
+            " there (e.g. `pg_ctl start` or `systemctl start postgresql`) or pass"
+            " --store naming a running server"
+        ) from None
+    except psycopg.ProgrammingError as exc:  # a malformed URL
+        raise StoreURLError(
+            f"store URL {shown(url)} is not a PostgreSQL URL psycopg can use ({exc});"
+            " write it as postgresql://USER@HOST:PORT/DATABASE"
+        ) from None
+
+
+def create_once(conn: psycopg.Connection[Any], name: str, statements: list[str]) -> None:
+    """Run schema ``statements`` in one transaction under an advisory lock named
+    ``name``: two processes creating the same table at once would otherwise race
+    in PostgreSQL's catalogue (``CREATE TABLE IF NOT EXISTS`` is not atomic)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+        for statement in statements:
+            conn.execute(statement)

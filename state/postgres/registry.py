@@ -1,0 +1,172 @@
+"""The run registry on PostgreSQL: ``state.registry``'s contract, for many machines.
+
+One row per run, read and written by every process that runs, lists, pauses or
+shows runs; a session's writes are fenced by its lease (``fenced``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from datetime import date
+from itertools import islice
+from typing import Any
+
+import psycopg
+
+from mirograph.errors import LeaseLostError, RunNotFoundError, UserInputError
+from mirograph.state.leases import LEASE_COLUMNS, Lease
+from mirograph.state.postgres.connect import connect, create_once
+from mirograph.state.postgres.leases import SCHEMA as LEASES_SCHEMA
+from mirograph.state.postgres.leases import PostgresLeases, fenced
+from mirograph.state.registry import _COLUMNS as COLUMNS
+from mirograph.state.registry import RunRecord, check_run_id
+from mirograph.state.registry import _record as record_from_row
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS mirograph_runs (
+    id TEXT PRIMARY KEY,
+    question TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    flow_spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    answer TEXT,
+    usage TEXT NOT NULL DEFAULT '{}',
+    pid INTEGER,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    pause_requested TEXT,
+    wall_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+    session_started_at DOUBLE PRECISION,
+    run_date TEXT
+)
+"""
+_INDEX = "CREATE INDEX IF NOT EXISTS mirograph_runs_created ON mirograph_runs (created_at DESC)"
+_SELECT = (
+    "SELECT {}, l.run_id, {} FROM mirograph_runs r"
+    " LEFT JOIN mirograph_leases l ON l.run_id = r.id".format(
+        ", ".join(f"r.{c.strip()}" for c in COLUMNS.split(",")),
+        ", ".join(f"l.{c.strip()}" for c in LEASE_COLUMNS.split(",")),
+    )
+)
+
+
+class PostgresRunRegistry:
+    """Registry table in the PostgreSQL store, beside its leases."""
+
+    def __init__(self, url: str) -> None:
+        self._conn = connect(url)
+        create_once(self._conn, "mirograph_runs", [LEASES_SCHEMA, SCHEMA, _INDEX])
+        #: One statement (or transaction) at a time on the shared connection.
+        self._lock = threading.RLock()
+        #: Who runs each run, on the same connection and lock.
+        self.leases = PostgresLeases(url, conn=self._conn, lock=self._lock)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def create(self, record: RunRecord) -> None:
+        check_run_id(record.id)
+        now = time.time()
+        try:
+            with self._lock:
+                self._conn.execute(
+                    "INSERT INTO mirograph_runs (id, question, flow, flow_spec, status, reason,"
+                    " answer, usage, pid, created_at, updated_at, run_date)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        record.id,
+                        record.question,
+                        record.flow,
+                        json.dumps(record.flow_spec),
+                        record.status,
+                        record.reason,
+                        record.answer,
+                        json.dumps(record.usage),
+                        record.pid,
+                        now,
+                        now,
+                        record.run_date or date.fromtimestamp(now).isoformat(),
+                    ),
+                )
+        except psycopg.errors.UniqueViolation:
+            raise UserInputError(
+                f"run id {record.id!r} already exists; resume it with"
+                f" `mirograph resume {record.id}` or pick another --id"
+            ) from None
+
+    def update(self, run_id: str, *, lease: Lease | None = None, **fields: Any) -> None:
+        """Set ``fields`` of the run; with ``lease``, only while that lease is the
+        run's current one (fencing), else ``LeaseLostError``."""
+        if "flow_spec" in fields:
+            fields["flow_spec"] = json.dumps(fields["flow_spec"])
+        if "usage" in fields:
+            fields["usage"] = json.dumps(fields["usage"])
+        fields["updated_at"] = time.time()
+        unknown = set(fields) - {c.strip() for c in COLUMNS.split(",")}
+        if unknown:  # names go into the statement: only the table's own columns
+            raise ValueError(f"not columns of a run: {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = %s" for name in fields)
+        condition, params = fenced(lease)
+        with self._lock:
+            cursor = self._conn.execute(
+                f"UPDATE mirograph_runs SET {assignments} WHERE id = %s{condition}",
+                (*fields.values(), run_id, *params),
+            )
+        if lease is not None and cursor.rowcount == 0:
+            holder = self.leases.holder(run_id)
+            by = f" by pid {holder.pid} on {holder.host}" if holder else ""
+            raise LeaseLostError(
+                f"run {run_id} was taken over{by}; this session's changes were not saved"
+            )
+
+    def get(self, run_id: str) -> RunRecord:
+        """The run's row, or ``RunNotFoundError``."""
+        with self._lock:
+            row = self._conn.execute(f"{_SELECT} WHERE r.id = %s", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(run_id)
+        return record_from_row(row)
+
+    def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:
+        """Newest first; ``statuses`` filters by effective status (a dead runner's
+        ``running`` row counts as ``paused``)."""
+        query = f"{_SELECT} ORDER BY r.created_at DESC"
+        with self._lock:
+            if not statuses:
+                rows = self._conn.execute(f"{query} LIMIT %s", (limit,)).fetchall()
+                return [record_from_row(row) for row in rows]
+            rows = self._conn.execute(query).fetchall()
+        records = (record_from_row(row) for row in rows)
+        return list(islice((r for r in records if r.effective_status in statuses), limit))
+
+    def request_pause(self, run_id: str, reason: str) -> None:
+        """Ask the process running ``run_id`` to pause at its next step boundary."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE mirograph_runs SET pause_requested = %s WHERE id = %s", (reason, run_id)
+            )
+
+    def step_check(self, lease: Lease) -> str | None:
+        """Why the runner holding ``lease`` must stop at this step boundary, in one
+        read: its lease was taken over (checked first), or a pause was asked."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT l.token, l.owner, r.pause_requested FROM mirograph_leases l"
+                " LEFT JOIN mirograph_runs r ON r.id = l.run_id WHERE l.run_id = %s",
+                (lease.run_id,),
+            ).fetchone()
+        if row is None or (row[0], row[1]) != (lease.token, lease.owner):
+            return f"run {lease.run_id} was taken over by another runner"
+        return row[2]
+
+    def pause_request(self, run_id: str) -> str | None:
+        """Why another process asked this run to pause, if it did."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT pause_requested FROM mirograph_runs WHERE id = %s", (run_id,)
+            ).fetchone()
+        return row[0] if row else None
