@@ -36,6 +36,11 @@ def default_store_url() -> str:
     return f"sqlite:///{mirograph_home() / 'runs.db'}"
 
 
+def is_postgres_url(url: str | None) -> bool:
+    """Whether ``url`` names a PostgreSQL store (``postgresql://`` or ``postgres://``)."""
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
 def sqlite_path(url: str) -> Path:
     """The file of a SQLite URL: ``sqlite:///relative/path`` or ``sqlite:////absolute/path``."""
     if not url.startswith("sqlite:///"):
@@ -64,6 +69,12 @@ async def open_store(url: str | None = None) -> AsyncIterator[Store]:
     SQLite database, a path under a file, a directory that cannot be written)
     raises ``StoreURLError``: one line naming the path and the fix.
     """
+    if is_postgres_url(url):
+        from mirograph.state.postgres.store import open_postgres
+
+        async with open_postgres(str(url)) as opened:
+            yield opened
+        return
     path, fix = _location(url)
     async with _open_sqlite(url or default_store_url(), path, fix=fix) as store:
         yield store
@@ -80,6 +91,15 @@ _HOME_FIX = (
 async def open_registry(url: str | None = None) -> AsyncIterator[SqliteRunRegistry]:
     """Only the run registry of the store at ``url``: listing runs and asking one to
     pause need no checkpoint code. Bad locations fail as ``open_store``'s do."""
+    if is_postgres_url(url):
+        from mirograph.state.postgres.registry import PostgresRunRegistry
+
+        shared = PostgresRunRegistry(str(url))
+        try:
+            yield shared  # type: ignore[misc]
+        finally:
+            shared.close()
+        return
     path, fix = _location(url)
     _prepare_location(path, fix)
     try:
@@ -102,6 +122,7 @@ def _location(url: str | None) -> tuple[Path, str]:
     scheme = url.split(":", 1)[0]
     raise StoreURLError(
         f"unsupported store URL scheme {scheme!r} in {url!r}; use sqlite:///path/to/runs.db"
+        " or postgresql://USER@HOST:PORT/DATABASE"
     )
 
 

@@ -13,10 +13,6 @@ from mirograph.errors import StoreURLError
 CONNECT_TIMEOUT_S = 10
 
 
-def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
-
-
 def shown(url: str) -> str:
     """``url`` with any password replaced: it is named in errors and logs."""
     return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
