@@ -86,6 +86,29 @@ def db_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
+def fresh_database(server: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``server``; its URL."""
+    import psycopg
+
+    name = f"mirograph_bench_{os.getpid()}_{time.time_ns()}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def database_size(url: str) -> int:
+    """Bytes of the store's tables (with their indexes and TOAST) in that database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM")  # dead rows of updated lease/run rows are not the store's size
+        row = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        ).fetchone()
+    return int(row[0] or 0)
+
+
 def p50(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -272,14 +295,18 @@ def common_prefix_length(a: str, b: str) -> int:
     return low
 
 
-def run_mirograph(workdir: Path, turns: int, retention: list[str]) -> dict[str, Any]:
+def run_mirograph(
+    workdir: Path, turns: int, retention: list[str], server: str | None = None
+) -> dict[str, Any]:
+    """One mirograph run; ``server``: a PostgreSQL URL on which a fresh database holds
+    the store (else a SQLite file under ``workdir``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     from mirograph.flows.loader import load_flow
     from mirograph.flows.runner import run_report, start_run
 
     proc, base_url = start_sim_model(turns)
     os.environ["MIROGRAPH_HOME"] = str(workdir / "home")
-    store = f"sqlite:///{workdir / 'mirograph.db'}"
+    store = fresh_database(server) if server else f"sqlite:///{workdir / 'mirograph.db'}"
     clock = MODEL_CLOCK
     clock.install()
     clock.reset()
@@ -311,7 +338,7 @@ def run_mirograph(workdir: Path, turns: int, retention: list[str]) -> dict[str, 
     }
     return {
         "wall_s": wall,
-        "store_bytes": db_size(workdir / "mirograph.db"),
+        "store_bytes": database_size(store) if server else db_size(workdir / "mirograph.db"),
         "transcript_bytes": transcript_bytes(store),
         "per_turn": per_turn,
         "load_ms": fresh_load_ms("--load-mirograph", store),
@@ -421,6 +448,11 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="mirograph runs; each figure is their median"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run mirograph on PostgreSQL: a fresh database per run on this server",
+    )
     parser.add_argument("--load-stock", nargs=2)
     parser.add_argument("--load-mirograph")
     args = parser.parse_args()
@@ -435,6 +467,13 @@ def main() -> None:
             run_mirograph(workdir / f"keep_last_{i}", args.turns, []) for i in range(args.repeat)
         ]
         mg = median_run(runs)
+        pg = None
+        if args.postgres:
+            pg_runs = [
+                run_mirograph(workdir / f"pg_{i}", args.turns, [], args.postgres)
+                for i in range(args.repeat)
+            ]
+            pg = median_run(pg_runs)
         blocks = None
         if not args.skip_blocks:
             blocks = run_mirograph(workdir / "blocks", args.turns, ["agents.main.retention=blocks"])
@@ -444,6 +483,10 @@ def main() -> None:
         f" mirograph: median of {args.repeat} runs\n"
     )
     print(table(mg, stock, args.turns))
+    if pg is not None:
+        print("\nThe same on PostgreSQL (a fresh database per run; stock column: SQLite above):\n")
+        print(table(pg, None, args.turns))
+        print(json.dumps({k: v for k, v in pg.items() if k != "per_turn"}, indent=None))
     if blocks is not None:
         print("\n" + retention_table(mg, blocks))
     print(json.dumps({k: v for k, v in mg.items() if k != "per_turn"}, indent=None))
