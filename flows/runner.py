@@ -373,12 +373,10 @@ async def _release(leases: SqliteLeases, lease: Lease, attempts: int = 6) -> Non
 def _lease_keeper(store: Store, lease: Lease) -> Callable[[], str | None]:
     """The per-step pause check: a lease taken over (the background renewal found
     it gone) stops this runner like a pause."""
-    leases, registry = store.registry.leases, store.registry
+    registry = store.registry
 
     def check() -> str | None:
-        if not leases.holds(lease):
-            return f"run {lease.run_id} was taken over by another runner"
-        return registry.pause_request(lease.run_id)
+        return registry.step_check(lease)
 
     return check
 

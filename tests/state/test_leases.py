@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,21 @@ def test_of_racing_processes_exactly_one_acquires(db: Path) -> None:
     for proc in procs:
         proc.communicate("", timeout=30)
     assert sorted(lines) == ["busy"] * 5 + ["won 1"], lines
+
+
+def test_the_step_check_reads_a_takeover_and_a_pause_in_one(
+    db: Path, registry: SqliteRunRegistry
+) -> None:
+    clock = Clock()
+    mine = registry.leases.acquire("r1")
+    assert registry.step_check(mine) is None  # held, no pause asked
+    registry.request_pause("r1", "asked by the user")
+    assert registry.step_check(mine) == "asked by the user"
+    registry.update("r1", pause_requested=None)
+    assert registry.leases.release(mine)
+    other = _leases(db, host="other-host", clock=clock).acquire("r1", pid=12345)
+    registry.request_pause("r1", "asked by the user")  # the takeover is said first
+    assert registry.step_check(mine) == "run r1 was taken over by another runner"
+    assert registry.step_check(other) == "asked by the user"
+    orphan = replace(mine, run_id="r2")  # a run without a lease row is nobody's
+    assert registry.step_check(orphan) == "run r2 was taken over by another runner"
