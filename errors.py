@@ -12,6 +12,8 @@
     │   ├── RunNotFoundError          no run with that id in the store
     │   └── RunBusyError              another live runner holds the run
     │       └── LeaseLostError        this runner's lease was taken over
+    ├── StoreUnavailableError      3  the run store went away: the run stopped at its last
+    │                                 checkpoint, resume it once the store is back
     ├── ModelServerError           3  the model server failed: the run pauses, resume it later
     │   └── ModelCallError            a model call failed after the client's retries
     │       ├── ModelUnavailableError     unreachable or failing: the run pauses
@@ -60,6 +62,13 @@ class RunStateError(MirographError):
     """The run cannot be acted on as asked: it does not exist, or another process holds it."""
 
     exit_code = 2
+
+
+class StoreUnavailableError(MirographError):
+    """The run store (a PostgreSQL server) could not be reached mid-run: the run stopped
+    at its last checkpoint and resumes once the store is back."""
+
+    exit_code = 3
 
 
 class ModelServerError(MirographError):

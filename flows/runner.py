@@ -35,6 +35,7 @@ from mirograph.errors import (
     RunBusyError,
     RunFailedError,
     RunNotFoundError,
+    StoreUnavailableError,
     UserInputError,
 )
 from mirograph.flows.events import EventLog, events_path, read_events
@@ -49,11 +50,11 @@ from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.custom import DEFAULT_GRAPH_STEPS, GraphContext
 from mirograph.graphs.run_control import Budgets, PauseRequested, RunControl, controlling
 from mirograph.graphs.sub_agents import node_name
-from mirograph.state.leases import Lease, SqliteLeases, process_alive
+from mirograph.state.leases import Lease, process_alive
 from mirograph.state.redact import redact
 from mirograph.state.registry import RunRecord, check_run_id
-from mirograph.state.store import Store, mirograph_home, open_store
-from mirograph.text import describe
+from mirograph.state.store import Store, mirograph_home, open_store, shown_url
+from mirograph.text import describe, first_line
 
 
 @dataclass
@@ -323,12 +324,12 @@ async def holding_lease(store: Store, run_id: str) -> AsyncIterator[Lease]:
     _refuse_pre_lease_runner(store, run_id)
     lease = leases.acquire(run_id)
     store.registry.update(run_id, pause_requested=None)  # a stale ask to a runner that died
-    heartbeat = asyncio.create_task(_keep_renewing(leases, lease), name=f"lease {run_id}")
+    heartbeat = asyncio.create_task(_keep_renewing(store, lease), name=f"lease {run_id}")
     try:
         yield lease
     finally:
         heartbeat.cancel()
-        await _release(leases, lease)
+        await _release(store, lease)
 
 
 def _refuse_pre_lease_runner(store: Store, run_id: str) -> None:
@@ -347,24 +348,35 @@ def _refuse_pre_lease_runner(store: Store, run_id: str) -> None:
         )
 
 
-async def _keep_renewing(leases: SqliteLeases, lease: Lease) -> None:
+async def _keep_renewing(store: Store, lease: Lease) -> None:
     """Renew every ``renew_every_s``; stop once the lease is lost (the pause check
-    then stops the run at its next step: ``_lease_keeper``)."""
+    then stops the run at its next step: ``_lease_keeper``). A broken or unreachable
+    store is not this task's to report: the run's own writes fail and say so."""
+    leases = store.registry.leases
     while True:
         await asyncio.sleep(leases.renew_every_s)
-        with contextlib.suppress(sqlite3.Error):  # a broken store: the run's own writes fail
+        try:
             if await asyncio.to_thread(leases.renew, lease) is False:
                 return
+        except Exception as exc:
+            if not (isinstance(exc, sqlite3.Error) or store.is_outage(exc)):
+                raise
 
 
-async def _release(leases: SqliteLeases, lease: Lease, attempts: int = 6) -> None:
+async def _release(store: Store, lease: Lease, attempts: int = 6) -> None:
     """Give the lease back, retrying while the store is locked: a lease left held
-    blocks every resume until this process exits or its heartbeat expires."""
+    blocks every resume until this process exits or its heartbeat expires. A store
+    that went away cannot take it back: it frees itself once this process is gone."""
+    leases = store.registry.leases
     for attempt in range(attempts):
         try:
             await asyncio.to_thread(leases.release, lease)
             return
-        except sqlite3.Error:
+        except Exception as exc:
+            if store.is_outage(exc):
+                return
+            if not isinstance(exc, sqlite3.Error):
+                raise
             if attempt + 1 == attempts:
                 return  # expires on its own: nothing renews it any more
             await asyncio.sleep(0.5 * 2**attempt)
@@ -535,6 +547,8 @@ async def _invoke(
         # An interrupted step may hold an open write (its blobs) that would
         # lock the registry's row update: it was never checkpointed, drop it.
         store.discard_uncommitted()
+        if store.is_outage(exc):
+            raise await _store_lost(store, run_id, exc, end) from exc
         reason = redact(describe(exc))
         interrupted = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
         status = "paused" if isinstance(exc, interrupted) else "failed"
@@ -555,6 +569,22 @@ async def _invoke(
         return RunOutcome(run_id, "no_answer", answer, reason)
     await end(status="completed", answer=answer)
     return RunOutcome(run_id, "completed", answer, None)
+
+
+async def _store_lost(
+    store: Store, run_id: str, exc: BaseException, end: Callable[..., Any]
+) -> StoreUnavailableError:
+    """The error for a run whose store went away mid-step: its last checkpoint is
+    where it resumes. The session's end is recorded if the store is back already;
+    else the run reads as paused once this process has gone (its lease is dead)."""
+    reason = f"the run store went away ({first_line(describe(exc))})"
+    with contextlib.suppress(Exception):
+        await end(status="paused", reason=reason)
+    return StoreUnavailableError(
+        f"the run store {shown_url(store.url)} went away ({first_line(describe(exc))});"
+        f" run {run_id} stopped at its last checkpoint: `mirograph resume {run_id}`"
+        " once the store is back"
+    )
 
 
 def _no_answer_reason(values: dict[str, Any], run: CompiledRun) -> str:

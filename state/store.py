@@ -11,6 +11,7 @@ Only the registry is imported up front: ``open_registry`` serves ``ls`` and
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +37,11 @@ def default_store_url() -> str:
     return f"sqlite:///{mirograph_home() / 'runs.db'}"
 
 
+def shown_url(url: str) -> str:
+    """``url`` with any password replaced: store URLs are named in errors and logs."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
 def is_postgres_url(url: str | None) -> bool:
     """Whether ``url`` names a PostgreSQL store (``postgresql://`` or ``postgres://``)."""
     return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
@@ -59,6 +65,9 @@ class Store:
     blobs: BlobStore
     #: Drops writes of an interrupted step that no checkpoint committed (its blobs).
     discard_uncommitted: Callable[[], None] = lambda: None
+    #: Whether an exception means the store itself went away (a server store's
+    #: connection lost): the run stopped at its last checkpoint, resumable.
+    is_outage: Callable[[BaseException], bool] = lambda exc: False
 
 
 @asynccontextmanager

@@ -36,6 +36,7 @@ from mirograph.errors import (
     RunFailedError,
     RunNotFoundError,
     RunStateError,
+    StoreUnavailableError,
     StoreURLError,
     TaskFailedError,
     ToolError,
@@ -47,6 +48,7 @@ from mirograph.state.registry import RunRecord, SqliteRunRegistry
 NODES = {
     UserInputError: 2,
     RunStateError: 2,
+    StoreUnavailableError: 3,
     ModelServerError: 3,
     ToolError: 1,
     RunFailedError: 1,

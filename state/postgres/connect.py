@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import psycopg
 
 from mirograph.errors import StoreURLError
+from mirograph.state.store import shown_url as shown
 
 #: Seconds to wait for the server before saying it is not there.
 CONNECT_TIMEOUT_S = 10
-
-
-def shown(url: str) -> str:
-    """``url`` with any password replaced: it is named in errors and logs."""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:

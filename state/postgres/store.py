@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,9 +23,25 @@ from mirograph.state.store import Store
 POOL_SIZE = 16
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the server gone: a connection lost or
+    refused, or no pooled connection to be had."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, psycopg.OperationalError | PoolTimeout):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 @asynccontextmanager
 async def open_postgres(url: str) -> AsyncIterator[Store]:
     """The store at ``url``; unreachable: ``StoreURLError`` in one line."""
+    # The pool says each failed reconnection at WARNING, a line per try, while a
+    # lost server is already reported once, by the run that it stopped.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     registry = PostgresRunRegistry(url)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         url,
@@ -50,6 +67,7 @@ async def open_postgres(url: str) -> AsyncIterator[Store]:
             registry=registry,  # type: ignore[arg-type]
             blobs=blobs,
             discard_uncommitted=blobs.discard_staged,
+            is_outage=is_outage,
         )
     finally:
         await pool.close()

@@ -75,7 +75,6 @@ async def test_store_reopens_with_its_runs(tmp_path: Path) -> None:
     ("url", "scheme"),
     [
         ("redis://localhost:6379/0", "redis"),
-        ("postgresql://user@host/db", "postgresql"),
         ("mysql://x", "mysql"),
         ("sqlite://relative.db", "sqlite"),
     ],
@@ -87,7 +86,7 @@ async def test_unsupported_scheme(url: str, scheme: str) -> None:
     message = str(info.value)
     assert "\n" not in message
     assert repr(scheme) in message
-    assert "sqlite:///" in message
+    assert "sqlite:///" in message and "postgresql://" in message
 
 
 def test_default_store_url_honours_mirograph_home(
