@@ -571,6 +571,10 @@ async def _invoke(
     return RunOutcome(run_id, "completed", answer, None)
 
 
+#: How long a run whose store went away waits to record its end before it exits.
+STORE_BACK_S = 2.0
+
+
 async def _store_lost(
     store: Store, run_id: str, exc: BaseException, end: Callable[..., Any]
 ) -> StoreUnavailableError:
@@ -578,8 +582,9 @@ async def _store_lost(
     where it resumes. The session's end is recorded if the store is back already;
     else the run reads as paused once this process has gone (its lease is dead)."""
     reason = f"the run store went away ({first_line(describe(exc))})"
-    with contextlib.suppress(Exception):
-        await end(status="paused", reason=reason)
+    with contextlib.suppress(Exception):  # a store still away: the lease frees the run
+        async with asyncio.timeout(STORE_BACK_S):
+            await end(status="paused", reason=reason)
     return StoreUnavailableError(
         f"the run store {shown_url(store.url)} went away ({first_line(describe(exc))});"
         f" run {run_id} stopped at its last checkpoint: `mirograph resume {run_id}`"

@@ -25,6 +25,12 @@ KEY_SHAPE = re.compile(
     r"|\bAKIA[0-9A-Z]{16}\b"
 )
 MASK = "***"
+#: A password in a URL: ``scheme://user:PASSWORD@host`` (the last ``@`` of the
+#: authority: a password may hold a raw ``@`` or ``/``) and ``?password=...``.
+URL_PASSWORD = re.compile(
+    r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@?#]*:)[^\s?#]*@(?=[^\s@]*$|[^\s@/?#]*[/?#\s:])"
+)
+URL_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&\s#]*", re.IGNORECASE)
 
 
 def redact(text: str, env: Mapping[str, str] | None = None, *, shapes: bool = True) -> str:
@@ -33,7 +39,16 @@ def redact(text: str, env: Mapping[str, str] | None = None, *, shapes: bool = Tr
     for value in secret_values(env):
         if value in text:
             text = text.replace(value, MASK)
-    return KEY_SHAPE.sub(MASK, text) if shapes else text
+    return KEY_SHAPE.sub(MASK, without_url_passwords(text)) if shapes else text
+
+
+def without_url_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it masked (a store URL named in an
+    error, a command line in a crash report)."""
+    if "://" not in text:
+        return text
+    text = URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    return URL_PASSWORD_PARAM.sub(lambda m: f"{m.group(1)}{MASK}", text)
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:

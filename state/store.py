@@ -11,7 +11,6 @@ Only the registry is imported up front: ``open_registry`` serves ``ls`` and
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -39,7 +38,9 @@ def default_store_url() -> str:
 
 def shown_url(url: str) -> str:
     """``url`` with any password replaced: store URLs are named in errors and logs."""
-    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+    from mirograph.state.redact import without_url_passwords
+
+    return without_url_passwords(url)
 
 
 def is_postgres_url(url: str | None) -> bool:

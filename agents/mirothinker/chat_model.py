@@ -732,11 +732,17 @@ def _field(obj: Any, name: str) -> Any:
 
 
 def _count(value: Any, name: str) -> int:
+    """A token count as servers send it: an integer, or one written as a whole float
+    or as digits (as the SDK's typed reading took them, and the streamed path still
+    does); anything else (negative, fractional, a boolean, text) is malformed."""
     if value is None:
         return 0
-    if type(value) is not int or value < 0:
+    whole = type(value) is float and value.is_integer()
+    digits = type(value) is str and value.strip().isdigit()
+    count = value if type(value) is int else int(value) if whole or digits else None
+    if count is None or count < 0:
         raise MalformedResponse(f"usage {name} is {str(value)[:40]!r}, not a count of tokens")
-    return value
+    return count
 
 
 def _call_id() -> str:

@@ -1,8 +1,11 @@
 """Large tool results on PostgreSQL: ``state.blobs``'s contract for a shared store.
 
-As on SQLite, ``put`` only stages a blob; the checkpointer's next write inserts
-it in the same transaction (``PostgresSaver``), so a history entry that refers
-to a blob is never committed without it. Reads take a pooled connection.
+``put`` commits the blob at once, before the step that refers to it can be
+checkpointed, so a history entry is never committed without its blob. (On
+SQLite a step's blobs ride in its next write; here the runs' writes go on many
+connections at once, and parallel sub-agents' steps would take each other's
+staged blobs.) A blob of a step that never gets checkpointed is an orphan,
+harmless: blobs are keyed by their content. Reads take a pooled connection.
 """
 
 from __future__ import annotations
@@ -31,27 +34,23 @@ class PostgresBlobStore:
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, cache_size: int = 64) -> None:
         self._pool = pool
-        self._staged: dict[str, str] = {}
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._cache_size = cache_size
 
     async def put(self, text: str) -> str:
         key = content_key(text)
-        self._staged[key] = text
+        if key not in self._cache:  # a cached blob was put (committed) before
+            async with self._pool.connection() as conn, conn.cursor() as cursor:
+                await write_blobs(cursor, {key: text})
         self._remember(key, text)
         return key
 
-    def take_staged(self) -> dict[str, str]:
-        staged, self._staged = self._staged, {}
-        return staged
-
     def discard_staged(self) -> None:
-        self._staged = {}
+        """Nothing is staged here: each blob is committed when put."""
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(keys))
         found = {key: self._cache[key] for key in wanted if key in self._cache}
-        found.update({key: self._staged[key] for key in wanted if key in self._staged})
         missing = [key for key in wanted if key not in found]
         if missing:
             async with self._pool.connection() as conn:

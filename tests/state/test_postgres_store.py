@@ -11,8 +11,11 @@ finishes it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +23,8 @@ import pytest
 from support.testkit import Cli, release, wait_for_fifo, write_team_flow
 
 from mirograph.state.blobs import OFFLOAD_CHARS
+from mirograph.state.postgres.store import POOL_SIZE
+from mirograph.state.store import open_store
 
 
 @pytest.mark.timeout(240)
@@ -101,3 +106,57 @@ def test_a_postgresql_outage_stops_the_run_resumably_and_a_resume_finishes_it(
     calls = log.read_text().splitlines()
     twice = {line: n for line, n in Counter(calls).items() if n > 1}
     assert twice == {"lookup browsing 2": 2}, calls  # only the step that was never saved
+
+
+OPEN_AND_READ = """
+import asyncio, sys
+from mirograph.state.store import open_store
+async def main():
+    async with open_store(sys.argv[1]) as store:
+        store.registry.list()
+asyncio.run(main())
+print("ok")
+"""
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(postgres_server) -> None:
+    # The migrations' CREATE INDEX CONCURRENTLY deadlocked against a waiting opener
+    # and could leave an invalid index behind; the schema is made in one transaction.
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AND_READ, postgres_server.url],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]  # fmt: skip
+    outcomes = [proc.communicate(timeout=120) for proc in procs]
+    assert [out.strip() for out, _ in outcomes] == ["ok"] * 4, outcomes
+    with postgres_server.connect() as conn:
+        invalid = conn.execute("SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid")
+        assert invalid.fetchall() == []
+
+
+async def test_the_runs_of_one_process_share_its_connections(postgres_server) -> None:
+    async def one() -> None:
+        async with open_store(postgres_server.url) as store:
+            store.registry.list()
+            await store.blobs.put("x" * 2000)
+            await asyncio.sleep(0)  # all of them open at once
+
+    await asyncio.gather(*(one() for _ in range(40)))
+    async with open_store(postgres_server.url) as a, open_store(postgres_server.url) as b:
+        assert a.checkpointer is b.checkpointer and a.registry is b.registry
+        with postgres_server.connect() as conn:
+            count = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            ).fetchone()[0]
+        assert count <= POOL_SIZE + 2  # the pool, the registry's one, this one
+
+
+async def test_a_blob_is_committed_when_put(postgres_server) -> None:
+    # Parallel sub-agents' steps write on several connections: a blob staged by one
+    # could be taken by another's write that then fails, leaving a checkpoint
+    # pointing at nothing. Committed at once, it is there for any write after.
+    async with open_store(postgres_server.url) as store:
+        key = await store.blobs.put("y" * 5000)
+        with postgres_server.connect() as conn:
+            row = conn.execute("SELECT key FROM mirograph_blobs WHERE key = %s", (key,))
+            assert row.fetchone() == (key,)

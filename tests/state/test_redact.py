@@ -97,3 +97,27 @@ def test_a_reply_without_secrets_is_kept_as_it_is(monkeypatch: pytest.MonkeyPatc
         ],
     )
     assert redact_reply(reply) is reply
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://u:pw@h:5/db", "postgresql://u:***@h:5/db"),
+        (
+            "postgresql://bob@h/db?password=TOP&sslmode=a",
+            "postgresql://bob@h/db?password=***&sslmode=a",
+        ),
+        ("postgresql:///db?host=x&Password=TOP", "postgresql:///db?host=x&Password=***"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),  # a raw @ in the password
+        (
+            "postgresql://u@h/db and https://example.com/a:b",
+            "postgresql://u@h/db and https://example.com/a:b",
+        ),
+        (
+            "command: mirograph show x --store postgresql://pg:hunter2@127.0.0.1:5/f",
+            "command: mirograph show x --store postgresql://pg:***@127.0.0.1:5/f",
+        ),
+    ],
+)
+def test_a_urls_password_is_masked_wherever_it_appears(text: str, shown: str) -> None:
+    assert redact(text, {}) == shown

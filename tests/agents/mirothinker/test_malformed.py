@@ -16,7 +16,7 @@ from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from support.loop_kit import Sleeps, call, make_loop, run_loop, scripted, servers
 
-from mirograph.agents.mirothinker.chat_model import MiroThinkerChatModel
+from mirograph.agents.mirothinker.chat_model import MalformedResponse, MiroThinkerChatModel, _count
 from mirograph.agents.retry import RetryPolicy
 from mirograph.agents.sim.scripting import Fault
 from mirograph.agents.sim.server import SimServer
@@ -157,3 +157,16 @@ async def test_a_server_that_only_sends_malformed_replies_pauses_the_run(
         healthy["on"] = True
         resumed = await resume_run("m", store_url=store)
     assert (resumed.status, resumed.answer) == ("completed", "42")
+
+
+@pytest.mark.parametrize(("value", "count"), [(3, 3), (3.0, 3), ("3", 3), (None, 0)])
+def test_token_counts_read_as_the_typed_client_read_them(value: object, count: int) -> None:
+    # Integral floats and digit strings were read as counts by the SDK's typed reply
+    # (and still are on the streamed path): the plain-JSON reading agrees.
+    assert _count(value, "prompt_tokens") == count
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, True, "3 tokens", [3]])
+def test_anything_else_is_not_a_count(value: object) -> None:
+    with pytest.raises(MalformedResponse, match="not a count of tokens"):
+        _count(value, "prompt_tokens")
