@@ -49,6 +49,31 @@ class BlobStore(Protocol):
     async def get_many(self, keys: Iterable[str]) -> dict[str, str]: ...
 
 
+class BlobCache:
+    """The texts of recently used blobs, least recently used dropped first: the
+    keep-K view reads the same few blobs turn after turn."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._size = size
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._texts
+
+    def get(self, key: str) -> str | None:
+        return self._texts.get(key)
+
+    def remember(self, key: str, text: str) -> None:
+        self._texts[key] = text
+        self._texts.move_to_end(key)
+        while len(self._texts) > self._size:
+            self._texts.popitem(last=False)
+
+
+def missing_blob(absent: Sequence[str]) -> MissingBlobError:
+    return MissingBlobError(f"blob {absent[0]} is not in the store")
+
+
 class SqliteBlobStore:
     """Blobs in the run store's SQLite file, zlib-compressed, with an LRU read cache.
 
@@ -60,15 +85,14 @@ class SqliteBlobStore:
     def __init__(self, file: SqliteFile, *, cache_size: int = 64) -> None:
         self._file = file
         self._staged: dict[str, str] = {}
-        self._cache: OrderedDict[str, str] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache = BlobCache(cache_size)
 
     async def put(self, text: str) -> str:
         # Staged even when cached: a step that was discarded may have taken an
         # earlier put of the same blob with it.
         key = content_key(text)
         self._staged[key] = text
-        self._remember(key, text)
+        self._cache.remember(key, text)
         return key
 
     def take_staged(self) -> dict[str, str]:
@@ -82,23 +106,17 @@ class SqliteBlobStore:
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(keys))
-        found = {key: self._cache[key] for key in wanted if key in self._cache}
+        found = {key: text for key in wanted if (text := self._cache.get(key)) is not None}
         found.update({key: self._staged[key] for key in wanted if key in self._staged})
         missing = [key for key in wanted if key not in found]
         if missing:
             for key, text in (await self._file.call(read_blobs, self._file, missing)).items():
                 found[key] = text
-                self._remember(key, text)
+                self._cache.remember(key, text)
         absent = [key for key in wanted if key not in found]
         if absent:
-            raise MissingBlobError(f"blob {absent[0]} is not in the store")
+            raise missing_blob(absent)
         return found
-
-    def _remember(self, key: str, text: str) -> None:
-        self._cache[key] = text
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
 
 def create_blob_table(conn: sqlite3.Connection) -> None:

@@ -11,7 +11,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import islice
@@ -56,15 +56,16 @@ _LATER_COLUMNS = {
     # The date the run's system prompts state (its first day, where it was created).
     "run_date": "TEXT",
 }
-_COLUMNS = (
+COLUMNS = (
     "id, question, flow, flow_spec, status, reason, answer, usage, pid, created_at, updated_at,"
     " pause_requested, wall_seconds, session_started_at, run_date"
 )
+COLUMN_NAMES = tuple(c.strip() for c in COLUMNS.split(","))
 #: A run's row with its lease (if it has one).
 _SELECT = (
     "SELECT {}, l.run_id, {} FROM mirograph_runs r"
     " LEFT JOIN mirograph_leases l ON l.run_id = r.id".format(
-        ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(",")),
+        ", ".join(f"r.{c}" for c in COLUMN_NAMES),
         ", ".join(f"l.{c.strip()}" for c in LEASE_COLUMNS.split(",")),
     )
 )
@@ -159,41 +160,19 @@ class SqliteRunRegistry:
 
     def create(self, record: RunRecord) -> None:
         check_run_id(record.id)
-        now = time.time()
         try:
             self._conn.execute(
-                "INSERT INTO mirograph_runs (id, question, flow, flow_spec, status, reason,"
-                " answer, usage, pid, created_at, updated_at, run_date)"
+                f"INSERT INTO mirograph_runs ({INSERT_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.id,
-                    record.question,
-                    record.flow,
-                    json.dumps(record.flow_spec),
-                    record.status,
-                    record.reason,
-                    record.answer,
-                    json.dumps(record.usage),
-                    record.pid,
-                    now,
-                    now,
-                    record.run_date or date.fromtimestamp(now).isoformat(),
-                ),
+                insert_values(record, time.time()),
             )
         except sqlite3.IntegrityError:
-            raise UserInputError(
-                f"run id {record.id!r} already exists; resume it with"
-                f" `mirograph resume {record.id}` or pick another --id"
-            ) from None
+            raise duplicate_id(record.id) from None
 
     def update(self, run_id: str, *, lease: Lease | None = None, **fields: Any) -> None:
         """Set ``fields`` of the run; with ``lease``, only while that lease is the
         run's current one (fencing), else ``LeaseLostError``."""
-        if "flow_spec" in fields:
-            fields["flow_spec"] = json.dumps(fields["flow_spec"])
-        if "usage" in fields:
-            fields["usage"] = json.dumps(fields["usage"])
-        fields["updated_at"] = time.time()
+        fields = encoded(fields)
         assignments = ", ".join(f"{name} = ?" for name in fields)
         condition, params = fenced(lease)
         cursor = self._conn.execute(
@@ -201,18 +180,14 @@ class SqliteRunRegistry:
             (*fields.values(), run_id, *params),
         )
         if lease is not None and cursor.rowcount == 0:
-            holder = self.leases.holder(run_id)
-            by = f" by pid {holder.pid} on {holder.host}" if holder else ""
-            raise LeaseLostError(
-                f"run {run_id} was taken over{by}; this session's changes were not saved"
-            )
+            raise lease_lost(run_id, self.leases.holder(run_id))
 
     def get(self, run_id: str) -> RunRecord:
         """The run's row, or ``RunNotFoundError``."""
         row = self._conn.execute(f"{_SELECT} WHERE r.id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFoundError(run_id)
-        return _record(row)
+        return record_from_row(row)
 
     def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:
         """Newest first; ``statuses`` filters by effective status (a dead runner's
@@ -220,10 +195,8 @@ class SqliteRunRegistry:
         query = f"{_SELECT} ORDER BY r.created_at DESC"
         if not statuses:
             rows = self._conn.execute(f"{query} LIMIT ?", (limit,)).fetchall()
-            return [_record(row) for row in rows]
-        # A dead runner's row says running: effective status needs a look at each row.
-        records = (_record(row) for row in self._conn.execute(query))
-        return list(islice((r for r in records if r.effective_status in statuses), limit))
+            return [record_from_row(row) for row in rows]
+        return with_statuses(map(record_from_row, self._conn.execute(query)), limit, statuses)
 
     def request_pause(self, run_id: str, reason: str) -> None:
         """Ask the process running ``run_id`` to pause at its next step boundary."""
@@ -240,9 +213,7 @@ class SqliteRunRegistry:
             " LEFT JOIN mirograph_runs r ON r.id = l.run_id WHERE l.run_id = ?",
             (lease.run_id,),
         ).fetchone()
-        if row is None or (row[0], row[1]) != (lease.token, lease.owner):
-            return f"run {lease.run_id} was taken over by another runner"
-        return row[2]
+        return step_verdict(row, lease)
 
     def pause_request(self, run_id: str) -> str | None:
         """Why another process asked this run to pause, if it did (a read: never waits)."""
@@ -252,7 +223,76 @@ class SqliteRunRegistry:
         return row[0] if row else None
 
 
-def _record(row: tuple[Any, ...]) -> RunRecord:
+# -- what every registry shares (SQLite here, PostgreSQL in state.postgres) ----------
+
+
+def insert_values(record: RunRecord, now: float) -> tuple[Any, ...]:
+    """A new run's column values, in the order of ``INSERT_COLUMNS``."""
+    return (
+        record.id,
+        record.question,
+        record.flow,
+        json.dumps(record.flow_spec),
+        record.status,
+        record.reason,
+        record.answer,
+        json.dumps(record.usage),
+        record.pid,
+        now,
+        now,
+        record.run_date or date.fromtimestamp(now).isoformat(),
+    )
+
+
+INSERT_COLUMNS = (
+    "id, question, flow, flow_spec, status, reason, answer, usage, pid, created_at,"
+    " updated_at, run_date"
+)
+
+
+def duplicate_id(run_id: str) -> UserInputError:
+    return UserInputError(
+        f"run id {run_id!r} already exists; resume it with"
+        f" `mirograph resume {run_id}` or pick another --id"
+    )
+
+
+def encoded(fields: dict[str, Any]) -> dict[str, Any]:
+    """An update's fields as stored (JSON where the column holds JSON), stamped now;
+    only the table's own columns: their names go into the statement."""
+    unknown = set(fields) - set(COLUMN_NAMES)
+    if unknown:
+        raise ValueError(f"not columns of a run: {sorted(unknown)}")
+    out = dict(fields)
+    for name in ("flow_spec", "usage"):
+        if name in out:
+            out[name] = json.dumps(out[name])
+    out["updated_at"] = time.time()
+    return out
+
+
+def lease_lost(run_id: str, holder: Lease | None) -> LeaseLostError:
+    """A write of a session whose lease was taken over (``holder``: who has it now)."""
+    by = f" by pid {holder.pid} on {holder.host}" if holder else ""
+    return LeaseLostError(f"run {run_id} was taken over{by}; this session's changes were not saved")
+
+
+def with_statuses(
+    records: Iterable[RunRecord], limit: int, statuses: Sequence[str]
+) -> list[RunRecord]:
+    """The first ``limit`` records whose effective status is one of ``statuses`` (a dead
+    runner's row says running: the effective status needs a look at each row)."""
+    return list(islice((r for r in records if r.effective_status in statuses), limit))
+
+
+def step_verdict(row: tuple[Any, ...] | None, lease: Lease) -> str | None:
+    """``step_check``'s answer from its one read (token, owner, pause_requested)."""
+    if row is None or (row[0], row[1]) != (lease.token, lease.owner):
+        return f"run {lease.run_id} was taken over by another runner"
+    return row[2]
+
+
+def record_from_row(row: tuple[Any, ...]) -> RunRecord:
     return RunRecord(
         id=row[0],
         question=row[1],

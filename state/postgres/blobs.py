@@ -11,15 +11,13 @@ harmless: blobs are keyed by their content. Reads take a pooled connection.
 from __future__ import annotations
 
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from mirograph.errors import MissingBlobError
-from mirograph.state.blobs import content_key
+from mirograph.state.blobs import BlobCache, content_key, missing_blob
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mirograph_blobs (
@@ -34,15 +32,14 @@ class PostgresBlobStore:
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, cache_size: int = 64) -> None:
         self._pool = pool
-        self._cache: OrderedDict[str, str] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache = BlobCache(cache_size)
 
     async def put(self, text: str) -> str:
         key = content_key(text)
         if key not in self._cache:  # a cached blob was put (committed) before
             async with self._pool.connection() as conn, conn.cursor() as cursor:
                 await write_blobs(cursor, {key: text})
-        self._remember(key, text)
+        self._cache.remember(key, text)
         return key
 
     def discard_staged(self) -> None:
@@ -50,7 +47,7 @@ class PostgresBlobStore:
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(keys))
-        found = {key: self._cache[key] for key in wanted if key in self._cache}
+        found = {key: text for key in wanted if (text := self._cache.get(key)) is not None}
         missing = [key for key in wanted if key not in found]
         if missing:
             async with self._pool.connection() as conn:
@@ -62,17 +59,11 @@ class PostgresBlobStore:
                 key, data = (row["key"], row["data"]) if isinstance(row, dict) else row
                 text = zlib.decompress(data).decode("utf-8")
                 found[key] = text
-                self._remember(key, text)
+                self._cache.remember(key, text)
         absent = [key for key in wanted if key not in found]
         if absent:
-            raise MissingBlobError(f"blob {absent[0]} is not in the store")
+            raise missing_blob(absent)
         return found
-
-    def _remember(self, key: str, text: str) -> None:
-        self._cache[key] = text
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
 
 async def write_blobs(cursor: AsyncCursor[Any], blobs: dict[str, str]) -> None:

@@ -6,24 +6,31 @@ shows runs; a session's writes are fenced by its lease (``fenced``).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Sequence
-from datetime import date
-from itertools import islice
 from typing import Any
 
 import psycopg
 
-from mirograph.errors import LeaseLostError, RunNotFoundError, UserInputError
+from mirograph.errors import RunNotFoundError
 from mirograph.state.leases import LEASE_COLUMNS, Lease
 from mirograph.state.postgres.connect import connect, create_once
 from mirograph.state.postgres.leases import SCHEMA as LEASES_SCHEMA
 from mirograph.state.postgres.leases import PostgresLeases, fenced
-from mirograph.state.registry import _COLUMNS as COLUMNS
-from mirograph.state.registry import RunRecord, check_run_id
-from mirograph.state.registry import _record as record_from_row
+from mirograph.state.registry import (
+    COLUMN_NAMES,
+    INSERT_COLUMNS,
+    RunRecord,
+    check_run_id,
+    duplicate_id,
+    encoded,
+    insert_values,
+    lease_lost,
+    record_from_row,
+    step_verdict,
+    with_statuses,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mirograph_runs (
@@ -48,7 +55,7 @@ _INDEX = "CREATE INDEX IF NOT EXISTS mirograph_runs_created ON mirograph_runs (c
 _SELECT = (
     "SELECT {}, l.run_id, {} FROM mirograph_runs r"
     " LEFT JOIN mirograph_leases l ON l.run_id = r.id".format(
-        ", ".join(f"r.{c.strip()}" for c in COLUMNS.split(",")),
+        ", ".join(f"r.{c}" for c in COLUMN_NAMES),
         ", ".join(f"l.{c.strip()}" for c in LEASE_COLUMNS.split(",")),
     )
 )
@@ -70,45 +77,20 @@ class PostgresRunRegistry:
 
     def create(self, record: RunRecord) -> None:
         check_run_id(record.id)
-        now = time.time()
+        marks = ", ".join(["%s"] * len(INSERT_COLUMNS.split(",")))
         try:
             with self._lock:
                 self._conn.execute(
-                    "INSERT INTO mirograph_runs (id, question, flow, flow_spec, status, reason,"
-                    " answer, usage, pid, created_at, updated_at, run_date)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        record.id,
-                        record.question,
-                        record.flow,
-                        json.dumps(record.flow_spec),
-                        record.status,
-                        record.reason,
-                        record.answer,
-                        json.dumps(record.usage),
-                        record.pid,
-                        now,
-                        now,
-                        record.run_date or date.fromtimestamp(now).isoformat(),
-                    ),
+                    f"INSERT INTO mirograph_runs ({INSERT_COLUMNS}) VALUES ({marks})",
+                    insert_values(record, time.time()),
                 )
         except psycopg.errors.UniqueViolation:
-            raise UserInputError(
-                f"run id {record.id!r} already exists; resume it with"
-                f" `mirograph resume {record.id}` or pick another --id"
-            ) from None
+            raise duplicate_id(record.id) from None
 
     def update(self, run_id: str, *, lease: Lease | None = None, **fields: Any) -> None:
         """Set ``fields`` of the run; with ``lease``, only while that lease is the
         run's current one (fencing), else ``LeaseLostError``."""
-        if "flow_spec" in fields:
-            fields["flow_spec"] = json.dumps(fields["flow_spec"])
-        if "usage" in fields:
-            fields["usage"] = json.dumps(fields["usage"])
-        fields["updated_at"] = time.time()
-        unknown = set(fields) - {c.strip() for c in COLUMNS.split(",")}
-        if unknown:  # names go into the statement: only the table's own columns
-            raise ValueError(f"not columns of a run: {sorted(unknown)}")
+        fields = encoded(fields)
         assignments = ", ".join(f"{name} = %s" for name in fields)
         condition, params = fenced(lease)
         with self._lock:
@@ -117,11 +99,7 @@ class PostgresRunRegistry:
                 (*fields.values(), run_id, *params),
             )
         if lease is not None and cursor.rowcount == 0:
-            holder = self.leases.holder(run_id)
-            by = f" by pid {holder.pid} on {holder.host}" if holder else ""
-            raise LeaseLostError(
-                f"run {run_id} was taken over{by}; this session's changes were not saved"
-            )
+            raise lease_lost(run_id, self.leases.holder(run_id))
 
     def get(self, run_id: str) -> RunRecord:
         """The run's row, or ``RunNotFoundError``."""
@@ -140,8 +118,7 @@ class PostgresRunRegistry:
                 rows = self._conn.execute(f"{query} LIMIT %s", (limit,)).fetchall()
                 return [record_from_row(row) for row in rows]
             rows = self._conn.execute(query).fetchall()
-        records = (record_from_row(row) for row in rows)
-        return list(islice((r for r in records if r.effective_status in statuses), limit))
+        return with_statuses(map(record_from_row, rows), limit, statuses)
 
     def request_pause(self, run_id: str, reason: str) -> None:
         """Ask the process running ``run_id`` to pause at its next step boundary."""
@@ -159,9 +136,7 @@ class PostgresRunRegistry:
                 " LEFT JOIN mirograph_runs r ON r.id = l.run_id WHERE l.run_id = %s",
                 (lease.run_id,),
             ).fetchone()
-        if row is None or (row[0], row[1]) != (lease.token, lease.owner):
-            return f"run {lease.run_id} was taken over by another runner"
-        return row[2]
+        return step_verdict(row, lease)
 
     def pause_request(self, run_id: str) -> str | None:
         """Why another process asked this run to pause, if it did."""
