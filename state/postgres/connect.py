@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -40,3 +43,49 @@ def create_once(conn: psycopg.Connection[Any], name: str, statements: list[str])
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
         for statement in statements:
             conn.execute(statement)
+
+
+class Link:
+    """The synchronous connection to the store that a registry and its leases share:
+    one statement (or transaction) at a time (``lock``), and made again when the
+    server dropped it (a restart) — see ``reconnecting``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.lock = threading.RLock()
+        self._conn = connect(url)
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """The connection; a new one if the server closed the last (a restart)."""
+        if self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )  # a failure stays psycopg's: the caller sees the store still away
+        return self._conn
+
+    def lost(self) -> bool:
+        """Whether the last statement found the connection gone."""
+        return bool(self._conn.closed or self._conn.broken)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reconnecting(method: F) -> F:
+    """Run ``method`` again, once, on a new connection when its statement found the
+    server's connection gone: a restarted server costs one round trip, not the run."""
+
+    @functools.wraps(method)
+    def again(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.OperationalError:
+            if not self._link.lost():
+                raise
+            return method(self, *args, **kwargs)
+
+    return again  # type: ignore[return-value]

@@ -28,7 +28,7 @@ from mirograph.state.leases import (
     process_started,
     this_host,
 )
-from mirograph.state.postgres.connect import connect, create_once
+from mirograph.state.postgres.connect import Link, create_once, reconnecting
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mirograph_leases (
@@ -55,24 +55,30 @@ class PostgresLeases:
         renew_every_s: float = RENEW_EVERY_S,
         host: str | None = None,
         clock: Callable[[], float] = time.time,
-        conn: psycopg.Connection[Any] | None = None,
-        lock: threading.RLock | None = None,
+        link: Link | None = None,
     ) -> None:
-        self._conn = conn or connect(url)
-        self._own_conn = conn is None
-        create_once(self._conn, "mirograph_leases", [SCHEMA])
-        #: One statement (or transaction) at a time on the connection, shared with
-        #: the registry when it shares the connection.
-        self._lock = lock or threading.RLock()
+        #: The connection, shared with the registry when it made this.
+        self._link = link or Link(url)
+        self._own_link = link is None
+        create_once(self._link.conn, "mirograph_leases", [SCHEMA])
         self.ttl_s = ttl_s
         self.renew_every_s = renew_every_s
         self.host = host or this_host()
         self._clock = clock
 
-    def close(self) -> None:
-        if self._own_conn:
-            self._conn.close()
+    @property
+    def _conn(self) -> psycopg.Connection[Any]:
+        return self._link.conn
 
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._link.lock
+
+    def close(self) -> None:
+        if self._own_link:
+            self._link.close()
+
+    @reconnecting
     def acquire(self, run_id: str, *, pid: int | None = None) -> Lease:
         """Take the run's lease for this process (or ``pid``), with the next token;
         a live holder raises ``RunBusyError`` naming it, a dead or expired one is
@@ -106,6 +112,7 @@ class PostgresLeases:
             )
         return lease
 
+    @reconnecting
     def renew(self, lease: Lease) -> bool | None:
         """Push the lease's expiry forward: True renewed, False lost (another runner
         holds it now), None skipped (the row was locked; try again later)."""
@@ -122,6 +129,7 @@ class PostgresLeases:
                 return None
         return cursor.rowcount == 1
 
+    @reconnecting
     def release(self, lease: Lease) -> bool:
         """Give the lease up (the token stays); False if it was no longer ours."""
         with self._lock:
@@ -142,6 +150,7 @@ class PostgresLeases:
         current = self.get(run_id)
         return current if current is not None and current.is_live(host=self.host) else None
 
+    @reconnecting
     def expired(self) -> list[Lease]:
         """Held leases whose holder is gone: what a takeover sweep would pick up."""
         with self._lock:
@@ -152,6 +161,7 @@ class PostgresLeases:
         leases = [Lease(*row) for row in rows]
         return [lease for lease in leases if not lease.is_live(host=self.host, now=now)]
 
+    @reconnecting
     def get(self, run_id: str) -> Lease | None:
         """The run's lease row as stored (held or released), None if it never had one."""
         with self._lock:

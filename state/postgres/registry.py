@@ -15,7 +15,7 @@ import psycopg
 
 from mirograph.errors import RunNotFoundError
 from mirograph.state.leases import LEASE_COLUMNS, Lease
-from mirograph.state.postgres.connect import connect, create_once
+from mirograph.state.postgres.connect import Link, create_once, reconnecting
 from mirograph.state.postgres.leases import SCHEMA as LEASES_SCHEMA
 from mirograph.state.postgres.leases import PostgresLeases, fenced
 from mirograph.state.registry import (
@@ -65,15 +65,21 @@ class PostgresRunRegistry:
     """Registry table in the PostgreSQL store, beside its leases."""
 
     def __init__(self, url: str) -> None:
-        self._conn = connect(url)
-        create_once(self._conn, "mirograph_runs", [LEASES_SCHEMA, SCHEMA, _INDEX])
-        #: One statement (or transaction) at a time on the shared connection.
-        self._lock = threading.RLock()
-        #: Who runs each run, on the same connection and lock.
-        self.leases = PostgresLeases(url, conn=self._conn, lock=self._lock)
+        self._link = Link(url)
+        create_once(self._link.conn, "mirograph_runs", [LEASES_SCHEMA, SCHEMA, _INDEX])
+        #: Who runs each run, on the same connection.
+        self.leases = PostgresLeases(url, link=self._link)
+
+    @property
+    def _conn(self) -> psycopg.Connection[Any]:
+        return self._link.conn
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._link.lock
 
     def close(self) -> None:
-        self._conn.close()
+        self._link.close()
 
     def create(self, record: RunRecord) -> None:
         check_run_id(record.id)
@@ -87,6 +93,7 @@ class PostgresRunRegistry:
         except psycopg.errors.UniqueViolation:
             raise duplicate_id(record.id) from None
 
+    @reconnecting
     def update(self, run_id: str, *, lease: Lease | None = None, **fields: Any) -> None:
         """Set ``fields`` of the run; with ``lease``, only while that lease is the
         run's current one (fencing), else ``LeaseLostError``."""
@@ -101,6 +108,7 @@ class PostgresRunRegistry:
         if lease is not None and cursor.rowcount == 0:
             raise lease_lost(run_id, self.leases.holder(run_id))
 
+    @reconnecting
     def get(self, run_id: str) -> RunRecord:
         """The run's row, or ``RunNotFoundError``."""
         with self._lock:
@@ -109,6 +117,7 @@ class PostgresRunRegistry:
             raise RunNotFoundError(run_id)
         return record_from_row(row)
 
+    @reconnecting
     def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:
         """Newest first; ``statuses`` filters by effective status (a dead runner's
         ``running`` row counts as ``paused``)."""
@@ -120,6 +129,7 @@ class PostgresRunRegistry:
             rows = self._conn.execute(query).fetchall()
         return with_statuses(map(record_from_row, rows), limit, statuses)
 
+    @reconnecting
     def request_pause(self, run_id: str, reason: str) -> None:
         """Ask the process running ``run_id`` to pause at its next step boundary."""
         with self._lock:
@@ -127,6 +137,7 @@ class PostgresRunRegistry:
                 "UPDATE mirograph_runs SET pause_requested = %s WHERE id = %s", (reason, run_id)
             )
 
+    @reconnecting
     def step_check(self, lease: Lease) -> str | None:
         """Why the runner holding ``lease`` must stop at this step boundary, in one
         read: its lease was taken over (checked first), or a pause was asked."""
@@ -138,6 +149,7 @@ class PostgresRunRegistry:
             ).fetchone()
         return step_verdict(row, lease)
 
+    @reconnecting
     def pause_request(self, run_id: str) -> str | None:
         """Why another process asked this run to pause, if it did."""
         with self._lock:

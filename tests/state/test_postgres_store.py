@@ -160,3 +160,32 @@ async def test_a_blob_is_committed_when_put(postgres_server) -> None:
         with postgres_server.connect() as conn:
             row = conn.execute("SELECT key FROM mirograph_blobs WHERE key = %s", (key,))
             assert row.fetchone() == (key,)
+
+
+@pytest.mark.timeout(240)
+def test_a_run_goes_on_through_a_server_restart_between_its_steps(
+    cli: Cli, sim_model, postgres_server, tmp_path: Path
+) -> None:
+    store = postgres_server.url
+    log, held, go = tmp_path / "calls.log", tmp_path / "held.fifo", tmp_path / "go.fifo"
+    os.mkfifo(held)
+    os.mkfifo(go)
+    cli.env.update({"TEAM_LOG": str(log), "PAUSE_FIFO": str(held), "PAUSE_GO": str(go)})
+    base_url = sim_model("support.team_policy:team?browsing=3")
+    flow = write_team_flow(
+        tmp_path / "team.yaml", base_url, browsing="support.pause_tools:lookup", coding=None
+    )
+    runner = cli.popen(
+        "run", "Compare alpha and beta.", "--flow", str(flow), "--id", "rs", "--store", store,
+        env={"PAUSE_BLOCK_AT": "browsing:2"},
+    )  # fmt: skip
+    assert wait_for_fifo(held, runner) == "holding browsing:2\n"
+    postgres_server.stop()  # a restart while a tool call is in flight: every
+    postgres_server.start()  # connection the run holds is gone, the server is back
+    release(go)
+    _, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err  # reconnected: the run went on
+    calls = log.read_text().splitlines()
+    assert Counter(calls)["lookup browsing 2"] == 1 and "lookup browsing 3" in calls
+    shown = cli("show", "rs", "--store", store, "--json")
+    assert json.loads(shown.stdout)["status"] == "completed"
