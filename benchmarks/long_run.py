@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_tools
+from benchmarks import bench_tools, sim
 
 #: The repository root: on the sim server's PYTHONPATH, for ``benchmarks.bench_policy``.
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,33 +205,9 @@ def load_stock(path: str, turns: int) -> None:
 
 
 def start_sim_model(turns: int) -> tuple[subprocess.Popen[str], str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mirograph",
-            "sim-model",
-            "--port",
-            "0",
-            "--policy",
-            f"benchmarks.bench_policy:long_run?turns={turns}",
-            "--enable-prompt-tokens-details",  # as on vLLM, cached tokens are reported only then
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"(http://\S+/v1)", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"sim-model did not start: {line!r}")
-    return proc, match.group(1)
+    # As on vLLM, cached tokens are reported only with prompt-token details enabled.
+    policy = f"benchmarks.bench_policy:long_run?turns={turns}"
+    return sim.start_sim_model(policy, "--enable-prompt-tokens-details")
 
 
 class ModelClock:

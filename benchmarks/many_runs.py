@@ -27,17 +27,15 @@ import io
 import os
 import pstats
 import random
-import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-#: The repository root: on the sim server's PYTHONPATH, for this module's policy.
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import sim
+
 _WORDS = ["turn", "engine", "model", "tool", "result", "store", "run", "page", "step", "fact"]
 
 
@@ -67,34 +65,8 @@ def ping(index: int) -> str:
 
 
 def start_sim_model(turns: int, latency_ms: int) -> tuple[subprocess.Popen[str], str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mirograph",
-            "sim-model",
-            "--port",
-            "0",
-            "--policy",
-            f"benchmarks.many_runs:policy?turns={turns}",
-            "--latency-ms",
-            str(latency_ms),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"(http://\S+/v1)", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"sim-model did not start: {line!r}")
-    return proc, match.group(1)
+    policy = f"benchmarks.many_runs:policy?turns={turns}"
+    return sim.start_sim_model(policy, "--latency-ms", str(latency_ms))
 
 
 def cpu_of(pid: int) -> float | None:

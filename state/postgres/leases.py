@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import astuple
-from typing import Any
 
 import psycopg
 
@@ -66,14 +64,6 @@ class PostgresLeases:
         self.host = host or this_host()
         self._clock = clock
 
-    @property
-    def _conn(self) -> psycopg.Connection[Any]:
-        return self._link.conn
-
-    @property
-    def _lock(self) -> threading.RLock:
-        return self._link.lock
-
     def close(self) -> None:
         if self._own_link:
             self._link.close()
@@ -85,13 +75,13 @@ class PostgresLeases:
         taken over. The row is locked from the read to the write."""
         pid = pid or os.getpid()
         owner, started = secrets.token_hex(8), process_started(pid)
-        with self._lock, self._conn.transaction():
-            self._conn.execute(
+        with self._link.lock, self._link.conn.transaction():
+            self._link.conn.execute(
                 "INSERT INTO mirograph_leases (run_id, token, expires_at) VALUES (%s, 0, 0)"
                 " ON CONFLICT (run_id) DO NOTHING",
                 (run_id,),
             )
-            row = self._conn.execute(
+            row = self._link.conn.execute(
                 f"SELECT run_id, {LEASE_COLUMNS} FROM mirograph_leases WHERE run_id = %s"
                 " FOR UPDATE",
                 (run_id,),
@@ -104,7 +94,7 @@ class PostgresLeases:
             lease = Lease(
                 run_id, current.token + 1, owner, pid, started, self.host, now, now + self.ttl_s
             )
-            self._conn.execute(
+            self._link.conn.execute(
                 "UPDATE mirograph_leases SET token = %s, owner = %s, pid = %s,"
                 " pid_started = %s, host = %s, acquired_at = %s, expires_at = %s"
                 " WHERE run_id = %s",
@@ -116,11 +106,11 @@ class PostgresLeases:
     def renew(self, lease: Lease) -> bool | None:
         """Push the lease's expiry forward: True renewed, False lost (another runner
         holds it now), None skipped (the row was locked; try again later)."""
-        with self._lock:
+        with self._link.lock:
             try:
-                with self._conn.transaction():
-                    self._conn.execute(f"SET LOCAL lock_timeout = '{RENEW_BUSY_MS}ms'")
-                    cursor = self._conn.execute(
+                with self._link.conn.transaction():
+                    self._link.conn.execute(f"SET LOCAL lock_timeout = '{RENEW_BUSY_MS}ms'")
+                    cursor = self._link.conn.execute(
                         "UPDATE mirograph_leases SET expires_at = %s"
                         " WHERE run_id = %s AND token = %s AND owner = %s",
                         (self._clock() + self.ttl_s, lease.run_id, lease.token, lease.owner),
@@ -132,8 +122,8 @@ class PostgresLeases:
     @reconnecting
     def release(self, lease: Lease) -> bool:
         """Give the lease up (the token stays); False if it was no longer ours."""
-        with self._lock:
-            cursor = self._conn.execute(
+        with self._link.lock:
+            cursor = self._link.conn.execute(
                 "UPDATE mirograph_leases SET owner = NULL, expires_at = 0"
                 " WHERE run_id = %s AND token = %s AND owner = %s",
                 (lease.run_id, lease.token, lease.owner),
@@ -153,8 +143,8 @@ class PostgresLeases:
     @reconnecting
     def expired(self) -> list[Lease]:
         """Held leases whose holder is gone: what a takeover sweep would pick up."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._link.lock:
+            rows = self._link.conn.execute(
                 f"SELECT run_id, {LEASE_COLUMNS} FROM mirograph_leases WHERE owner IS NOT NULL"
             ).fetchall()
         now = self._clock()
@@ -164,8 +154,8 @@ class PostgresLeases:
     @reconnecting
     def get(self, run_id: str) -> Lease | None:
         """The run's lease row as stored (held or released), None if it never had one."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._link.lock:
+            row = self._link.conn.execute(
                 f"SELECT run_id, {LEASE_COLUMNS} FROM mirograph_leases WHERE run_id = %s",
                 (run_id,),
             ).fetchone()

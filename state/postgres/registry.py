@@ -6,7 +6,6 @@ shows runs; a session's writes are fenced by its lease (``fenced``).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -70,14 +69,6 @@ class PostgresRunRegistry:
         #: Who runs each run, on the same connection.
         self.leases = PostgresLeases(url, link=self._link)
 
-    @property
-    def _conn(self) -> psycopg.Connection[Any]:
-        return self._link.conn
-
-    @property
-    def _lock(self) -> threading.RLock:
-        return self._link.lock
-
     def close(self) -> None:
         self._link.close()
 
@@ -85,8 +76,8 @@ class PostgresRunRegistry:
         check_run_id(record.id)
         marks = ", ".join(["%s"] * len(INSERT_COLUMNS.split(",")))
         try:
-            with self._lock:
-                self._conn.execute(
+            with self._link.lock:
+                self._link.conn.execute(
                     f"INSERT INTO mirograph_runs ({INSERT_COLUMNS}) VALUES ({marks})",
                     insert_values(record, time.time()),
                 )
@@ -100,8 +91,8 @@ class PostgresRunRegistry:
         fields = encoded(fields)
         assignments = ", ".join(f"{name} = %s" for name in fields)
         condition, params = fenced(lease)
-        with self._lock:
-            cursor = self._conn.execute(
+        with self._link.lock:
+            cursor = self._link.conn.execute(
                 f"UPDATE mirograph_runs SET {assignments} WHERE id = %s{condition}",
                 (*fields.values(), run_id, *params),
             )
@@ -111,8 +102,8 @@ class PostgresRunRegistry:
     @reconnecting
     def get(self, run_id: str) -> RunRecord:
         """The run's row, or ``RunNotFoundError``."""
-        with self._lock:
-            row = self._conn.execute(f"{_SELECT} WHERE r.id = %s", (run_id,)).fetchone()
+        with self._link.lock:
+            row = self._link.conn.execute(f"{_SELECT} WHERE r.id = %s", (run_id,)).fetchone()
         if row is None:
             raise RunNotFoundError(run_id)
         return record_from_row(row)
@@ -122,18 +113,18 @@ class PostgresRunRegistry:
         """Newest first; ``statuses`` filters by effective status (a dead runner's
         ``running`` row counts as ``paused``)."""
         query = f"{_SELECT} ORDER BY r.created_at DESC"
-        with self._lock:
+        with self._link.lock:
             if not statuses:
-                rows = self._conn.execute(f"{query} LIMIT %s", (limit,)).fetchall()
+                rows = self._link.conn.execute(f"{query} LIMIT %s", (limit,)).fetchall()
                 return [record_from_row(row) for row in rows]
-            rows = self._conn.execute(query).fetchall()
+            rows = self._link.conn.execute(query).fetchall()
         return with_statuses(map(record_from_row, rows), limit, statuses)
 
     @reconnecting
     def request_pause(self, run_id: str, reason: str) -> None:
         """Ask the process running ``run_id`` to pause at its next step boundary."""
-        with self._lock:
-            self._conn.execute(
+        with self._link.lock:
+            self._link.conn.execute(
                 "UPDATE mirograph_runs SET pause_requested = %s WHERE id = %s", (reason, run_id)
             )
 
@@ -141,8 +132,8 @@ class PostgresRunRegistry:
     def step_check(self, lease: Lease) -> str | None:
         """Why the runner holding ``lease`` must stop at this step boundary, in one
         read: its lease was taken over (checked first), or a pause was asked."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._link.lock:
+            row = self._link.conn.execute(
                 "SELECT l.token, l.owner, r.pause_requested FROM mirograph_leases l"
                 " LEFT JOIN mirograph_runs r ON r.id = l.run_id WHERE l.run_id = %s",
                 (lease.run_id,),
@@ -152,8 +143,8 @@ class PostgresRunRegistry:
     @reconnecting
     def pause_request(self, run_id: str) -> str | None:
         """Why another process asked this run to pause, if it did."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._link.lock:
+            row = self._link.conn.execute(
                 "SELECT pause_requested FROM mirograph_runs WHERE id = %s", (run_id,)
             ).fetchone()
         return row[0] if row else None

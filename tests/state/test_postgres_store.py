@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -71,27 +72,40 @@ def test_a_team_run_killed_on_postgresql_resumes_and_reads_back_in_full(
     assert [t for t in results if t.startswith("REPORT")] == ["REPORT[browsing:3]"]
 
 
-@pytest.mark.timeout(240)
-def test_a_postgresql_outage_stops_the_run_resumably_and_a_resume_finishes_it(
-    cli: Cli, sim_model, postgres_server, tmp_path: Path
-) -> None:
-    store = postgres_server.url
+@dataclass
+class HeldRun:
+    """A ``mirograph run`` of a planner and browsing on ``store``, held in browsing's
+    second tool call until ``go``; ``log`` lists each tool call made."""
+
+    runner: subprocess.Popen[str]
+    log: Path
+    go: Path
+
+
+def held_run(cli: Cli, sim_model, tmp_path: Path, store: str, run_id: str) -> HeldRun:
     log, held, go = tmp_path / "calls.log", tmp_path / "held.fifo", tmp_path / "go.fifo"
     os.mkfifo(held)
     os.mkfifo(go)
     cli.env.update({"TEAM_LOG": str(log), "PAUSE_FIFO": str(held), "PAUSE_GO": str(go)})
     base_url = sim_model("support.team_policy:team?browsing=3")
     flow = write_team_flow(
-        tmp_path / "team.yaml",
-        base_url,
-        browsing="support.pause_tools:lookup",
-        coding=None,
+        tmp_path / "team.yaml", base_url, browsing="support.pause_tools:lookup", coding=None
     )
     runner = cli.popen(
-        "run", "Compare alpha and beta.", "--flow", str(flow), "--id", "out", "--store", store,
+        "run", "Compare alpha and beta.", "--flow", str(flow), "--id", run_id, "--store", store,
         env={"PAUSE_BLOCK_AT": "browsing:2"},
     )  # fmt: skip
     assert wait_for_fifo(held, runner) == "holding browsing:2\n"
+    return HeldRun(runner, log, go)
+
+
+@pytest.mark.timeout(240)
+def test_a_postgresql_outage_stops_the_run_resumably_and_a_resume_finishes_it(
+    cli: Cli, sim_model, postgres_server, tmp_path: Path
+) -> None:
+    store = postgres_server.url
+    held = held_run(cli, sim_model, tmp_path, store, "out")
+    runner, log, go = held.runner, held.log, held.go
     postgres_server.kill()  # the store goes away while a tool call is in flight
     release(go)  # the call ends; its step cannot be checkpointed
     _, err = runner.communicate(timeout=120)
@@ -167,19 +181,8 @@ def test_a_run_goes_on_through_a_server_restart_between_its_steps(
     cli: Cli, sim_model, postgres_server, tmp_path: Path
 ) -> None:
     store = postgres_server.url
-    log, held, go = tmp_path / "calls.log", tmp_path / "held.fifo", tmp_path / "go.fifo"
-    os.mkfifo(held)
-    os.mkfifo(go)
-    cli.env.update({"TEAM_LOG": str(log), "PAUSE_FIFO": str(held), "PAUSE_GO": str(go)})
-    base_url = sim_model("support.team_policy:team?browsing=3")
-    flow = write_team_flow(
-        tmp_path / "team.yaml", base_url, browsing="support.pause_tools:lookup", coding=None
-    )
-    runner = cli.popen(
-        "run", "Compare alpha and beta.", "--flow", str(flow), "--id", "rs", "--store", store,
-        env={"PAUSE_BLOCK_AT": "browsing:2"},
-    )  # fmt: skip
-    assert wait_for_fifo(held, runner) == "holding browsing:2\n"
+    held = held_run(cli, sim_model, tmp_path, store, "rs")
+    runner, log, go = held.runner, held.log, held.go
     postgres_server.stop()  # a restart while a tool call is in flight: every
     postgres_server.start()  # connection the run holds is gone, the server is back
     release(go)
