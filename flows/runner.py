@@ -323,12 +323,14 @@ async def holding_lease(store: Store, run_id: str) -> AsyncIterator[Lease]:
     leases = store.registry.leases
     _refuse_pre_lease_runner(store, run_id)
     lease = leases.acquire(run_id)
+    store.fence(lease)
     store.registry.update(run_id, pause_requested=None)  # a stale ask to a runner that died
     heartbeat = asyncio.create_task(_keep_renewing(store, lease), name=f"lease {run_id}")
     try:
         yield lease
     finally:
         heartbeat.cancel()
+        store.unfence(lease)
         await _release(store, lease)
 
 

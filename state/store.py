@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
     from mirograph.state.blobs import BlobStore
+    from mirograph.state.leases import Lease
 
 
 def mirograph_home() -> Path:
@@ -69,6 +70,10 @@ class Store:
     #: Whether an exception means the store itself went away (a server store's
     #: connection lost): the run stopped at its last checkpoint, resumable.
     is_outage: Callable[[BaseException], bool] = lambda exc: False
+    #: Fences the run's checkpoint writes by its lease (``fence(lease)`` when a session
+    #: takes it, ``unfence(lease)`` when it ends): a runner that lost it writes nothing.
+    fence: Callable[[Lease], None] = lambda lease: None
+    unfence: Callable[[Lease], None] = lambda lease: None
 
 
 @asynccontextmanager
