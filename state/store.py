@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mirograph.errors import StoreURLError
+from mirograph.errors import StoreURLError, UserInputError
 from mirograph.state.registry import SqliteRunRegistry
 
 if TYPE_CHECKING:
@@ -77,22 +77,67 @@ class Store:
 
 
 @asynccontextmanager
-async def open_store(url: str | None = None) -> AsyncIterator[Store]:
+async def open_store(
+    url: str | None = None, *, lease_ttl_s: float | None = None
+) -> AsyncIterator[Store]:
     """Open the store at ``url`` (default: the SQLite file under ``$MIROGRAPH_HOME``).
 
     A location that cannot hold a store (a directory, a file that is not a
     SQLite database, a path under a file, a directory that cannot be written)
     raises ``StoreURLError``: one line naming the path and the fix.
+
+    ``lease_ttl_s`` (default ``$MIROGRAPH_LEASE_TTL_S``, else the leases' own): how
+    long a runner's lease outlives its last renewal, so how soon a runner on a lost
+    machine is taken over from another host (workers use a short one).
     """
+    ttl = lease_ttl(lease_ttl_s)
     if is_postgres_url(url):
         from mirograph.state.postgres.store import open_postgres
 
         async with open_postgres(str(url)) as opened:
+            _set_lease_ttl(opened, ttl)
             yield opened
         return
     path, fix = _location(url)
     async with _open_sqlite(url or default_store_url(), path, fix=fix) as store:
+        _set_lease_ttl(store, ttl)
         yield store
+
+
+#: Sets the lease TTL of every store a process opens (``mirograph worker`` sets it).
+LEASE_TTL_ENV = "MIROGRAPH_LEASE_TTL_S"
+
+
+def lease_ttl(explicit: float | None = None) -> float | None:
+    """The lease TTL to use: ``explicit``, else ``$MIROGRAPH_LEASE_TTL_S``, else None
+    (the leases' default)."""
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get(LEASE_TTL_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise UserInputError(
+            f"{LEASE_TTL_ENV}={raw!r} is not a positive number of seconds; set it to e.g. 20"
+            " or unset it"
+        )
+    return value
+
+
+def _set_lease_ttl(store: Store, ttl: float | None) -> None:
+    """Leases taken through ``store`` expire ``ttl`` s after their last renewal,
+    renewed at least four times per TTL."""
+    if ttl is None:
+        return
+    from mirograph.state.leases import RENEW_EVERY_S
+
+    leases = store.registry.leases
+    leases.ttl_s = ttl
+    leases.renew_every_s = min(RENEW_EVERY_S, ttl / 4)
 
 
 _URL_FIX = "pass --store sqlite:///path/to/runs.db naming a file in a writable directory"
