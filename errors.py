@@ -7,13 +7,15 @@
     │   ├── ToolRefError              a tool reference that does not resolve here
     │   ├── StoreURLError             a store URL that cannot be opened
     │   ├── EventLogError             a run's event log that cannot be written
-    │   └── PolicySpecError           a ``sim-model --policy`` that does not load
+    │   ├── PolicySpecError           a ``sim-model --policy`` that does not load
+    │   └── BrokerURLError            a broker URL workers cannot use (not ``redis://``)
     ├── RunStateError              2  the run is not there, or another process holds it
     │   ├── RunNotFoundError          no run with that id in the store
     │   └── RunBusyError              another live runner holds the run
     │       └── LeaseLostError        this runner's lease was taken over
     ├── StoreUnavailableError      3  the run store went away: the run stopped at its last
     │                                 checkpoint, resume it once the store is back
+    ├── BrokerUnavailableError     3  the workers' broker (Redis) cannot be reached: start it
     ├── ModelServerError           3  the model server failed: the run pauses, resume it later
     │   └── ModelCallError            a model call failed after the client's retries
     │       ├── ModelUnavailableError     unreachable or failing: the run pauses
@@ -71,6 +73,13 @@ class StoreUnavailableError(MirographError):
     exit_code = 3
 
 
+class BrokerUnavailableError(MirographError):
+    """The broker that carries runs to workers (Redis) could not be reached: nothing
+    was queued; start it (or name a running one) and try again."""
+
+    exit_code = 3
+
+
 class ModelServerError(MirographError):
     """The model server failed after the client's retries: the run pauses, resumable."""
 
@@ -115,6 +124,10 @@ class EventLogError(UserInputError):
 
 class PolicySpecError(UserInputError):
     """A simulated model's ``module:function`` policy that cannot be loaded."""
+
+
+class BrokerURLError(UserInputError):
+    """A broker URL the workers cannot use (they need ``redis://HOST:PORT/DB``)."""
 
 
 # -- run state ---------------------------------------------------------------------

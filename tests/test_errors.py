@@ -18,6 +18,8 @@ from support.testkit import Cli
 
 from mirograph import errors
 from mirograph.errors import (
+    BrokerUnavailableError,
+    BrokerURLError,
     ContextOverflowError,
     EventLogError,
     FlowBuildError,
@@ -49,6 +51,7 @@ NODES = {
     UserInputError: 2,
     RunStateError: 2,
     StoreUnavailableError: 3,
+    BrokerUnavailableError: 3,
     ModelServerError: 3,
     ToolError: 1,
     RunFailedError: 1,
@@ -62,6 +65,7 @@ LEAVES = {
     StoreURLError: UserInputError,
     EventLogError: UserInputError,
     PolicySpecError: UserInputError,
+    BrokerURLError: UserInputError,
     RunNotFoundError: RunStateError,
     RunBusyError: RunStateError,
     LeaseLostError: RunBusyError,
