@@ -24,8 +24,9 @@ from mirograph.state.leases import LEASE_COLUMNS, Lease, SqliteLeases, fenced, p
 __all__ = ["RUN_STATUSES", "RunRecord", "RunStatus", "SqliteRunRegistry", "check_run_id"]
 
 #: ``no_answer``: the run ended, but its entry agent gave no answer (every reply
-#: malformed, cut or empty); the reason says why.
-RunStatus = Literal["running", "paused", "completed", "no_answer", "failed"]
+#: malformed, cut or empty); the reason says why. ``queued``: handed to the workers
+#: (``mirograph submit``, ``resume --broker``), waiting for one to take it.
+RunStatus = Literal["running", "paused", "completed", "no_answer", "failed", "queued"]
 #: The same statuses as values (``ls --status`` checks and lists them).
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 
@@ -116,7 +117,9 @@ class RunRecord:
         live = self.lease is not None and self.lease.is_live()
         if self.status != "running":
             # A resume that holds the lease but has not yet marked the row is running.
-            return "running" if live and self.status in ("paused", "failed") else self.status
+            return (
+                "running" if live and self.status in ("paused", "failed", "queued") else self.status
+            )
         if self.lease is not None:
             return "running" if live else "paused"
         return "running" if process_alive(self.pid) else "paused"
