@@ -545,6 +545,12 @@ async def _invoke(
             reason = redact(str(exc))
         await end(status="paused", reason=reason)
         return RunOutcome(run_id, "paused", None, reason)
+    except RunBusyError:
+        # Taken over (a checkpoint write refused by the lease's fence, LeaseLostError):
+        # the new holder owns the run and its row, so this session records nothing.
+        store.discard_uncommitted()
+        control.end_session()
+        raise
     except BaseException as exc:
         # An interrupted step may hold an open write (its blobs) that would
         # lock the registry's row update: it was never checkpointed, drop it.

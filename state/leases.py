@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -254,3 +255,35 @@ def fenced(lease: Lease | None) -> tuple[str, tuple[object, ...]]:
         " AND EXISTS (SELECT 1 FROM mirograph_leases WHERE run_id = ? AND token = ? AND owner = ?)",
         (lease.run_id, lease.token, lease.owner),
     )
+
+
+class Fences:
+    """The leases a checkpoint saver fences its runs' writes by (``Store.fence``).
+
+    Per run: a write of the run's thread, in any namespace, goes in only while the
+    run's lease is still the one fenced. Per session too: the session that fenced
+    the run (its task, and the tasks it starts) keeps its own lease, so once a
+    later session of the run in this process fenced it by a newer lease, a write
+    of the earlier session (hung past its lease, then woken) is still refused.
+    """
+
+    def __init__(self) -> None:
+        self._by_run: dict[str, Lease] = {}
+        self._session: ContextVar[Lease | None] = ContextVar(f"fence {id(self)}", default=None)
+
+    def fence(self, lease: Lease) -> None:
+        self._by_run[lease.run_id] = lease
+        self._session.set(lease)
+
+    def unfence(self, lease: Lease) -> None:
+        if self._by_run.get(lease.run_id) == lease:
+            del self._by_run[lease.run_id]
+        if self._session.get() == lease:
+            self._session.set(None)
+
+    def of(self, thread_id: object) -> Lease | None:
+        """The lease a write of ``thread_id`` here must still hold; None: not fenced."""
+        own = self._session.get()
+        if own is not None and own.run_id == thread_id:
+            return own
+        return self._by_run.get(str(thread_id)) if self._by_run else None

@@ -8,6 +8,12 @@ outlives the call that opened it. A step's staged blobs are inserted in the
 same transaction as the step's next write, so a checkpoint that refers to a
 blob is never committed without it.
 
+A run's thread is fenced by its lease while a session holds it (``fence``):
+each write of the thread (any namespace: sub-agents' too) then starts with
+``BEGIN IMMEDIATE`` and reads the lease row under that write lock, so a runner
+that lost its lease writes nothing (``LeaseLostError``), and an acquirer, which
+takes the same lock, is ordered after every fenced write it did not see.
+
 Channel versions are short strings that sort like numbers and that the stock
 savers can continue (see ``get_next_version``), so a thread moves between
 mirograph and ``SqliteSaver``/``AsyncSqliteSaver`` in either direction.
@@ -30,7 +36,10 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from mirograph.errors import LeaseLostError
 from mirograph.state.blobs import SqliteBlobStore, write_blobs
+from mirograph.state.leases import LEASE_COLUMNS, Fences, Lease
+from mirograph.state.registry import lease_lost
 from mirograph.state.sqlite_file import NotNow, SqliteFile, is_busy
 
 #: Lead characters of compact versions of 1 to 6 digits: whitespace, which ``int()``
@@ -79,8 +88,11 @@ class LoopSqliteSaver(SqliteSaver):
         self.lock = file.lock  # one lock per connection, whoever uses it
         self.is_setup = True  # ``create_checkpoint_tables`` ran when the file was opened
         self._blobs = blobs
-        #: The first write that failed (shared with the copies LangGraph makes of a saver).
+        #: The first write that failed (shared with the copies LangGraph makes of a saver);
+        #: a write refused by its fence is not one: it stops only its own run.
         self._failed: list[BaseException] = []
+        #: The leases its runs' writes are fenced by (``Store.fence``, ``Store.unfence``).
+        self.fences = Fences()
 
     def get_next_version(self, current: str | int | None, channel: None) -> str | int:
         """The next version in the thread's own form: compact for new threads,
@@ -119,10 +131,11 @@ class LoopSqliteSaver(SqliteSaver):
     ) -> RunnableConfig:
         staged = self._staged_blobs()
         args = (config, checkpoint, metadata, new_versions)
+        fence = self.fences.of(config["configurable"]["thread_id"])
         try:
-            return self.file.now(self._write, staged, self.put, args, False)
+            return self.file.now(self._write, staged, fence, self.put, args, False)
         except NotNow:
-            return await self.file.call(self._write, staged, self.put, args, True)
+            return await self.file.call(self._write, staged, fence, self.put, args, True)
 
     async def aput_writes(
         self,
@@ -133,16 +146,22 @@ class LoopSqliteSaver(SqliteSaver):
     ) -> None:
         staged = self._staged_blobs()
         args = (config, writes, task_id, task_path)
+        fence = self.fences.of(config["configurable"]["thread_id"])
         try:
-            self.file.now(self._write, staged, self.put_writes, args, False)
+            self.file.now(self._write, staged, fence, self.put_writes, args, False)
         except NotNow:
             # Queued, not awaited: the thread commits in call order, so these writes
             # land before the checkpoint that follows them, and a failure fails that
-            # checkpoint (and every later write) instead of going unseen.
-            self.file.submit(self._write, staged, self.put_writes, args, True)
+            # checkpoint (and every later write) instead of going unseen. (A fence that
+            # refused them refuses that checkpoint too: a lost lease never comes back.)
+            self.file.submit(self._write, staged, fence, self.put_writes, args, True)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self.file.call(self.delete_thread, thread_id)
+        fence = self.fences.of(thread_id)
+        if fence is None:
+            await self.file.call(self.delete_thread, thread_id)
+        else:  # a runner that lost the lease cannot delete what the new one writes
+            await self.file.call(self._write, {}, fence, self.delete_thread, (thread_id,), True)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -156,19 +175,29 @@ class LoopSqliteSaver(SqliteSaver):
         return self._blobs.take_staged() if self._blobs is not None else {}
 
     def _write(
-        self, staged: dict[str, str], write: Any, args: tuple[Any, ...], waited: bool
+        self,
+        staged: dict[str, str],
+        fence: Lease | None,
+        write: Any,
+        args: tuple[Any, ...],
+        waited: bool,
     ) -> Any:
         """``write(*args)`` in one transaction with the inserts of ``staged``;
         refused once a write of this saver failed (a later one may refer to it).
-        ``waited``: with the busy timeout; a lock held elsewhere is then a failure,
-        not a reason to queue the write."""
+        With ``fence``: only while that lease is still the run's, read once the
+        write lock is held. ``waited``: with the busy timeout; a lock held
+        elsewhere is then a failure, not a reason to queue the write."""
         with self.lock:
             if self._failed:
                 raise self._failed[0]
             try:
+                if fence is not None:
+                    self._hold_fence(fence, staged)
                 if staged:
                     write_blobs(self.conn, staged)
                 result = write(*args)  # commits, blobs included
+            except LeaseLostError:
+                raise  # nothing written; the other runs of this saver write on
             except BaseException as exc:
                 if self.conn.in_transaction:  # never leave the write lock held
                     self.conn.rollback()
@@ -177,3 +206,21 @@ class LoopSqliteSaver(SqliteSaver):
                 raise
         self.file.wrote()
         return result
+
+    def _hold_fence(self, fence: Lease, staged: dict[str, str]) -> None:
+        """Open the write's transaction with SQLite's write lock and go on only while
+        ``fence`` is the run's lease; else commit ``staged`` alone (blobs another run
+        of this saver may refer to: keyed by content, harmless) and refuse."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        row = self.conn.execute(
+            f"SELECT run_id, {LEASE_COLUMNS} FROM mirograph_leases WHERE run_id = ?",
+            (fence.run_id,),
+        ).fetchone()
+        current = Lease(*row) if row else None
+        if current is not None and (current.token, current.owner) == (fence.token, fence.owner):
+            return
+        if staged:
+            write_blobs(self.conn, staged)
+        self.conn.commit()
+        live = current is not None and current.is_live()
+        raise lease_lost(fence.run_id, current if live else None)

@@ -210,6 +210,8 @@ async def _open_sqlite(url: str, path: Path, *, fix: str) -> AsyncIterator[Store
             registry=registry,
             blobs=blobs,
             discard_uncommitted=blobs.discard_staged,
+            fence=saver.fences.fence,
+            unfence=saver.fences.unfence,
         )
     finally:
         if registry is not None:

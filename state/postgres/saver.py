@@ -7,23 +7,40 @@ connection, in a transaction; blobs are committed when they are put
 Channel versions are the compact ones of the SQLite store
 (``state.sqlite_saver.compact_version``): a few bytes instead of ~50 for every
 channel of every checkpoint.
+
+A run's thread is fenced by its lease while a session holds it (``fence``):
+each write of the thread (any namespace: sub-agents' too) first reads the lease
+row ``FOR KEY SHARE`` in the write's transaction, pipelined with its ``BEGIN``
+(one round trip), and writes only while it is still this session's
+(``LeaseLostError`` else). The row lock makes an acquirer's ``SELECT … FOR
+UPDATE`` wait for the write's commit, so a takeover is ordered after every
+fenced write it did not see; a renewal's plain ``UPDATE`` does not wait for
+the writes (key-share locks let non-key updates through).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from psycopg import AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from mirograph.state.leases import LEASE_COLUMNS, Fences, Lease
 from mirograph.state.postgres.blobs import SCHEMA as BLOBS_SCHEMA
 from mirograph.state.postgres.blobs import PostgresBlobStore
+from mirograph.state.registry import lease_lost
 from mirograph.state.sqlite_saver import _LEADS, compact_version, stock_version
+
+#: The lease the write in progress (in this task) is fenced by; None: not fenced.
+_FENCE: ContextVar[Lease | None] = ContextVar("mirograph_fence", default=None)
 
 
 class PostgresSaver(AsyncPostgresSaver):
@@ -39,6 +56,41 @@ class PostgresSaver(AsyncPostgresSaver):
         super().__init__(pool, serde=serde)  # type: ignore[arg-type]
         self._pool = pool
         self._blobs = blobs
+        #: The leases its runs' writes are fenced by (every run of the process).
+        self.fences = Fences()
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        with self._fenced(config["configurable"]["thread_id"]):
+            return await super().aput(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        with self._fenced(config["configurable"]["thread_id"]):
+            await super().aput_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        with self._fenced(thread_id):
+            await super().adelete_thread(thread_id)
+
+    @contextmanager
+    def _fenced(self, thread_id: object) -> Iterator[None]:
+        """The stock write's ``_cursor`` (in this task) checks the thread's fence."""
+        reset = _FENCE.set(self.fences.of(thread_id))
+        try:
+            yield
+        finally:
+            _FENCE.reset(reset)
 
     def get_next_version(self, current: str | int | None, channel: None) -> str:
         """The next version in the thread's own form (see ``state.sqlite_saver``)."""
@@ -52,13 +104,17 @@ class PostgresSaver(AsyncPostgresSaver):
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
         """A cursor on a connection of the pool's own, in a transaction (several runs'
-        calls at once; the blobs a write refers to are committed before it)."""
-        async with (
-            self._pool.connection() as conn,
-            conn.transaction(),
-            conn.cursor(binary=True, row_factory=dict_row) as cur,
-        ):
-            yield cur
+        calls at once; the blobs a write refers to are committed before it). A fenced
+        write's transaction is pipelined and starts with its fence check."""
+        fence = _FENCE.get()
+        async with self._pool.connection() as conn:
+            if fence is None:
+                async with conn.transaction(), _dict_cursor(conn) as cur:
+                    yield cur
+                return
+            async with conn.pipeline(), conn.transaction(), _dict_cursor(conn) as cur:
+                await _hold_fence(cur, fence)
+                yield cur
 
     async def setup(self) -> None:
         """LangGraph's checkpoint schema and its migrations, and the blob table, once,
@@ -81,6 +137,24 @@ class PostgresSaver(AsyncPostgresSaver):
                     await cur.execute(
                         "INSERT INTO checkpoint_migrations (v) VALUES (%s)", (version,)
                     )
+
+
+def _dict_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[DictRow]:
+    return conn.cursor(binary=True, row_factory=dict_row)
+
+
+async def _hold_fence(cur: AsyncCursor[DictRow], fence: Lease) -> None:
+    """Lock the run's lease row (key share) in the cursor's transaction and go on
+    only while it is still ``fence``'s: else ``LeaseLostError``, nothing written."""
+    await cur.execute(
+        f"SELECT run_id, {LEASE_COLUMNS} FROM mirograph_leases WHERE run_id = %s FOR KEY SHARE",
+        (fence.run_id,),
+    )
+    row = await cur.fetchone()
+    current = Lease(**row) if row else None
+    if current is not None and (current.token, current.owner) == (fence.token, fence.owner):
+        return
+    raise lease_lost(fence.run_id, current if current is not None and current.is_live() else None)
 
 
 def _plain(statement: str) -> str:

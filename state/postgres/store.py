@@ -76,6 +76,8 @@ async def open_postgres(url: str) -> AsyncIterator[Store]:
             blobs=shared.blobs,
             discard_uncommitted=shared.blobs.discard_staged,
             is_outage=is_outage,
+            fence=shared.saver.fences.fence,
+            unfence=shared.saver.fences.unfence,
         )
     finally:
         shared.users -= 1
