@@ -1,9 +1,11 @@
-"""A run's event log: one JSON line per model call, tool call and agent call.
+"""A run's events: one per model call, tool call, agent call and session start or end.
 
-Written with structlog to ``$MIROGRAPH_HOME/runs/<id>/events.jsonl`` as the run
-goes (appended across sessions), so a run killed mid-way still has its trace.
-Every string has passed through ``redact`` (``RunControl.emit``): an API key
-that a tool echoed never reaches the file.
+They go to the run's store (``Store.events``: ``events.jsonl`` under
+``$MIROGRAPH_HOME/runs/<id>`` for SQLite, a table for PostgreSQL, so ``show``,
+``export`` and ``watch`` on another machine see them) and, when Redis is
+configured, are published live (``flows.live``) for ``watch`` and the web view.
+Every string has passed through ``redact`` (``RunControl.emit``): an API key that
+a tool echoed never reaches the store.
 """
 
 from __future__ import annotations
@@ -11,57 +13,60 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-import structlog
+from mirograph.flows.live import LivePublisher
+from mirograph.state.events import EVENTS_FILE, EventWriter, FileEventWriter, read_all
+from mirograph.state.store import mirograph_home, open_store
 
-from mirograph.errors import EventLogError
-from mirograph.state.store import mirograph_home
-
-EVENTS_FILE = "events.jsonl"
+__all__ = ["EVENTS_FILE", "EventLog", "RunEvents", "events_path", "read_events", "run_events"]
 
 
 def events_path(run_id: str) -> Path:
+    """The event file of a run on a SQLite store (on this machine)."""
     return mirograph_home() / "runs" / run_id / EVENTS_FILE
 
 
-def _ordered(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """The event's name, time and run first, for people reading the file. (Events
-    come scrubbed of secrets: ``RunControl.emit`` scrubs them once for every sink.)"""
-    head = {k: event.pop(k) for k in ("event", "ts", "run_id") if k in event}
-    return {**head, **event}
-
-
-class EventLog:
-    """Appends events to one run's ``events.jsonl`` (line-buffered: a crash loses none)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: TextIO = path.open("a", encoding="utf-8", buffering=1)
-        except OSError as exc:
-            raise EventLogError(
-                f"cannot write the run's event log {path}: {exc.strerror or exc};"
-                " set MIROGRAPH_HOME to a writable folder (or move what is in the way)"
-            ) from exc
-        self._log = structlog.wrap_logger(
-            structlog.WriteLogger(self._file),
-            processors=[_ordered, structlog.processors.JSONRenderer(default=str)],
-            wrapper_class=structlog.BoundLogger,
-        )
+class EventLog(FileEventWriter):
+    """An event sink appending to one ``events.jsonl`` (line-buffered: a crash loses none)."""
 
     def __call__(self, event: dict[str, Any]) -> None:
-        fields = dict(event)
-        self._log.msg(fields.pop("event"), **fields)
+        self.append(event)
 
-    def close(self) -> None:
-        self._file.close()
+
+class RunEvents:
+    """The event sink of one session: each event gets its sequence number in the run,
+    is stored (``writer``) and, with a ``live`` publisher, published at once."""
+
+    def __init__(self, run_id: str, writer: EventWriter, live: LivePublisher | None) -> None:
+        self.run_id = run_id
+        self._writer = writer
+        self._live = live
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        seq, text = self._writer.append(event)
+        if self._live is not None:
+            self._live.publish(self.run_id, seq, text)
+
+    async def aclose(self) -> None:
+        """Store what is left (the session's end included); give the live copies a
+        moment to go out, never longer than a fraction of a second."""
+        try:
+            await self._writer.aclose()
+        finally:
+            if self._live is not None:
+                await self._live.drain(within=0.5)
+
+
+async def run_events(run_id: str, *, store_url: str | None = None) -> list[dict[str, Any]]:
+    """Every stored event of the run, oldest first, from whichever machine wrote them."""
+    async with open_store(store_url) as store:
+        return await read_all(store.events, run_id)
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """The events of a log, oldest first; a line cut by a crash is skipped, and a log
-    that cannot be read (missing, a folder, no permission) has none: reports go on."""
+    """The events of a log file, oldest first; a line cut by a crash is skipped, and a
+    log that cannot be read (missing, a folder, no permission) has none: reports go on."""
     try:
         lines = path.open(encoding="utf-8")
     except OSError:

@@ -52,7 +52,7 @@ from langchain_core.messages import (
 )
 
 from mirograph.agents.mirothinker.chat_model import to_openai_messages
-from mirograph.flows.events import events_path, read_events
+from mirograph.flows.events import run_events
 from mirograph.flows.runner import run_dir
 from mirograph.flows.transcript import (
     AgentCall,
@@ -80,7 +80,7 @@ async def export_run(run_id: str, fmt: str, *, store_url: str | None = None) -> 
     transcript = await load_transcripts(run_id, store_url=store_url)
     if fmt == "jsonl":
         return "".join(_dumps(scrub(record)) + "\n" for record in jsonl_records(transcript))
-    events = list(read_events(events_path(run_id)))
+    events = await run_events(run_id, store_url=store_url)
     return json.dumps(scrub(miroflow_log(transcript, events)), ensure_ascii=False, indent=2) + "\n"
 
 

@@ -38,8 +38,9 @@ from mirograph.errors import (
     StoreUnavailableError,
     UserInputError,
 )
-from mirograph.flows.events import EventLog, events_path, read_events
+from mirograph.flows.events import RunEvents, events_path, read_events
 from mirograph.flows.graph_ref import canonical, load_builder
+from mirograph.flows.live import publisher, redis_url
 from mirograph.flows.loader import apply_overrides, ready_to_run, validate_flow
 from mirograph.flows.report import build_report
 from mirograph.flows.runs import find_run
@@ -50,6 +51,7 @@ from mirograph.graphs.config import FlowConfig
 from mirograph.graphs.custom import DEFAULT_GRAPH_STEPS, GraphContext
 from mirograph.graphs.run_control import Budgets, PauseRequested, RunControl, controlling
 from mirograph.graphs.sub_agents import node_name
+from mirograph.state.events import read_all
 from mirograph.state.leases import Lease, process_alive
 from mirograph.state.redact import redact
 from mirograph.state.registry import RunRecord, check_run_id
@@ -261,9 +263,9 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
         async with compiled_run(store, record, reading=True) as run:
             snapshot = await run.graph.aget_state(run.config, subgraphs=True)
         report = build_report(record, run.flow, snapshot)
-        report["wall_seconds"] = round(run_wall_seconds(record), 3)
+        report["wall_seconds"] = round(await wall_seconds_of(store, record), 3)
         report["usage"]["wall_seconds"] = report["wall_seconds"]
-        report["events"] = str(events_path(run_id))
+        report["events"] = store.events.location(run_id)
         if run.flow is not None:
             report["warnings"] = await asyncio.to_thread(run.flow.environment_warnings)
         if run.missing_graph:
@@ -271,11 +273,12 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
         return report
 
 
-def run_wall_seconds(record: RunRecord) -> float:
+def run_wall_seconds(record: RunRecord, *, last_event_ts: float | None = None) -> float:
     """Seconds the run has been running, over all its sessions.
 
-    A session in progress counts up to now; one whose process was killed,
-    up to its last event.
+    A session in progress counts up to now; one whose process was killed, up to
+    its last event (``last_event_ts``; not given: read from this machine's event
+    file; ``wall_seconds_of`` reads it from any store).
     """
     total = record.wall_seconds
     started = record.session_started_at
@@ -283,10 +286,21 @@ def run_wall_seconds(record: RunRecord) -> float:
         return total
     if record.effective_status == "running":
         return total + max(0.0, time.time() - started)
-    last = None
-    for event in read_events(events_path(record.id)):
-        last = event.get("ts", last)
+    last = last_event_ts
+    if last is None:
+        for event in read_events(events_path(record.id)):
+            last = event.get("ts", last)
     return total + max(0.0, (last or started) - started)
+
+
+async def wall_seconds_of(store: Store, record: RunRecord) -> float:
+    """``run_wall_seconds`` with a killed session's last event read from the run's store."""
+    last = None
+    if record.status == "running" and record.effective_status != "running":
+        for event in await read_all(store.events, record.id):
+            last = event.get("ts", last)
+        last = last or record.session_started_at
+    return run_wall_seconds(record, last_event_ts=last)
 
 
 # -- internals ------------------------------------------------------------------
@@ -476,7 +490,7 @@ async def _execute(
 ) -> RunOutcome:
     run_id, graph, config = record.id, run.graph, run.config
     control = control or RunControl()
-    wall_before = run_wall_seconds(record)
+    wall_before = await wall_seconds_of(store, record)
     tokens_before = 0
     # Where a resumed run stands: what it spent (budgets count it) and its calls.
     so_far: dict[str, Any] = {}
@@ -499,7 +513,8 @@ async def _execute(
         wall_before=wall_before,
         pause_check=_lease_keeper(store, lease),
     )
-    log = EventLog(events_path(run_id))  # first: a log that cannot open leaves the row as it was
+    # First: a log that cannot open leaves the row as it was.
+    events = RunEvents(run_id, await store.events.writer(run_id), publisher(redis_url()))
     store.registry.update(
         run_id,
         lease=lease,
@@ -509,19 +524,22 @@ async def _execute(
         wall_seconds=wall_before,
         session_started_at=time.time(),
     )
-    control.add_sink(log)
+    control.add_sink(events)
     control.emit(
         "run_resumed" if graph_input is None else "run_started",
         question=record.question,
         flow=record.flow,
         entry=run.flow.entry if run.flow else None,
+        # What the run had spent when the session started: a watcher's clock and counts.
+        wall_seconds=round(control.wall_seconds, 3),
+        tokens=control.tokens,
         **so_far,
     )
     try:
         return await _invoke(store, record, graph_input, run, control, lease)
     finally:
-        control.remove_sink(log)
-        log.close()
+        control.remove_sink(events)
+        await events.aclose()
 
 
 async def _invoke(

@@ -14,7 +14,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
     from mirograph.state.blobs import BlobStore
+    from mirograph.state.events import EventStore
     from mirograph.state.leases import Lease
+    from mirograph.state.postgres.files import PostgresFiles
 
 
 def mirograph_home() -> Path:
@@ -74,6 +76,16 @@ class Store:
     #: takes it, ``unfence(lease)`` when it ends): a runner that lost it writes nothing.
     fence: Callable[[Lease], None] = lambda lease: None
     unfence: Callable[[Lease], None] = lambda lease: None
+    #: The runs' event streams (a SQLite store's: files under ``$MIROGRAPH_HOME``).
+    events: EventStore = field(default_factory=lambda: _local_events())
+    #: Where a server store keeps runs' workspace files (None: they stay on this machine).
+    files: PostgresFiles | None = None
+
+
+def _local_events() -> EventStore:
+    from mirograph.state.events import FileEvents
+
+    return FileEvents(lambda run_id: mirograph_home() / "runs" / run_id)
 
 
 @asynccontextmanager

@@ -21,6 +21,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from mirograph.errors import StoreURLError
 from mirograph.state.postgres.blobs import PostgresBlobStore
 from mirograph.state.postgres.connect import CONNECT_TIMEOUT_S, shown
+from mirograph.state.postgres.events import PostgresEvents, create_tables
+from mirograph.state.postgres.files import SCHEMA as FILES_SCHEMA
+from mirograph.state.postgres.files import PostgresFiles
 from mirograph.state.postgres.registry import PostgresRunRegistry
 from mirograph.state.postgres.saver import PostgresSaver
 from mirograph.state.serde import message_serializer
@@ -40,6 +43,8 @@ class _Shared:
     pool: AsyncConnectionPool[Any]
     saver: PostgresSaver
     blobs: PostgresBlobStore
+    events: PostgresEvents
+    files: PostgresFiles
     users: int = 0
 
 
@@ -76,6 +81,8 @@ async def open_postgres(url: str) -> AsyncIterator[Store]:
             blobs=shared.blobs,
             discard_uncommitted=shared.blobs.discard_staged,
             is_outage=is_outage,
+            events=shared.events,
+            files=shared.files,
             fence=shared.saver.fences.fence,
             unfence=shared.saver.fences.unfence,
         )
@@ -114,8 +121,9 @@ async def _open(url: str) -> _Shared:
         blobs = PostgresBlobStore(pool)
         saver = PostgresSaver(pool, serde=message_serializer(), blobs=blobs)
         await saver.setup()
+        await asyncio.to_thread(create_tables, url, FILES_SCHEMA)
     except BaseException:
         await pool.close()
         registry.close()
         raise
-    return _Shared(registry, pool, saver, blobs)
+    return _Shared(registry, pool, saver, blobs, PostgresEvents(pool, url), PostgresFiles(pool))
