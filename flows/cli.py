@@ -1,4 +1,5 @@
-"""The ``mirograph`` command line: demo, run, resume, pause, ls, show, export, sim-model.
+"""The ``mirograph`` command line: demo, run, resume, pause, ls, show, export, sim-model,
+and the workers' submit, worker, beat and watch.
 
 Exit codes: 0 completed; 1 the run failed (still resumable), or an internal
 error (one line naming a crash report that holds the traceback); 2 bad input
@@ -79,7 +80,21 @@ T = TypeVar("T")
 
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="Store URL (default sqlite:///$MIROGRAPH_HOME/runs.db)."),
+    typer.Option(
+        "--store",
+        envvar="MIROGRAPH_STORE",
+        show_envvar=False,
+        help="Store URL (default $MIROGRAPH_STORE, else sqlite:///$MIROGRAPH_HOME/runs.db).",
+    ),
+]
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        envvar="MIROGRAPH_BROKER",
+        show_envvar=False,
+        help="The workers' Redis broker (default $MIROGRAPH_BROKER, else redis://127.0.0.1:6379/0).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run as one JSON object.")]
 SetOpt = Annotated[
@@ -313,10 +328,19 @@ def resume(
     store: StoreOpt = None,
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker", help="Queue the continuation for the workers on this Redis broker."
+        ),
+    ] = None,
 ) -> None:
     """Continue a paused, failed or killed run from its last checkpoint."""
     from mirograph.flows.runner import resume_run
 
+    if broker is not None:
+        _queue_resume(run_id, store, broker, overrides)
+        return
     _check_home()
     outcome = _drive(
         lambda control: resume_run(
@@ -454,6 +478,20 @@ def pause(
 
     record = _call(request_pause(run_id, store_url=store))
     status = record.effective_status
+    if status == "queued":
+        from mirograph.flows.workers.submit import unqueue
+
+        if _call(unqueue(run_id, store_url=store)):
+            err.print(
+                printable(
+                    f"paused run {run_id} before a worker took it; continue with:"
+                    f" {_resume_command(run_id, store)} --broker URL",
+                    multiline=False,
+                ),
+                markup=False,
+                soft_wrap=True,
+            )
+            return
     if status != "running":
         _fail(f"run {run_id} is {status}, not running; nothing to pause", 2)
     err.print(
@@ -592,3 +630,116 @@ def _check_port(port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
             _fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; {_PORT_FIX}", 2)
+
+
+# -- workers (flows/workers) -------------------------------------------------------
+
+
+@app.command()
+def submit(
+    question: Annotated[
+        str, typer.Argument(help="The question to investigate; - reads it from stdin.")
+    ],
+    flow: Annotated[
+        str | None,
+        typer.Option("--flow", help="Shipped flow name, path to a YAML flow, or a custom graph."),
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--id", help="Run id (default: generated).")] = None,
+    store: StoreOpt = None,
+    broker: BrokerOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Queue an investigation for the workers; prints its run id."""
+    from mirograph.flows.graph_ref import is_graph_ref
+    from mirograph.flows.loader import load_flow
+    from mirograph.flows.workers.submit import submit_run
+
+    if question == "-":
+        question = sys.stdin.read()
+    _check_home()
+    target: FlowConfig | str
+    if is_graph_ref(flow):
+        if overrides:
+            raise FlowError("--set applies to flow files; a custom graph reads its own settings")
+        target = str(flow)
+    else:
+        target = load_flow(flow, overrides or [])
+    queued = _call(submit_run(question, target, run_id=run_id, store_url=store, broker_url=broker))
+    print(printable(queued, multiline=False))
+
+
+def _queue_resume(run_id: str, store: str | None, broker: str, overrides: list[str] | None) -> None:
+    from mirograph.flows.workers.submit import queue_resume
+
+    if overrides:
+        _fail("--set applies to a resume here; resume without --broker to change the flow", 2)
+    _call(queue_resume(run_id, store_url=store, broker_url=broker))
+    err.print(
+        printable(
+            f"queued run {run_id} for the workers; follow it: mirograph watch {run_id}",
+            multiline=False,
+        ),
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def worker(
+    store: StoreOpt = None,
+    broker: BrokerOpt = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Runs at once in this worker.", min=1)
+    ] = 8,
+    takeover_after: Annotated[
+        float,
+        typer.Option(
+            "--takeover-after",
+            help="Seconds within which a dead worker's runs continue on another.",
+        ),
+    ] = 60.0,
+    visibility_timeout: Annotated[
+        float,
+        typer.Option(
+            "--visibility-timeout",
+            help="Seconds after which Redis redelivers a dead worker's task (Celery's).",
+        ),
+    ] = 3600.0,
+    beat: Annotated[
+        bool, typer.Option("--beat", help="Also run the takeover sweep (Celery beat) here.")
+    ] = False,
+) -> None:
+    """Run investigations from the queue, many at once on one event loop (Celery worker)."""
+    from mirograph.flows.workers.worker import prepare, run_worker
+
+    _check_home()
+    _call(_prepared(prepare, store, broker, takeover_after, visibility_timeout))
+    run_worker(concurrency=concurrency, beat=beat)
+
+
+@app.command("beat")
+def beat_command(
+    store: StoreOpt = None,
+    broker: BrokerOpt = None,
+    takeover_after: Annotated[
+        float,
+        typer.Option("--takeover-after", help="As the workers' --takeover-after."),
+    ] = 60.0,
+) -> None:
+    """Run the takeover sweep on its own (Celery beat): dead workers' runs continue."""
+    from mirograph.flows.workers.worker import prepare, run_beat
+
+    _call(_prepared(prepare, store, broker, takeover_after, 3600.0))
+    run_beat()
+
+
+async def _prepared(prepare: Callable[..., Any], *args: Any) -> None:
+    """``prepare`` off the event loop (it checks the store with a loop of its own)."""
+    store, broker, takeover_after, visibility_timeout = args
+    await asyncio.to_thread(
+        prepare,
+        store,
+        broker,
+        takeover_after_s=takeover_after,
+        visibility_timeout_s=visibility_timeout,
+    )

@@ -1,0 +1,122 @@
+"""The broker side of the workers: which Redis, whether it answers, what is queued.
+
+Besides Celery's own messages, two Redis keys say what the fleet is responsible
+for, so the takeover sweep reads them instead of the broker's internals:
+``mirograph:fleet`` (the runs handed to workers and not yet ended) and
+``mirograph:queued`` (task id -> run id of each task sent and not yet taken).
+Both may be lost with Redis, like the tasks themselves: the store says what each
+run needs, and ``mirograph resume ID --broker URL`` queues any run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+from mirograph.errors import BrokerUnavailableError, BrokerURLError
+from mirograph.state.store import shown_url
+
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
+
+log = logging.getLogger(__name__)
+
+#: The environment variable naming the broker (a ``redis://`` URL).
+BROKER_ENV = "MIROGRAPH_BROKER"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+#: Runs handed to workers that have not ended (a set of run ids).
+FLEET_KEY = "mirograph:fleet"
+#: Tasks sent and not yet taken by a worker (a hash: task id -> run id).
+QUEUED_KEY = "mirograph:queued"
+#: Seconds to wait for Redis before saying it is not there.
+CONNECT_TIMEOUT_S = 3.0
+_START_HINT = (
+    "start Redis there (e.g. `redis-server --port {port}` or `systemctl start redis-server`)"
+    " or pass --broker (or set MIROGRAPH_BROKER) naming a running one"
+)
+
+
+def broker_url(explicit: str | None = None) -> str:
+    """The broker given, else ``$MIROGRAPH_BROKER``, else Redis on this machine;
+    ``BrokerURLError`` for a URL that is not Redis's."""
+    url = explicit or os.environ.get(BROKER_ENV) or DEFAULT_BROKER
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise BrokerURLError(
+            f"broker URL {shown_url(url)} is not a Redis URL; workers use Redis as their"
+            " broker: pass --broker redis://HOST:PORT/DB"
+        )
+    return url
+
+
+def client(url: str) -> redis.Redis:
+    """A Redis client for ``url`` that gives up in seconds, never hangs."""
+    import redis
+
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=10, decode_responses=True
+    )
+
+
+def unavailable(url: str, exc: BaseException) -> BrokerUnavailableError:
+    """The one line for a broker that cannot be reached."""
+    from mirograph.errors import server_port
+
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    port = server_port(url.replace("redis", "http", 1)) if "://" in url else 6379
+    hint = _START_HINT.format(port=port if port not in (80, 443) else 6379)
+    return BrokerUnavailableError(f"cannot reach the broker {shown_url(url)} ({reason}); {hint}")
+
+
+def check_broker(url: str) -> None:
+    """Raise ``BrokerUnavailableError`` unless the broker at ``url`` answers a PING."""
+    import redis
+
+    try:
+        with client(url) as probe:
+            probe.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise unavailable(url, exc) from None
+
+
+def enqueue(app: Celery, url: str, run_id: str) -> str:
+    """Send the task that runs (or continues) ``run_id``; the run joins the fleet.
+
+    Redis is asked first (bounded), so an unreachable broker is one line, never a
+    hang; returns the task id."""
+    import redis
+    from kombu.exceptions import OperationalError
+
+    from mirograph.flows.workers.app import RUN_TASK
+
+    task_id = str(uuid.uuid4())
+    try:
+        with client(url) as redis_client:
+            redis_client.sadd(FLEET_KEY, run_id)
+            redis_client.hset(QUEUED_KEY, task_id, run_id)
+        app.send_task(RUN_TASK, args=[run_id], task_id=task_id, retry=False)
+    except (redis.RedisError, OSError, OperationalError) as exc:
+        raise unavailable(url, exc) from None
+    return task_id
+
+
+def taken(url: str, task_id: str | None) -> None:
+    """A worker took task ``task_id``: it is no longer waiting (best effort)."""
+    if not task_id:
+        return
+    try:
+        with client(url) as redis_client:
+            redis_client.hdel(QUEUED_KEY, task_id)
+    except Exception as exc:  # the sweep may queue a duplicate: harmless
+        log.warning("could not mark task %s taken: %s", task_id, exc)
+
+
+def leave_fleet(url: str, run_id: str) -> None:
+    """``run_id`` ended (or stays paused): no sweep continues it (best effort)."""
+    try:
+        with client(url) as redis_client:
+            redis_client.srem(FLEET_KEY, run_id)
+    except Exception as exc:  # the sweep reads the run's status and drops it then
+        log.warning("could not take run %s out of the fleet: %s", run_id, exc)
