@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from typing import TYPE_CHECKING
 
@@ -81,7 +82,7 @@ def check_broker(url: str) -> None:
         raise unavailable(url, exc) from None
 
 
-def enqueue(app: Celery, url: str, run_id: str) -> str:
+def enqueue(url: str, run_id: str) -> str:
     """Send the task that runs (or continues) ``run_id``; the run joins the fleet.
 
     Redis is asked first (bounded), so an unreachable broker is one line, never a
@@ -96,10 +97,27 @@ def enqueue(app: Celery, url: str, run_id: str) -> str:
         with client(url) as redis_client:
             redis_client.sadd(FLEET_KEY, run_id)
             redis_client.hset(QUEUED_KEY, task_id, run_id)
-        app.send_task(RUN_TASK, args=[run_id], task_id=task_id, retry=False)
+        sender(url).send_task(RUN_TASK, args=[run_id], task_id=task_id, retry=False)
     except (redis.RedisError, OSError, OperationalError) as exc:
         raise unavailable(url, exc) from None
     return task_id
+
+
+_SENDERS: dict[str, Celery] = {}
+_SENDERS_LOCK = threading.Lock()
+
+
+def sender(url: str) -> Celery:
+    """A Celery app that sends to the broker at ``url`` (one per URL and process: its
+    connections are pooled by URL)."""
+    from celery import Celery
+
+    from mirograph.flows.workers.app import configure
+
+    with _SENDERS_LOCK:
+        if url not in _SENDERS:
+            _SENDERS[url] = configure(Celery("mirograph", set_as_current=False), url)
+        return _SENDERS[url]
 
 
 def taken(url: str, task_id: str | None) -> None:

@@ -28,7 +28,6 @@ async def submit_run(
     from mirograph.flows.graph_ref import canonical, load_builder
     from mirograph.flows.loader import ready_to_run
     from mirograph.flows.runner import GRAPH_KEY, check_question_fits, compiled_run, new_run_id
-    from mirograph.flows.workers.app import app, configure
     from mirograph.state.store import open_store
 
     if not question.strip():
@@ -51,9 +50,8 @@ async def submit_run(
                 check_question_fits(run.entry, question)
         broker.check_broker(url)
         store.registry.create(record)
-        configure(app, url)
         try:
-            broker.enqueue(app, url, run_id)
+            broker.enqueue(url, run_id)
         except Exception:
             store.registry.update(
                 run_id, status="paused", reason="the broker went away before it was queued"
@@ -68,7 +66,6 @@ async def queue_resume(
     """Queue the continuation of a paused, failed or killed run for the workers."""
     from mirograph.flows.runner import ENDED
     from mirograph.flows.runs import find_run
-    from mirograph.flows.workers.app import app, configure
     from mirograph.state.store import open_registry
 
     url = broker.broker_url(broker_url)
@@ -84,8 +81,7 @@ async def queue_resume(
             raise RunBusyError(record.lease.busy_message())
         broker.check_broker(url)
         registry.update(run_id, status="queued", reason=None, pause_requested=None)
-        configure(app, url)
-        broker.enqueue(app, url, run_id)
+        broker.enqueue(url, run_id)
         return record
 
 

@@ -31,8 +31,6 @@ log = logging.getLogger("mirograph.workers.sweep")
 
 def sweep(store_url: str | None, broker_url: str) -> list[str]:
     """Queue the continuation of each fleet run whose runner is gone; their ids."""
-    from mirograph.flows.workers.app import app
-
     with broker.client(broker_url) as redis_client:
         members = sorted(redis_client.smembers(broker.FLEET_KEY))
         waiting = set(redis_client.hvals(broker.QUEUED_KEY))
@@ -50,7 +48,7 @@ def sweep(store_url: str | None, broker_url: str) -> list[str]:
                 continue
             if run_id in waiting or (record.lease is not None and record.lease.is_live()):
                 continue
-            broker.enqueue(app, broker_url, run_id)
+            broker.enqueue(broker_url, run_id)
             queued.append(run_id)
             log.info("run %s is %s with no live runner: continuation queued", run_id, record.status)
     finally:

@@ -185,10 +185,8 @@ def _mark_queued(worker: Worker, run_id: str) -> bool:
 
 def _requeue(worker: Worker, run_id: str) -> None:
     """Queue the run's continuation for any worker."""
-    from mirograph.flows.workers.app import app
-
     _mark_queued(worker, run_id)
     try:
-        broker.enqueue(app, worker.broker_url, run_id)
+        broker.enqueue(worker.broker_url, run_id)
     except Exception as exc:  # the run is queued in the store: the sweep sends it
         log.warning("run %s could not be queued again: %s", run_id, exc)

@@ -253,3 +253,87 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str = "conditio
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def submit_all(runs: dict[str, str], flows: dict[str, Path], store: str, broker: str) -> None:
+    """Submit ``runs`` (topic -> kind; the topic is the run id) through the Python API."""
+    import asyncio
+
+    from mirograph.flows.loader import load_flow
+    from mirograph.flows.workers.submit import submit_run
+
+    async def submit() -> None:
+        for topic, kind in runs.items():
+            flow = load_flow(str(flows[kind]), [])
+            await submit_run(
+                question(topic), flow, run_id=topic, store_url=store, broker_url=broker
+            )
+
+    asyncio.run(submit())
+
+
+def statuses(store: str, run_ids: list[str]) -> dict[str, str]:
+    """Each run's status as stored (PostgreSQL)."""
+    from mirograph.state.postgres.registry import PostgresRunRegistry
+
+    registry = PostgresRunRegistry(store)
+    try:
+        return {run_id: registry.get(run_id).status for run_id in run_ids}
+    finally:
+        registry.close()
+
+
+def answers(store: str, run_ids: list[str]) -> dict[str, str | None]:
+    from mirograph.state.postgres.registry import PostgresRunRegistry
+
+    registry = PostgresRunRegistry(store)
+    try:
+        return {run_id: registry.get(run_id).answer for run_id in run_ids}
+    finally:
+        registry.close()
+
+
+def tool_calls(log: Path) -> dict[str, list[tuple[int, int]]]:
+    """(step, pid) of each logged tool call, by topic, in order."""
+    calls: dict[str, list[tuple[int, int]]] = {}
+    lines = log.read_text().splitlines() if log.exists() else []
+    for line in lines:
+        topic, step_no, pid = line.split()
+        calls.setdefault(topic, []).append((int(step_no), int(pid)))
+    return calls
+
+
+def tool_topic(run_id: str, kind: str) -> str:
+    return f"{run_id}/helper" if kind == "team" else run_id
+
+
+def check_exactly_once(
+    runs: dict[str, str],
+    store: str,
+    log: Path,
+    policy: FleetPolicy,
+    killed: set[int] = frozenset(),  # type: ignore[assignment]
+) -> int:
+    """Every run completed with an uninterrupted run's answer and tool-call sequence; a
+    tool call or model turn ran twice only where a killed worker (pid in ``killed``)
+    had it in flight. Returns how many calls ran again."""
+    assert statuses(store, list(runs)) == dict.fromkeys(runs, "completed")
+    assert answers(store, list(runs)) == {
+        run_id: expected_answer(run_id, kind) for run_id, kind in runs.items()
+    }
+    calls = tool_calls(log)
+    again = 0
+    for run_id, kind in runs.items():
+        made = calls[tool_topic(run_id, kind)]
+        steps = [n for n, _ in made]
+        distinct = [n for i, n in enumerate(steps) if i == 0 or steps[i - 1] != n]
+        assert distinct == list(range(1, STEPS + 1)), (run_id, made)
+        for i in range(1, len(made)):
+            if made[i][0] == made[i - 1][0]:  # ran again: only after its runner was killed
+                assert made[i - 1][1] in killed, (run_id, made)
+                again += 1
+    turns = policy.turns()
+    repeated = {key: n for key, n in turns.items() if n > 1}
+    assert all(n == 2 for n in repeated.values()), repeated
+    assert len(repeated) <= len(killed) * len(runs), repeated
+    return again

@@ -1,0 +1,68 @@
+"""A worker killed with SIGKILL has its runs continued by another from their last
+checkpoint, within the takeover time, each finishing exactly once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fleet_kit import (
+    FleetPolicy,
+    WorkerProcess,
+    check_exactly_once,
+    statuses,
+    submit_all,
+    tool_calls,
+    tool_topic,
+    wait_for,
+)
+
+TAKEOVER_S = 5
+
+
+@pytest.mark.timeout(150)
+def test_a_killed_workers_runs_are_continued_by_another_within_the_takeover_time(
+    postgres_server, redis_server, flows, workers: Callable[..., WorkerProcess], tmp_path: Path,
+    policy: FleetPolicy,
+) -> None:  # fmt: skip
+    store, broker = postgres_server.url, redis_server.url
+    log = tmp_path / "steps.log"
+    env = {"FLEET_LOG": str(log), "FLEET_TOOL_MS": "400"}
+    common = ("--store", store, "--broker", broker, "--takeover-after", str(TAKEOVER_S))
+    doomed = workers(*common, "--concurrency", "3", home="doomed", env=env)
+    keeper = workers(*common, "--concurrency", "3", "--beat", home="keeper", env=env)
+    doomed.wait_ready()
+    keeper.wait_ready()
+    runs = {f"run{i}": "team" if i % 2 else "single" for i in range(6)}
+    submit_all(runs, flows, store, broker)
+
+    def doomed_in_flight() -> set[str]:
+        calls = tool_calls(log)
+        return {
+            run_id for run_id, kind in runs.items()
+            if any(pid == doomed.pid for _, pid in calls.get(tool_topic(run_id, kind), []))
+        }  # fmt: skip
+
+    wait_for(doomed_in_flight, 60, "the doomed worker to work on a run")
+    doomed.signal(signal.SIGKILL)
+    killed_at = time.time()
+    taken = doomed_in_flight()
+    doomed.proc.wait(timeout=30)
+    done = lambda: set(statuses(store, list(runs)).values()) == {"completed"}  # noqa: E731
+    wait_for(done, 90, "every run to complete")
+    check_exactly_once(runs, store, log, policy, killed={doomed.pid})
+    # Each of the dead worker's unfinished runs made its next model call within the
+    # takeover time, and the rest of its work ran on the keeper.
+    for run_id in taken:
+        after = [
+            r.at for r in policy.requests if r.topic.split("/")[0] == run_id and r.at > killed_at
+        ]
+        if after:
+            assert min(after) - killed_at < TAKEOVER_S, (run_id, min(after) - killed_at)
+    calls = tool_calls(log)
+    for run_id in taken:
+        pids = [pid for _, pid in calls[tool_topic(run_id, runs[run_id])]]
+        assert set(pids[pids.index(doomed.pid) :]) <= {doomed.pid, keeper.pid}
