@@ -45,6 +45,7 @@ from mirograph.flows.loader import apply_overrides, ready_to_run, validate_flow
 from mirograph.flows.report import build_report
 from mirograph.flows.runs import find_run
 from mirograph.flows.stand_in import stand_in_graph
+from mirograph.flows.workspace_sync import restore_workspace, syncing_workspace
 from mirograph.graphs.agent_loop import CHARS_PER_TOKEN, AgentLoop
 from mirograph.graphs.builder import build_flow_graph, flow_recursion_limit
 from mirograph.graphs.config import FlowConfig
@@ -435,6 +436,8 @@ async def compiled_run(
         try:
             compiled = builder(ctx).compile(checkpointer=store.checkpointer, name=record.flow)
             make_workspace(workspace)
+            if not reading:
+                await restore_workspace(store, record.id, workspace)
             yield CompiledRun(compiled, _config(record.id, ctx.recursion_limit), None)
         finally:
             await ctx.aclose()
@@ -445,6 +448,8 @@ async def compiled_run(
     try:
         compiled = built.graph.compile(checkpointer=store.checkpointer, name=flow.name)
         make_workspace(workspace)
+        if not reading:  # the files its tools wrote, where a session elsewhere left them
+            await restore_workspace(store, record.id, workspace)
         config = _config(record.id, flow_recursion_limit(flow))
         config["max_concurrency"] = flow.max_parallel
         entry = next((agent for agent in built.agents if agent.name == flow.entry), None)
@@ -515,6 +520,7 @@ async def _execute(
     )
     # First: a log that cannot open leaves the row as it was.
     events = RunEvents(run_id, await store.events.writer(run_id), publisher(redis_url()))
+    files = await syncing_workspace(store, run_id, run_dir(run_id) / "workspace")
     store.registry.update(
         run_id,
         lease=lease,
@@ -525,6 +531,8 @@ async def _execute(
         session_started_at=time.time(),
     )
     control.add_sink(events)
+    if files is not None:
+        control.add_sink(files)
     control.emit(
         "run_resumed" if graph_input is None else "run_started",
         question=record.question,
@@ -539,7 +547,12 @@ async def _execute(
         return await _invoke(store, record, graph_input, run, control, lease)
     finally:
         control.remove_sink(events)
-        await events.aclose()
+        try:
+            if files is not None:
+                control.remove_sink(files)
+                await files.aclose()
+        finally:
+            await events.aclose()
 
 
 async def _invoke(

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from psycopg_pool import AsyncConnectionPool
+if TYPE_CHECKING:  # a SQLite-only run imports this module, never the driver
+    from psycopg_pool import AsyncConnectionPool
 
 SCHEMA = [
     """
