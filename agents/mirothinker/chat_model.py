@@ -39,9 +39,11 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from mirograph.agents.adapter import CountsTokens, RepliesDirectly
-from mirograph.agents.mirothinker.clients import async_client
+from mirograph.agents.mirothinker import wire
+from mirograph.agents.mirothinker.clients import async_client, tls_context
 from mirograph.agents.mirothinker.parsing import parse_reply, render_call
 from mirograph.agents.mirothinker.thinking import with_thinking
+from mirograph.agents.mirothinker.wire import Poster
 from mirograph.agents.model_failures import classify_model_error
 from mirograph.errors import MalformedResponseError, ModelUnavailableError
 from mirograph.state.retention import OMITTED
@@ -82,6 +84,7 @@ class MiroThinkerChatModel(BaseChatModel, CountsTokens, RepliesDirectly):
 
     _async_client: openai.AsyncOpenAI | None = PrivateAttr(default=None)
     _sync_client: openai.OpenAI | None = PrivateAttr(default=None)
+    _poster: Poster | None = PrivateAttr(default=None)
     _client_loop: asyncio.AbstractEventLoop | None = PrivateAttr(default=None)
     _converter: MessageConverter = PrivateAttr(default_factory=lambda: MessageConverter())
     _tokenize_missing: bool = PrivateAttr(default=False)
@@ -166,9 +169,7 @@ class MiroThinkerChatModel(BaseChatModel, CountsTokens, RepliesDirectly):
         with self._server_faults("the body"):
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    response = await self._aclient().post(
-                        "/chat/completions", body=body, cast_to=object
-                    )
+                    response = await self._post(body)
             except TimeoutError as exc:
                 raise self._timed_out() from exc
             reply = _plain_reply(response)
@@ -333,6 +334,9 @@ class MiroThinkerChatModel(BaseChatModel, CountsTokens, RepliesDirectly):
         if self._async_client is not None:
             client, self._async_client = self._async_client, None
             await client.close()
+        if self._poster is not None:
+            poster, self._poster = self._poster, None
+            await poster.aclose()
 
     async def count_tokens(self, messages: Sequence[BaseMessage]) -> int | None:
         """Exact prompt tokens from vLLM's ``/tokenize``; None where the server has none."""
@@ -356,14 +360,27 @@ class MiroThinkerChatModel(BaseChatModel, CountsTokens, RepliesDirectly):
     def _aclient(self) -> openai.AsyncOpenAI:
         loop = asyncio.get_running_loop()
         if self._async_client is not None and self._client_loop is not loop:
-            self._async_client = None  # connections belong to a closed loop: start afresh
+            self._async_client = self._poster = None  # connections of a closed loop: start afresh
         if self._async_client is None:
             self._client_loop = loop
             # On the process's TLS context (``clients``): a new one cost ~22 ms per run.
             self._async_client = async_client(
                 self.base_url, self.api_key, self.timeout_s, self.max_retries
             )
+            self._poster = (
+                Poster(self._async_client, "/chat/completions", tls_context())
+                if wire.usable(self.max_retries)
+                else None
+            )
         return self._async_client
+
+    async def _post(self, body: dict[str, Any]) -> Any:
+        """The non-streamed reply's JSON: through ``wire.Poster`` where it sends what
+        the SDK would (about a quarter of the SDK's CPU per call), else the SDK."""
+        client = self._aclient()
+        if self._poster is None:
+            return await client.post("/chat/completions", body=body, cast_to=object)
+        return await self._poster.post_json(body)
 
     def _client(self) -> openai.OpenAI:
         if self._sync_client is None:

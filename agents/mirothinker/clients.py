@@ -62,11 +62,11 @@ def tls_context() -> ssl.SSLContext:
     with _lock:
         context = _contexts.get(key)
         if context is None:
-            context = _contexts[key] = _http_package().create_ssl_context()
+            context = _contexts[key] = http_package().create_ssl_context()
         return context
 
 
-def _http_package() -> ModuleType:
+def http_package() -> ModuleType:
     """The HTTP package the installed ``openai`` builds on (``httpx2``, or ``httpx``)."""
     base = next(
         cls for cls in openai.DefaultAsyncHttpxClient.__mro__ if cls.__name__ == "AsyncClient"

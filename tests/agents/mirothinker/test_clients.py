@@ -38,7 +38,7 @@ def srv() -> Iterator[SimServer]:
 def made(monkeypatch: pytest.MonkeyPatch) -> list[ssl.SSLContext]:
     """Every TLS context made from now on (none cached yet)."""
     contexts: list[ssl.SSLContext] = []
-    real = clients._http_package()
+    real = clients.http_package()
 
     def create_ssl_context() -> ssl.SSLContext:
         contexts.append(real.create_ssl_context())
@@ -46,7 +46,7 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[ssl.SSLContext]:
 
     monkeypatch.setattr(clients, "_contexts", {})
     monkeypatch.setattr(
-        clients, "_http_package", lambda: SimpleNamespace(create_ssl_context=create_ssl_context)
+        clients, "http_package", lambda: SimpleNamespace(create_ssl_context=create_ssl_context)
     )
     return contexts
 
