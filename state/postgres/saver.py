@@ -10,8 +10,9 @@ channel of every checkpoint.
 
 A run's thread is fenced by its lease while a session holds it (``fence``):
 each write of the thread (any namespace: sub-agents' too) first reads the lease
-row ``FOR KEY SHARE`` in the write's transaction, pipelined with its ``BEGIN``
-(one round trip), and writes only while it is still this session's
+row ``FOR KEY SHARE`` in the write's transaction (one round trip more: pipelined
+with ``BEGIN`` it measured slower, psycopg's pipeline mode costing more than a
+local round trip), and writes only while it is still this session's
 (``LeaseLostError`` else). The row lock makes an acquirer's ``SELECT … FOR
 UPDATE`` wait for the write's commit, so a takeover is ordered after every
 fenced write it did not see; a renewal's plain ``UPDATE`` does not wait for
@@ -29,7 +30,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -105,16 +106,16 @@ class PostgresSaver(AsyncPostgresSaver):
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
         """A cursor on a connection of the pool's own, in a transaction (several runs'
         calls at once; the blobs a write refers to are committed before it). A fenced
-        write's transaction is pipelined and starts with its fence check."""
+        write's transaction starts with its fence check."""
         fence = _FENCE.get()
-        async with self._pool.connection() as conn:
-            if fence is None:
-                async with conn.transaction(), _dict_cursor(conn) as cur:
-                    yield cur
-                return
-            async with conn.pipeline(), conn.transaction(), _dict_cursor(conn) as cur:
+        async with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(binary=True, row_factory=dict_row) as cur,
+        ):
+            if fence is not None:
                 await _hold_fence(cur, fence)
-                yield cur
+            yield cur
 
     async def setup(self) -> None:
         """LangGraph's checkpoint schema and its migrations, and the blob table, once,
@@ -137,10 +138,6 @@ class PostgresSaver(AsyncPostgresSaver):
                     await cur.execute(
                         "INSERT INTO checkpoint_migrations (v) VALUES (%s)", (version,)
                     )
-
-
-def _dict_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[DictRow]:
-    return conn.cursor(binary=True, row_factory=dict_row)
 
 
 async def _hold_fence(cur: AsyncCursor[DictRow], fence: Lease) -> None:
