@@ -47,13 +47,13 @@ def test_a_killed_workers_runs_are_continued_by_another_within_the_takeover_time
         }  # fmt: skip
 
     wait_for(doomed_in_flight, 60, "the doomed worker to work on a run")
-    doomed.signal(signal.SIGKILL)
     killed_at = time.time()
+    doomed.signal(signal.SIGKILL)
     taken = doomed_in_flight()
     doomed.proc.wait(timeout=30)
     done = lambda: set(statuses(store, list(runs)).values()) == {"completed"}  # noqa: E731
     wait_for(done, 90, "every run to complete")
-    check_exactly_once(runs, store, log, policy, killed={doomed.pid})
+    check_exactly_once(runs, store, log, policy, kills={doomed.pid: killed_at})
     # Each of the dead worker's unfinished runs made its next model call within the
     # takeover time, and the rest of its work ran on the keeper.
     for run_id in taken:
