@@ -16,13 +16,18 @@ Engine time per turn is the time between two model calls, minus:
 
 State load is timed in a fresh process.
 
-    python -m benchmarks.long_run [--turns 600] [--skip-stock]
+With ``--postgres URL``, mirograph runs again with its store in a fresh database on
+that server, and (unless ``--skip-stock``) the stock graph on the stock synchronous
+``PostgresSaver`` in another: the same figures, side by side.
+
+    python -m benchmarks.long_run [--turns 600] [--skip-stock] [--postgres URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import gc
 import json
 import os
@@ -33,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -161,19 +168,39 @@ def stock_graph(turns: int, checkpointer: Any, marks: list[float] | None = None)
     return graph.compile(checkpointer=checkpointer)
 
 
-def run_stock(workdir: Path, turns: int) -> dict[str, Any]:
+@contextmanager
+def stock_saver(store: str) -> Iterator[Any]:
+    """The stock saver of ``store``: ``SqliteSaver`` on a file, or, for a
+    ``postgresql://`` URL, the stock synchronous ``PostgresSaver`` (one connection)."""
+    if store.startswith("postgresql://"):
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        with PostgresSaver.from_conn_string(store) as saver:
+            saver.setup()
+            yield saver
+        return
     from langgraph.checkpoint.sqlite import SqliteSaver
 
+    conn = sqlite3.connect(store, check_same_thread=False)
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+def run_stock(workdir: Path, turns: int, server: str | None = None) -> dict[str, Any]:
+    """The stock graph's run; ``server``: a PostgreSQL URL on which a fresh database
+    holds its checkpoints (else a SQLite file under ``workdir``)."""
     path = workdir / "stock.db"
-    conn = sqlite3.connect(path, check_same_thread=False)
+    store = fresh_database(server) if server else str(path)
     marks: list[float] = []
     TOOL_CLOCK.durations.clear()
-    graph = stock_graph(turns, SqliteSaver(conn), marks)
-    config = {"configurable": {"thread_id": "stock"}, "recursion_limit": 2 * turns + 10}
-    start = time.perf_counter()
-    out = graph.invoke({"messages": [("user", "Count the pages.")]}, config, durability="sync")
-    wall = time.perf_counter() - start
-    conn.close()
+    with stock_saver(store) as saver:
+        graph = stock_graph(turns, saver, marks)
+        config = {"configurable": {"thread_id": "stock"}, "recursion_limit": 2 * turns + 10}
+        start = time.perf_counter()
+        out = graph.invoke({"messages": [("user", "Count the pages.")]}, config, durability="sync")
+        wall = time.perf_counter() - start
     transcript = sum(len(str(m.content).encode()) for m in out["messages"])
     tools = TOOL_CLOCK.durations
     per_turn = {
@@ -182,21 +209,19 @@ def run_stock(workdir: Path, turns: int) -> dict[str, Any]:
     }
     return {
         "wall_s": wall,
-        "store_bytes": db_size(path),
+        "store_bytes": database_size(store) if server else db_size(path),
         "transcript_bytes": transcript,
         "per_turn": per_turn,
-        "load_ms": fresh_load_ms("--load-stock", str(path), str(turns)),
+        "load_ms": fresh_load_ms("--load-stock", store, str(turns)),
     }
 
 
-def load_stock(path: str, turns: int) -> None:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    conn = sqlite3.connect(path, check_same_thread=False)
-    graph = stock_graph(turns, SqliteSaver(conn))
-    start = time.perf_counter()
-    state = graph.get_state({"configurable": {"thread_id": "stock"}})
-    ms = (time.perf_counter() - start) * 1000
+def load_stock(store: str, turns: int) -> None:
+    with stock_saver(store) as saver:
+        graph = stock_graph(turns, saver)
+        start = time.perf_counter()
+        state = graph.get_state({"configurable": {"thread_id": "stock"}})
+        ms = (time.perf_counter() - start) * 1000
     assert len(state.values["messages"]) >= 2 * turns - 1
     print(f"LOAD_MS={ms:.3f}")
 
@@ -228,25 +253,41 @@ class ModelClock:
         self._previous = ""
 
     def install(self) -> None:
+        """Wraps both ways a model call leaves: the SDK's ``post`` and the engine's own
+        poster (``agents.mirothinker.wire``), which sends it where the SDK adds nothing;
+        a call the poster hands to the SDK (a redirect) is counted once."""
         import openai
+
+        from mirograph.agents.mirothinker.wire import Poster
 
         if self._installed:
             return
         self._installed = True
-        original = openai.AsyncOpenAI.post
-        clock = self
+        clock, sdk_post, wire_post = self, openai.AsyncOpenAI.post, Poster.post_json
+        inside = contextvars.ContextVar("inside_model_call", default=False)
 
-        async def timed(self_: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        async def timed(call: Any, body: dict[str, Any] | None) -> Any:
+            if inside.get():
+                return await call
             observed = time.perf_counter()
-            clock.observe((kwargs.get("body") or {}).get("messages", []))
+            clock.observe((body or {}).get("messages", []))
             start = time.perf_counter()
             clock.observing.append(start - observed)  # the benchmark's own cost: excluded
+            token = inside.set(True)
             try:
-                return await original(self_, path, *args, **kwargs)
+                return await call
             finally:
+                inside.reset(token)
                 clock.calls.append((start, time.perf_counter()))
 
-        openai.AsyncOpenAI.post = timed  # type: ignore[method-assign]
+        async def timed_sdk(self_: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+            return await timed(sdk_post(self_, path, *args, **kwargs), kwargs.get("body"))
+
+        async def timed_wire(self_: Any, body: dict[str, Any]) -> Any:
+            return await timed(wire_post(self_, body), body)
+
+        openai.AsyncOpenAI.post = timed_sdk  # type: ignore[method-assign]
+        Poster.post_json = timed_wire  # type: ignore[method-assign]
 
     def observe(self, messages: list[dict[str, Any]]) -> None:
         prompt = "".join(f"<|{m['role']}|>{m['content']}" for m in messages)
@@ -454,14 +495,18 @@ def main() -> None:
         if not args.skip_blocks:
             blocks = run_mirograph(workdir / "blocks", args.turns, ["agents.main.retention=blocks"])
         stock = None if args.skip_stock else run_stock(workdir, args.turns)
+        stock_pg = None
+        if args.postgres and not args.skip_stock:
+            stock_pg = run_stock(workdir, args.turns, args.postgres)
     print(
         f"\n{args.turns} turns, one ~8 KB tool result per turn, SQLite, durability=sync;"
         f" mirograph: median of {args.repeat} runs\n"
     )
     print(table(mg, stock, args.turns))
     if pg is not None:
-        print("\nThe same on PostgreSQL (a fresh database per run; stock column: SQLite above):\n")
-        print(table(pg, None, args.turns))
+        stock_on = "stock column: the stock PostgresSaver" if stock_pg else "no stock run"
+        print(f"\nThe same on PostgreSQL (a fresh database per run; {stock_on}):\n")
+        print(table(pg, stock_pg, args.turns))
         print(json.dumps({k: v for k, v in pg.items() if k != "per_turn"}, indent=None))
     if blocks is not None:
         print("\n" + retention_table(mg, blocks))
