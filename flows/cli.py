@@ -668,6 +668,27 @@ def submit(
     print(printable(queued, multiline=False))
 
 
+@app.command()
+def watch(
+    run_id: Annotated[str, typer.Argument(help="The run to follow (see `mirograph ls`).")],
+    store: StoreOpt = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="MIROGRAPH_REDIS",
+            show_envvar=False,
+            help="Redis carrying live events (default $MIROGRAPH_REDIS; none: poll the store).",
+        ),
+    ] = None,
+) -> None:
+    """Follow a run live from any machine: the lines `run` prints, until it ends."""
+    from mirograph.flows.workers.follow import watch_fleet_run
+
+    outcome = _call(watch_fleet_run(run_id, store_url=store, redis_url=redis, console=err))
+    _finish(outcome, store, False)
+
+
 def _queue_resume(run_id: str, store: str | None, broker: str, overrides: list[str] | None) -> None:
     from mirograph.flows.workers.submit import queue_resume
 

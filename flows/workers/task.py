@@ -131,6 +131,11 @@ def run_in_worker(run_id: str, *, task_id: str | None = None) -> str:
     if worker.stopping:
         _requeue(worker, run_id)
         return "requeued"
+    ended = _ended(worker, run_id)
+    if ended is not None:  # e.g. a dead worker's task redelivered after a takeover
+        broker.taken(worker.broker_url, task_id)
+        log.info("run %s is %s already: nothing to do", run_id, ended)
+        return "nothing to do"
     control = WorkerControl(worker, task_id)
     with worker.lock:
         worker.controls[f"{run_id}:{task_id}"] = control
@@ -171,6 +176,17 @@ def run_in_worker(run_id: str, *, task_id: str | None = None) -> str:
         log.info("run %s %s", run_id, outcome.status)
     broker.leave_fleet(worker.broker_url, run_id)
     return outcome.status
+
+
+def _ended(worker: Worker, run_id: str) -> str | None:
+    """The run's status if it ended (read without opening the run's store)."""
+    from mirograph.flows.runner import ENDED
+
+    try:
+        status = worker.registry().get(run_id).status
+    except Exception:  # not there, or the store is away: the run's session says so
+        return None
+    return status if status in ENDED else None
 
 
 def _mark_queued(worker: Worker, run_id: str) -> bool:

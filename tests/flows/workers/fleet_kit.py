@@ -194,6 +194,17 @@ def mirograph(
     )
 
 
+def mirograph_popen(home: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mirograph", *args],
+        env=environ(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 class WorkerProcess:
     """``mirograph worker`` in a session of its own (its embedded beat dies with it);
     its log lines are collected as they come."""

@@ -18,6 +18,7 @@ from fleet_kit import (
     WorkerProcess,
     expected_answer,
     mirograph,
+    mirograph_popen,
     question,
     wait_for,
 )
@@ -51,7 +52,15 @@ def test_a_submitted_run_is_run_by_a_worker_and_seen_from_another_machine(
         "--id", "alpha", "--store", store, "--broker", broker,
     )  # fmt: skip
     assert (submitted.returncode, submitted.stdout, submitted.stderr) == (0, "alpha\n", "")
+    # Followed live from a third machine, through Redis.
+    watcher = mirograph_popen(
+        tmp_path / "phone", "watch", "alpha", "--store", store, "--redis", broker
+    )  # fmt: skip
     wait_for(lambda: status_of(store, "alpha") == "completed", 60, "the run to complete")
+    watched, drawn = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, drawn
+    assert watched == expected_answer("alpha", "single") + "\n"
+    assert drawn.count("step") >= STEPS, drawn  # the lines of its tool calls
     desk = tmp_path / "desk"  # another machine: its own home, the same store
     listed = mirograph(desk, "ls", "--json", env={"MIROGRAPH_STORE": store})
     assert listed.returncode == 0, listed.stderr
