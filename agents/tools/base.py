@@ -6,7 +6,9 @@ its server in ``metadata["mcp_server"]``.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +194,26 @@ def listed_schema(tool: BaseTool) -> dict[str, Any]:
     if tool.args_schema is None:  # a one-string tool (``Tool``): as LangChain offers it
         parameters = convert_to_openai_tool(tool)["function"]["parameters"]
         return dict(sorted({**parameters, "title": f"{tool.name}Arguments"}.items()))
+    key = (tool.name, type(tool), _function_of(tool))
+    try:
+        known = _LISTED.setdefault(tool.args_schema, {})
+    except TypeError:  # a model that cannot be weakly referenced: not remembered
+        known = {}
+    if key not in known:
+        known[key] = _pydantic_schema(tool)
+    return copy.deepcopy(known[key])
+
+
+#: Listed schemas by argument model (kept while the model lives), then tool name, type
+#: and function. Making one parses the function's docstring and builds two pydantic
+#: models (~10 ms); every run asked three times (prompt, slip repairs, the size check)
+#: for the same tools (``tool_refs`` makes a function's tool once per process).
+_LISTED: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _pydantic_schema(tool: BaseTool) -> dict[str, Any]:
     schema = _json_schema(tool.tool_call_schema)
     schema.pop("description", None)
     schema["title"] = f"{tool.name}Arguments"

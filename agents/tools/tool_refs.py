@@ -14,10 +14,12 @@ exception at import) is a one-line ``ToolRefError`` naming the file and line.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
 import traceback
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -245,12 +247,25 @@ def _items(target: Any) -> list[Any]:
     return list(target) if isinstance(target, (list, tuple)) else [target]
 
 
+#: Each function's tool, made once per process: making one infers a pydantic model
+#: from the signature and docstring (~8 ms), and every run of a flow made it again.
+#: Callers take a copy (``model_copy``) before placing it on a server.
+_MADE: weakref.WeakKeyDictionary[Any, BaseTool] = weakref.WeakKeyDictionary()
+
+
 def _as_tool(item: Any, ref: str) -> BaseTool:
     if isinstance(item, BaseTool):
         return item
     if callable(item):
         try:
-            return tool(item)
+            return _MADE[item]
+        except (KeyError, TypeError):  # not made yet, or not weakly referable
+            pass
+        try:
+            made = tool(item)
         except ValueError as exc:  # e.g. a function without a docstring
             raise ToolRefError(f"{ref!r} cannot be made a tool: {exc}") from None
+        with contextlib.suppress(TypeError):
+            _MADE[item] = made
+        return made
     raise ToolRefError(f"{ref!r} is a {type(item).__name__}, not a tool, list of tools or function")
