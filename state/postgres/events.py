@@ -89,6 +89,12 @@ class PostgresEvents:
         return found
 
 
+def _outage(exc: BaseException) -> bool:
+    from mirograph.state.postgres.store import is_outage
+
+    return is_outage(exc)
+
+
 def _first(row: Any) -> Any:
     if row is None:
         return None
@@ -105,6 +111,8 @@ class PostgresEventWriter:
         self._queue: list[tuple[str, int, float, str]] = []
         self._lock = threading.Lock()  # tools may emit from threads of their own
         self._warned = False
+        #: Whether the last insert found the store away (not an error of ours).
+        self._away = False
         self._task = asyncio.create_task(self._pump(), name=f"events {run_id}")
 
     def append(self, event: dict[str, Any]) -> tuple[int, str]:
@@ -136,9 +144,11 @@ class PostgresEventWriter:
                 self._queue[:0] = batch
             if not isinstance(exc, Exception):
                 raise  # cancelled (the session's end waited long enough): kept, counted
+            self._away = _outage(exc)
             if not self._warned:
                 self._warned = True
-                log.warning(
+                # A store gone away stops the run, which says so in a line of its own.
+                (log.debug if self._away else log.warning)(
                     "events of run %s are not reaching the store (%s); kept and retried",
                     self.run_id,
                     " ".join(str(exc).split())[:200] or type(exc).__name__,
@@ -155,15 +165,17 @@ class PostgresEventWriter:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(CLOSE_WAIT_S):
                 for _ in range(int(CLOSE_WAIT_S / FLUSH_S) + 1):
                     if await self._flush():
                         break
                     await asyncio.sleep(FLUSH_S)
+        except TimeoutError:
+            self._away = True  # no connection within the wait: the store is away
         if self._queue:
-            log.warning(
-                "%d events of run %s could not be stored (the store is away)",
+            (log.debug if self._away else log.warning)(
+                "%d events of run %s could not be stored",
                 len(self._queue),
                 self.run_id,
             )

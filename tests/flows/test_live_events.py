@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,11 @@ async def test_without_redis_follow_polls_the_store(home: Path, monkeypatch) -> 
 
 
 @pytest.mark.timeout(120)
-async def test_a_redis_killed_mid_run_stops_nothing(home: Path, redis_server, monkeypatch) -> None:
+async def test_a_redis_killed_mid_run_stops_nothing(
+    home: Path, redis_server, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("MIROGRAPH_REDIS", redis_server.url)
+    caplog.set_level(logging.WARNING, logger="mirograph.flows.live")
     store = sqlite_store(home)
     policy = GatedPolicy(TURNS, hold=(3,))
     seen: list[dict[str, Any]] = []
@@ -134,6 +138,8 @@ async def test_a_redis_killed_mid_run_stops_nothing(home: Path, redis_server, mo
             policy.release_all()
     assert outcome.status == "completed", outcome.reason
     check_complete(seen, await run_events("live", store_url=store))
+    said = [r.getMessage() for r in caplog.records if r.name == "mirograph.flows.live"]
+    assert len(said) == 1 and "live events not published" in said[0], said  # one warning
 
 
 @pytest.mark.timeout(120)
