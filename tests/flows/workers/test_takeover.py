@@ -3,6 +3,7 @@ checkpoint, within the takeover time, each finishing exactly once."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -20,7 +21,11 @@ from fleet_kit import (
     wait_for,
 )
 
+from mirograph.flows.workers.broker import enqueue
+
 TAKEOVER_S = 5
+#: Short, so that Redis redelivers the dead worker's tasks within the test.
+VISIBILITY_S = 8
 
 
 @pytest.mark.timeout(150)
@@ -32,12 +37,11 @@ def test_a_killed_workers_runs_are_continued_by_another_within_the_takeover_time
     log = tmp_path / "steps.log"
     env = {"FLEET_LOG": str(log), "FLEET_TOOL_MS": "400"}
     common = ("--store", store, "--broker", broker, "--takeover-after", str(TAKEOVER_S))
-    doomed = workers(*common, "--concurrency", "3", home="doomed", env=env)
-    keeper = workers(*common, "--concurrency", "3", "--beat", home="keeper", env=env)
-    doomed.wait_ready()
-    keeper.wait_ready()
+    common += ("--visibility-timeout", str(VISIBILITY_S))
+    doomed = workers(*common, "--concurrency", "3", home="doomed", env=env).wait_ready()
     runs = {f"run{i}": "team" if i % 2 else "single" for i in range(6)}
-    submit_all(runs, flows, store, broker)
+    first = dict(list(runs.items())[:3])
+    submit_all(first, flows, store, broker)
 
     def doomed_in_flight() -> set[str]:
         calls = tool_calls(log)
@@ -46,7 +50,11 @@ def test_a_killed_workers_runs_are_continued_by_another_within_the_takeover_time
             if any(pid == doomed.pid for _, pid in calls.get(tool_topic(run_id, kind), []))
         }  # fmt: skip
 
-    wait_for(doomed_in_flight, 60, "the doomed worker to work on a run")
+    wait_for(lambda: doomed_in_flight() == set(first), 60, "the doomed worker's three runs")
+    # The keeper has room for the doomed worker's runs beside its own.
+    keeper = workers(*common, "--concurrency", "6", "--beat", home="keeper", env=env)
+    keeper.wait_ready()
+    submit_all(dict(list(runs.items())[3:]), flows, store, broker)
     killed_at = time.time()
     doomed.signal(signal.SIGKILL)
     taken = doomed_in_flight()
@@ -66,3 +74,27 @@ def test_a_killed_workers_runs_are_continued_by_another_within_the_takeover_time
     for run_id in taken:
         pids = [pid for _, pid in calls[tool_topic(run_id, runs[run_id])]]
         assert set(pids[pids.index(doomed.pid) :]) <= {doomed.pid, keeper.pid}
+    # Redis redelivers the dead worker's unacknowledged tasks once they are older than
+    # the visibility timeout: by then the runs are taken over, so each does nothing.
+    received = set(re.findall(r"Task mirograph\.run\[([\w-]+)\] received", doomed.log()))
+    ended = set(re.findall(r"Task mirograph\.run\[([\w-]+)\] succeeded", doomed.log()))
+    held = received - ended
+    assert held
+
+    def redelivered() -> dict[str, str]:
+        ends = re.findall(
+            r"Task mirograph\.run\[([\w-]+)\] succeeded in \S+: '([^']*)'", keeper.log()
+        )
+        return {task: said for task, said in ends if task in held}
+
+    wait_for(lambda: len(redelivered()) == len(held), 60, "the dead worker's tasks again")
+    # Each ran the run on (a continuation like any), found it held, or found it ended.
+    assert set(redelivered().values()) <= {"completed", "busy", "nothing to do"}
+    # A task for a run that ended does nothing.
+    duplicate = enqueue(broker, "run0")
+    wait_for(
+        lambda: f"Task mirograph.run[{duplicate}] succeeded" in keeper.log(), 30, "the duplicate"
+    )
+    assert f"Task mirograph.run[{duplicate}] succeeded" in keeper.log()
+    assert re.search(rf"run\[{duplicate}\] succeeded in \S+: 'nothing to do'", keeper.log())
+    check_exactly_once(runs, store, log, policy, kills={doomed.pid: killed_at})
