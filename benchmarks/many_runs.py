@@ -15,7 +15,7 @@ of the figures, under cProfile, and prints its top functions by cumulative and
 by total time.
 
     python -m benchmarks.many_runs [--runs 64] [--turns 30] [--latency-ms 200]
-                                   [--repeat 3] [--profile FILE]
+                                   [--repeat 3] [--profile FILE] [--loop uvloop]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,8 @@ def one_round(
     cpu_before, start = time.process_time(), time.perf_counter()
     if profile is not None:
         profile.enable()
-    outcomes = asyncio.run(all_runs())
+    with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+        outcomes = runner.run(all_runs())
     if profile is not None:
         profile.disable()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_before
@@ -131,6 +133,16 @@ def one_round(
             else float("nan")
         ),
     }
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the runs share: asyncio's own, or uvloop's (to measure what a
+    faster loop would give a worker; the CLI runs on asyncio's)."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 async def check_turns(store: str, args: argparse.Namespace) -> None:
@@ -174,6 +186,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=200, help="sim-model delay per reply")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; figures are medians")
     parser.add_argument("--check", action="store_true", help="check every run's turn counts")
+    parser.add_argument(
+        "--loop", choices=["asyncio", "uvloop"], default="asyncio", help="the runs' event loop"
+    )
     parser.add_argument("--profile", metavar="FILE", help="cProfile the last round into FILE")
     args = parser.parse_args()
 
@@ -188,7 +203,9 @@ def main() -> None:
                 rounds.append(one_round(Path(tmp) / f"round-{i}", base_url, args, None))
                 report_round(f"round {i + 1}", rounds[-1])
             if args.profile:  # an extra round: the profiler's overhead stays out of the figures
-                profile = cProfile.Profile()
+                # CPU time, not wall time: on a shared machine a function preempted
+                # mid-call (a send that wakes the server) would be charged for the wait.
+                profile = cProfile.Profile(time.process_time)
                 report_round("profiled", one_round(Path(tmp) / "profiled", base_url, args, profile))
     finally:
         proc.terminate()
@@ -196,7 +213,7 @@ def main() -> None:
     med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     print(
         f"\n{args.runs} runs at once x {args.turns} tool turns + answer, sim-model at"
-        f" {args.latency_ms} ms, SQLite; median of {args.repeat} rounds" + "\n"
+        f" {args.latency_ms} ms, SQLite, {args.loop} loop; median of {args.repeat} rounds" + "\n"
     )
     print("| figure | value |\n|---|---|")
     print(f"| wall time, s | {med['wall_s']:.2f} |")
