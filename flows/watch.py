@@ -259,6 +259,7 @@ class WatchView:
         self.control = RunControl(clock=self._clock)
         self.control.run_id = run_id
         self.progress = RunProgress(self.control, console)
+        self.progress.note = "watching · Ctrl-C stops watching, the run goes on"
         self._panel = console.is_terminal
         if self._panel:
             self.progress.__enter__()

@@ -112,6 +112,9 @@ async def test_without_redis_follow_polls_the_store(home: Path, monkeypatch) -> 
     store = sqlite_store(home)
     seen = await follow_a_held_run(store, None)
     check_complete(seen, await run_events("live", store_url=store))
+    # An ended run: what follows sequence number 3, then the end at once.
+    later = [e async for e in follow_events("live", store_url=store, after=3)]
+    assert later == seen[3:]
 
 
 @pytest.mark.timeout(120)
