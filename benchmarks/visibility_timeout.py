@@ -38,7 +38,8 @@ from pathlib import Path
 
 from celery import Celery
 
-from mirograph.flows.workers.app import configure, restore_every
+from mirograph.flows.workers.app import configure
+from mirograph.flows.workers.timing import restore_every
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,6 +19,12 @@ from typing import Any
 from celery import Celery
 
 from mirograph.flows.workers.broker import BROKER_ENV, DEFAULT_BROKER
+from mirograph.flows.workers.timing import (
+    TAKEOVER_AFTER_S,
+    VISIBILITY_TIMEOUT_S,
+    restore_every,
+    sweep_every,
+)
 
 #: The task that runs or continues one run (its one argument: the run id).
 RUN_TASK = "mirograph.run"
@@ -26,10 +32,6 @@ RUN_TASK = "mirograph.run"
 SWEEP_TASK = "mirograph.sweep"
 #: The queue runs wait in.
 QUEUE = "mirograph"
-#: Celery's Redis transport redelivers an unacknowledged task after this (its default).
-VISIBILITY_TIMEOUT_S = 3600.0
-#: The default takeover time: a dead worker's runs continue elsewhere within it.
-TAKEOVER_AFTER_S = 60.0
 
 
 def configure(
@@ -70,20 +72,6 @@ def configure(
         task_serializer="json",
     )
     return target
-
-
-def restore_every(visibility_timeout_s: float) -> float:
-    """How often a worker looks for unacknowledged tasks older than the visibility
-    timeout (to redeliver them): a quarter of it, at most every 10 s. Celery's Redis
-    transport looks every 10 x 10 s by default, so a task is redelivered up to 100 s
-    late whatever the timeout (``benchmarks/visibility_timeout.py``)."""
-    return min(10.0, max(0.5, visibility_timeout_s / 4))
-
-
-def sweep_every(takeover_after_s: float) -> float:
-    """How often the sweep looks for runs whose runner is gone: a sixth of the
-    takeover time (leases expire in a third), so a takeover fits well within it."""
-    return max(0.5, takeover_after_s / 6)
 
 
 app = configure(Celery("mirograph"), os.environ.get(BROKER_ENV) or DEFAULT_BROKER)

@@ -33,6 +33,7 @@ async def submit_run(
     if not question.strip():
         raise UserInputError("the question is empty; pass the question to investigate")
     url = broker.broker_url(broker_url)
+    broker.check_broker(url)  # first: an unreachable broker is said at once
     if isinstance(flow, str):
         ref = canonical(flow)
         load_builder(ref)
@@ -48,7 +49,6 @@ async def submit_run(
         async with compiled_run(store, record) as run:  # a graph that cannot build: refused
             if run.entry is not None:
                 check_question_fits(run.entry, question)
-        broker.check_broker(url)
         store.registry.create(record)
         try:
             broker.enqueue(url, run_id)

@@ -1,25 +1,23 @@
 """``mirograph worker`` and ``mirograph beat``: start a Celery worker (or beat) on the store.
 
-The broker and the store are checked first, so a wrong URL is one line, not
-Celery retrying forever. A worker's leases expire a third of ``--takeover-after``
-after their last renewal (renewed every few seconds), so that a worker lost with
-its machine has its runs continued elsewhere within that time.
+The broker and the store are checked first (before Celery is even imported), so
+a wrong URL is one line at once, not Celery retrying forever. A worker's leases
+expire a third of ``--takeover-after`` after their last renewal (``timing``), so
+that a worker lost with its machine has its runs continued elsewhere in time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from typing import TYPE_CHECKING
 
 from mirograph.flows.workers import broker
-from mirograph.flows.workers.app import TAKEOVER_AFTER_S, VISIBILITY_TIMEOUT_S, app, configure
-from mirograph.flows.workers.task import Worker, current_worker, set_worker
+from mirograph.flows.workers.timing import TAKEOVER_AFTER_S, VISIBILITY_TIMEOUT_S, lease_ttl_for
 from mirograph.state.store import LEASE_TTL_ENV
 
-
-def lease_ttl_for(takeover_after_s: float) -> float:
-    """A worker's lease TTL: a third of the takeover time."""
-    return takeover_after_s / 3
+if TYPE_CHECKING:
+    from mirograph.flows.workers.task import Worker
 
 
 def prepare(
@@ -37,6 +35,9 @@ def prepare(
     url = broker.broker_url(broker_url)
     broker.check_broker(url)
     asyncio.run(check_store(store_url))
+    from mirograph.flows.workers.app import app, configure
+    from mirograph.flows.workers.task import Worker, set_worker
+
     os.environ[LEASE_TTL_ENV] = str(lease_ttl_for(takeover_after_s))
     # Live events go to the broker's Redis too, unless another one is named.
     os.environ.setdefault("MIROGRAPH_REDIS", url)
@@ -58,6 +59,9 @@ def run_worker(*, concurrency: int, beat: bool, loglevel: str = "INFO") -> None:
     """Run the Celery worker in this process until it is stopped (SIGTERM: its runs
     pause at their next step and are queued again)."""
     from celery import signals
+
+    from mirograph.flows.workers.app import app
+    from mirograph.flows.workers.task import current_worker
 
     worker = current_worker()
 
@@ -82,4 +86,6 @@ def run_worker(*, concurrency: int, beat: bool, loglevel: str = "INFO") -> None:
 
 def run_beat(*, loglevel: str = "INFO") -> None:
     """Run Celery beat (the takeover sweep) in this process until it is stopped."""
+    from mirograph.flows.workers.app import app
+
     app.Beat(loglevel=loglevel, quiet=True).run()

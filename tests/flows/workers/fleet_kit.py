@@ -297,6 +297,14 @@ def statuses(store: str, run_ids: list[str]) -> dict[str, str]:
         registry.close()
 
 
+def status_of(store: str, run_id: str) -> str:
+    return statuses(store, [run_id])[run_id]
+
+
+def steps_logged(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
 def answers(store: str, run_ids: list[str]) -> dict[str, str | None]:
     from mirograph.state.postgres.registry import PostgresRunRegistry
 
