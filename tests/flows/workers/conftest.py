@@ -34,11 +34,14 @@ def flows(model: SimServer, tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start ``mirograph worker`` processes (each with a home of its own); all killed after."""
+    """Start ``mirograph worker`` (or ``beat``) processes, each with a home of its own;
+    all killed after."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, home: str = "worker", env: dict[str, str] | None = None) -> WorkerProcess:
-        proc = WorkerProcess(tmp_path / home, *args, env=env)
+    def start(
+        *args: str, home: str = "worker", env: dict[str, str] | None = None, command: str = "worker"
+    ) -> WorkerProcess:
+        proc = WorkerProcess(tmp_path / home, *args, env=env, command=command)
         started.append(proc)
         return proc
 

@@ -206,14 +206,18 @@ def mirograph_popen(home: Path, *args: str) -> subprocess.Popen[str]:
 
 
 class WorkerProcess:
-    """``mirograph worker`` in a session of its own (its embedded beat dies with it);
-    its log lines are collected as they come."""
+    """``mirograph worker`` (or ``beat``) in a session of its own (a worker's embedded
+    beat dies with it); its log lines are collected as they come."""
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, *args: str, env: dict[str, str] | None = None, command: str = "worker"
+    ) -> None:
         self.home = home
         self.lines: list[str] = []
+        #: What its log says once it works: a worker is ready, beat has started.
+        self.ready = " ready." if command == "worker" else "beat: Starting"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mirograph", "worker", *args],
+            [sys.executable, "-m", "mirograph", command, *args],
             env=environ(home, env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -237,7 +241,7 @@ class WorkerProcess:
         return "".join(self.lines)
 
     def wait_ready(self, timeout: float = 60) -> WorkerProcess:
-        wait_for(lambda: " ready." in self.log() or self.proc.poll() is not None, timeout)
+        wait_for(lambda: self.ready in self.log() or self.proc.poll() is not None, timeout)
         assert self.proc.poll() is None, f"worker exited {self.proc.returncode}:\n{self.log()}"
         return self
 

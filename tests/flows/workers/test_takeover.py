@@ -52,8 +52,11 @@ def test_a_killed_workers_runs_are_continued_by_another_within_the_takeover_time
 
     wait_for(lambda: doomed_in_flight() == set(first), 60, "the doomed worker's three runs")
     # The keeper has room for the doomed worker's runs beside its own.
-    keeper = workers(*common, "--concurrency", "6", "--beat", home="keeper", env=env)
+    keeper = workers(*common, "--concurrency", "6", home="keeper", env=env)
     keeper.wait_ready()
+    # The sweep on its own, as on a small machine of its own.
+    beat_args = ("--store", store, "--broker", broker, "--takeover-after", str(TAKEOVER_S))
+    workers(*beat_args, home="beat", command="beat").wait_ready()
     submit_all(dict(list(runs.items())[3:]), flows, store, broker)
     killed_at = time.time()
     doomed.signal(signal.SIGKILL)
