@@ -32,7 +32,8 @@ CPU ms per turn, and stock ÷ ours.
                                    [--repeat 3] [--ways graph,replay]
 
 Without ``--postgres`` a throwaway server is started (``tests/support/servers.py``;
-PostgreSQL's server programs installed) and removed afterwards.
+PostgreSQL's server programs installed) and removed afterwards. The defaults take
+about 9 minutes on a 2-core machine; ``--ways replay --repeat 1`` about one.
 """
 
 from __future__ import annotations
