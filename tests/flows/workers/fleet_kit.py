@@ -261,15 +261,22 @@ class WorkerProcess:
             self.signal(signal.SIGKILL)  # anything it left in its session
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float,
+    what: str = "condition",
+    details: Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds (saying
+    ``details()`` too, e.g. a worker's log)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            more = f"\n{details()}" if details else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{more}")
         time.sleep(0.05)
 
 

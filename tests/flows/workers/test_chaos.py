@@ -36,7 +36,7 @@ def test_twenty_runs_survive_three_kills_of_a_worker(
     store, broker = postgres_server.url, redis_server.url
     log = tmp_path / "steps.log"
     env = {"FLEET_LOG": str(log), "FLEET_TOOL_MS": "1200"}
-    common = ("--store", store, "--broker", broker, "--takeover-after", "3")
+    common = ("--store", store, "--broker", broker, "--takeover-after", "6")
     # The keeper takes few runs at once: runs wait in the queue for each new victim.
     keeper = workers(*common, "--concurrency", "4", "--beat", home="keeper", env=env)
     victim_args = (*common, "--concurrency", "10")
