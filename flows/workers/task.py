@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirograph.errors import (
+    MirographError,
     RunBusyError,
     RunFailedError,
     RunNotFoundError,
@@ -162,6 +163,9 @@ def run_in_worker(run_id: str, *, task_id: str | None = None) -> str:
         log.warning("%s", exc)
         broker.leave_fleet(worker.broker_url, run_id)
         return "failed"
+    except MirographError as exc:  # e.g. the store cannot be opened now: the sweep retries
+        log.warning("run %s not run here: %s", run_id, exc)
+        return "error"
     finally:
         broker.taken(worker.broker_url, task_id)
         with worker.lock:
