@@ -22,7 +22,7 @@ the writes (key-share locks let non-key updates through).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
@@ -104,13 +104,15 @@ class PostgresSaver(AsyncPostgresSaver):
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
-        """A cursor on a connection of the pool's own, in a transaction (several runs'
-        calls at once; the blobs a write refers to are committed before it). A fenced
-        write's transaction starts with its fence check."""
+        """A cursor on a connection of the pool's own (several runs' calls at once; the
+        blobs a write refers to are committed before it). A write (the stock saver asks
+        for a pipeline) runs in a transaction that a fenced write starts with its fence
+        check; reads, and ``aprune``'s own transaction, run as the stock saver runs them."""
         fence = _FENCE.get()
+        write = pipeline or fence is not None
         async with (
             self._pool.connection() as conn,
-            conn.transaction(),
+            conn.transaction() if write else nullcontext(),
             conn.cursor(binary=True, row_factory=dict_row) as cur,
         ):
             if fence is not None:

@@ -73,9 +73,10 @@ async def test_the_sqlite_store_saver_passes_every_base_capability(tmp_path: Pat
 
 
 @pytest.mark.timeout(60)
-async def test_the_postgres_store_saver_passes_every_base_capability(postgres_server) -> None:
+async def test_the_postgres_store_saver_passes_every_capability(postgres_server) -> None:
     report = await _ours_on(lambda: _fresh_database(postgres_server.url), PostgresSaver)
     _assert_base_passed(report)
+    assert report.passed_all(), _outcome(report)  # prune too (inherited from the stock saver)
 
 
 @pytest.mark.timeout(60)
