@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 REDIS_ENV = "MIROGRAPH_REDIS"
 #: Seconds a failing Redis is left alone before the next try.
 RETRY_S = 2.0
+#: Seconds the sending thread gathers events before it sends them.
+BATCH_S = 0.05
 #: Events kept waiting for a slow Redis at most (older ones are dropped, still stored).
 QUEUE_MAX = 10_000
 
@@ -96,6 +98,10 @@ class LivePublisher:
             with self._wake:
                 while not self._queue:
                     self._wake.wait()
+            # A moment for the turn's other events: one send (and one hand-over of the
+            # interpreter's lock, costly on a busy machine) per batch, not per event.
+            time.sleep(BATCH_S)
+            with self._wake:
                 batch = list(self._queue)
                 self._queue.clear()
                 self._sending = len(batch)
