@@ -64,7 +64,8 @@ def test_ls_lists_filters_and_counts(cli: Cli, sim_model, tmp_path: Path) -> Non
     bad = cli("ls", "--store", cli.store, "--status", "done")
     assert bad.returncode == 2
     assert bad.stderr.strip() == (
-        "error: unknown status 'done'; use one of: running, paused, completed, no_answer, failed, queued"
+        "error: unknown status 'done';"
+        " use one of: running, paused, completed, no_answer, failed, queued"
     )
 
 
