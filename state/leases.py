@@ -48,6 +48,23 @@ CREATE TABLE IF NOT EXISTS mirograph_leases (
     expires_at REAL NOT NULL
 )
 """
+#: How the owner of a lease a fleet worker holds starts: the takeover sweep continues
+#: only runs whose dead runner was a worker (a run a person ran and killed stays theirs).
+WORKER_TAG = "worker:"
+_owner_tag = ""
+
+
+def hold_as_worker() -> None:
+    """Every lease this process takes from now on is a worker's (``mirograph worker``)."""
+    global _owner_tag
+    _owner_tag = WORKER_TAG
+
+
+def new_owner() -> str:
+    """A fresh owner for a lease this process takes (tagged in a worker)."""
+    return _owner_tag + secrets.token_hex(8)
+
+
 #: The columns of a lease row, in ``Lease`` field order after ``run_id``.
 LEASE_COLUMNS = "token, owner, pid, pid_started, host, acquired_at, expires_at"
 
@@ -74,6 +91,11 @@ class Lease:
         if self.expires_at <= (time.time() if now is None else now):
             return False
         return self.host != (host or this_host()) or process_alive(self.pid, self.pid_started)
+
+    @property
+    def by_worker(self) -> bool:
+        """Whether a fleet worker took it (``hold_as_worker``)."""
+        return (self.owner or "").startswith(WORKER_TAG)
 
     def busy_message(self) -> str:
         return (
@@ -152,7 +174,7 @@ class SqliteLeases:
         exactly one wins.
         """
         pid = pid or os.getpid()
-        owner, started = secrets.token_hex(8), process_started(pid)
+        owner, started = new_owner(), process_started(pid)
         with self._lock, self._transaction():
             now = self._clock()
             current = self._read(run_id)

@@ -72,6 +72,10 @@ _SELECT = (
 )
 
 
+#: The runs a worker may run (``runnable``): handed to the workers, or being run.
+RUNNABLE_WHERE = "WHERE r.status IN ('queued', 'running')"
+
+
 #: What a run id may be: it names a directory under ``$MIROGRAPH_HOME/runs``.
 RUN_ID_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -191,6 +195,11 @@ class SqliteRunRegistry:
         if row is None:
             raise RunNotFoundError(run_id)
         return record_from_row(row)
+
+    def runnable(self) -> list[RunRecord]:
+        """Runs recorded as ``queued`` or ``running``, whatever their runner's state:
+        where the takeover sweep looks for runs whose runner is gone."""
+        return list(map(record_from_row, self._conn.execute(f"{_SELECT} {RUNNABLE_WHERE}")))
 
     def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:
         """Newest first; ``statuses`` filters by effective status (a dead runner's

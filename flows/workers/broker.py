@@ -1,11 +1,11 @@
 """The broker side of the workers: which Redis, whether it answers, what is queued.
 
-Besides Celery's own messages, two Redis keys say what the fleet is responsible
-for, so the takeover sweep reads them instead of the broker's internals:
-``mirograph:fleet`` (the runs handed to workers and not yet ended) and
-``mirograph:queued`` (task id -> run id of each task sent and not yet taken).
-Both may be lost with Redis, like the tasks themselves: the store says what each
-run needs, and ``mirograph resume ID --broker URL`` queues any run again.
+Besides Celery's own messages, one Redis key, ``mirograph:queued`` (task id ->
+run id of each task sent and not yet taken), tells the takeover sweep which
+runs already have a task waiting, so it sends no continuation beside them. It may
+be lost with Redis, like the tasks themselves: the store says which runs the
+fleet owes (``queued``, or ``running`` under a dead worker's lease), and the
+sweep queues them again.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 #: The environment variable naming the broker (a ``redis://`` URL).
 BROKER_ENV = "MIROGRAPH_BROKER"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
-#: Runs handed to workers that have not ended (a set of run ids).
-FLEET_KEY = "mirograph:fleet"
 #: Tasks sent and not yet taken by a worker (a hash: task id -> run id).
 QUEUED_KEY = "mirograph:queued"
 #: Seconds to wait for Redis before saying it is not there.
@@ -83,7 +81,7 @@ def check_broker(url: str) -> None:
 
 
 def enqueue(url: str, run_id: str) -> str:
-    """Send the task that runs (or continues) ``run_id``; the run joins the fleet.
+    """Send the task that runs (or continues) ``run_id``.
 
     Redis is asked first (bounded), so an unreachable broker is one line, never a
     hang; returns the task id."""
@@ -95,7 +93,6 @@ def enqueue(url: str, run_id: str) -> str:
     task_id = str(uuid.uuid4())
     try:
         with client(url) as redis_client:
-            redis_client.sadd(FLEET_KEY, run_id)
             redis_client.hset(QUEUED_KEY, task_id, run_id)
         sender(url).send_task(RUN_TASK, args=[run_id], task_id=task_id, retry=False)
     except (redis.RedisError, OSError, OperationalError) as exc:
@@ -129,12 +126,3 @@ def taken(url: str, task_id: str | None) -> None:
             redis_client.hdel(QUEUED_KEY, task_id)
     except Exception as exc:  # the sweep may queue a duplicate: harmless
         log.warning("could not mark task %s taken: %s", task_id, exc)
-
-
-def leave_fleet(url: str, run_id: str) -> None:
-    """``run_id`` ended (or stays paused): no sweep continues it (best effort)."""
-    try:
-        with client(url) as redis_client:
-            redis_client.srem(FLEET_KEY, run_id)
-    except Exception as exc:  # the sweep reads the run's status and drops it then
-        log.warning("could not take run %s out of the fleet: %s", run_id, exc)

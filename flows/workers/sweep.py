@@ -1,13 +1,14 @@
-"""The takeover sweep: continue every fleet run whose runner is gone.
+"""The takeover sweep: continue every run the fleet owes whose runner is gone.
 
-A run handed to the workers (``mirograph:fleet``) that the store says is
-``running`` or ``queued``, whose lease no live runner holds, and for which no
-task is waiting (``mirograph:queued``), gets its continuation queued. That
-covers a worker killed mid-run (its lease dies with its process on its host,
-and expires elsewhere within the workers' short TTL), a task lost with Redis,
-and a worker that took a task and died before it held the lease. Runs that
-ended, failed or stay paused leave the fleet. Sending one continuation too many
-is harmless: the lease lets exactly one runner run.
+The store says which runs the fleet owes: those ``queued`` (handed to the
+workers) and those ``running`` under a lease a worker took (``state.leases``'s
+worker tag; a run a person ran and killed stays theirs). Each whose lease no
+live runner holds, and for which no task is waiting (``mirograph:queued``), gets
+its continuation queued. That covers a worker killed mid-run (its lease dies
+with its process on its host, and expires elsewhere within the workers' short
+TTL), a task lost with Redis (restarted empty: the store still knows the run),
+and a worker that took a task and died before it held the lease. Sending one
+continuation too many is harmless: the lease lets exactly one runner run.
 
 Celery beat runs the sweep every ``sweep_every(takeover_after)`` seconds, in its
 own process (``SweepScheduler``): a task would wait behind the runs that fill
@@ -21,38 +22,39 @@ from typing import Any
 
 from celery import beat
 
-from mirograph.errors import RunNotFoundError
 from mirograph.flows.workers import broker
 from mirograph.flows.workers.app import SWEEP_TASK
-from mirograph.flows.workers.task import RUNNABLE, current_worker, open_registry_now
+from mirograph.flows.workers.task import current_worker, open_registry_now
+from mirograph.state.registry import RunRecord
 
 log = logging.getLogger("mirograph.workers.sweep")
 
 
+def owed(record: RunRecord) -> bool:
+    """Whether the fleet owes ``record`` a runner now: queued, or a worker's run whose
+    runner is gone."""
+    lease = record.lease
+    if lease is not None and lease.is_live():
+        return False
+    return record.status == "queued" or (lease is not None and lease.by_worker)
+
+
 def sweep(store_url: str | None, broker_url: str) -> list[str]:
-    """Queue the continuation of each fleet run whose runner is gone; their ids."""
-    with broker.client(broker_url) as redis_client:
-        members = sorted(redis_client.smembers(broker.FLEET_KEY))
-        waiting = set(redis_client.hvals(broker.QUEUED_KEY))
+    """Queue the continuation of each run the fleet owes whose runner is gone; their ids."""
     registry = open_registry_now(store_url)
-    queued: list[str] = []
     try:
-        for run_id in members:
-            try:
-                record = registry.get(run_id)
-            except RunNotFoundError:
-                broker.leave_fleet(broker_url, run_id)
-                continue
-            if record.status not in RUNNABLE:
-                broker.leave_fleet(broker_url, run_id)
-                continue
-            if run_id in waiting or (record.lease is not None and record.lease.is_live()):
-                continue
-            broker.enqueue(broker_url, run_id)
-            queued.append(run_id)
-            log.info("run %s is %s with no live runner: continuation queued", run_id, record.status)
+        candidates = [record.id for record in registry.runnable() if owed(record)]
     finally:
         registry.close()
+    if not candidates:
+        return []
+    with broker.client(broker_url) as redis_client:
+        waiting = set(redis_client.hvals(broker.QUEUED_KEY))
+    queued: list[str] = []
+    for run_id in sorted(set(candidates) - waiting):
+        broker.enqueue(broker_url, run_id)
+        queued.append(run_id)
+        log.info("run %s has no live runner: continuation queued", run_id)
     return queued
 
 

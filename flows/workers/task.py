@@ -26,6 +26,7 @@ from mirograph.errors import (
 from mirograph.flows.workers import broker
 from mirograph.flows.workers.loop import LoopThread
 from mirograph.graphs.run_control import RunControl
+from mirograph.state.leases import hold_as_worker
 from mirograph.state.registry import SqliteRunRegistry
 
 log = logging.getLogger("mirograph.workers")
@@ -88,8 +89,10 @@ _WORKER: Worker | None = None
 
 
 def set_worker(worker: Worker) -> Worker:
-    """Make ``worker`` this process's (``mirograph worker`` does, before Celery starts)."""
+    """Make ``worker`` this process's (``mirograph worker`` does, before Celery starts);
+    the leases it takes are a worker's, which the takeover sweep continues."""
     global _WORKER
+    hold_as_worker()
     _WORKER = worker
     return worker
 
@@ -100,6 +103,7 @@ def current_worker() -> Worker:
     if _WORKER is None:
         import os
 
+        hold_as_worker()
         _WORKER = Worker(os.environ.get("MIROGRAPH_STORE") or None, broker.broker_url())
     return _WORKER
 
@@ -153,7 +157,6 @@ def run_in_worker(run_id: str, *, task_id: str | None = None) -> str:
         return "busy"
     except RunNotFoundError as exc:
         log.warning("%s", exc)
-        broker.leave_fleet(worker.broker_url, run_id)
         return "not found"
     except StoreUnavailableError as exc:
         log.warning("run %s stopped: %s", run_id, exc)
@@ -161,7 +164,6 @@ def run_in_worker(run_id: str, *, task_id: str | None = None) -> str:
         return "store unavailable"
     except RunFailedError as exc:
         log.warning("%s", exc)
-        broker.leave_fleet(worker.broker_url, run_id)
         return "failed"
     except MirographError as exc:  # e.g. the store cannot be opened now: the sweep retries
         log.warning("run %s not run here: %s", run_id, exc)
@@ -178,7 +180,6 @@ def run_in_worker(run_id: str, *, task_id: str | None = None) -> str:
         log.info("run %s paused (%s); it stays paused", run_id, outcome.reason)
     else:
         log.info("run %s %s", run_id, outcome.status)
-    broker.leave_fleet(worker.broker_url, run_id)
     return outcome.status
 
 

@@ -9,7 +9,6 @@ every write of a session.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import astuple
@@ -23,6 +22,7 @@ from mirograph.state.leases import (
     RENEW_BUSY_MS,
     RENEW_EVERY_S,
     Lease,
+    new_owner,
     process_started,
     this_host,
 )
@@ -74,7 +74,7 @@ class PostgresLeases:
         a live holder raises ``RunBusyError`` naming it, a dead or expired one is
         taken over. The row is locked from the read to the write."""
         pid = pid or os.getpid()
-        owner, started = secrets.token_hex(8), process_started(pid)
+        owner, started = new_owner(), process_started(pid)
         with self._link.lock, self._link.conn.transaction():
             self._link.conn.execute(
                 "INSERT INTO mirograph_leases (run_id, token, expires_at) VALUES (%s, 0, 0)"

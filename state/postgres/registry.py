@@ -20,6 +20,7 @@ from mirograph.state.postgres.leases import PostgresLeases, fenced
 from mirograph.state.registry import (
     COLUMN_NAMES,
     INSERT_COLUMNS,
+    RUNNABLE_WHERE,
     RunRecord,
     check_run_id,
     duplicate_id,
@@ -109,6 +110,13 @@ class PostgresRunRegistry:
         return record_from_row(row)
 
     @reconnecting
+    @reconnecting
+    def runnable(self) -> list[RunRecord]:
+        """Runs recorded as ``queued`` or ``running`` (see ``SqliteRunRegistry.runnable``)."""
+        with self._link.lock:
+            rows = self._link.conn.execute(f"{_SELECT} {RUNNABLE_WHERE}").fetchall()
+        return [record_from_row(row) for row in rows]
+
     def list(self, limit: int = 200, statuses: Sequence[str] = ()) -> list[RunRecord]:
         """Newest first; ``statuses`` filters by effective status (a dead runner's
         ``running`` row counts as ``paused``)."""
