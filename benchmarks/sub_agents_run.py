@@ -31,31 +31,26 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_tools
-from benchmarks.long_run import ROOT, db_size, p50
+from benchmarks.long_run import ROOT, ModelClock, db_size, p50
 
 TURNS, PARTS = 600, 6
 
 
-class Clock:
-    """Model calls (around the OpenAI client's post) and tool runs, as intervals."""
+class Clock(ModelClock):
+    """Model calls and tool runs, as intervals. Model calls are timed by
+    ``long_run``'s wrapper, around both ways a call leaves (the SDK's ``post`` and
+    the engine's own ``wire.Poster.post_json``, which sends them since 29406dc)."""
 
     def __init__(self) -> None:
-        self.model: list[tuple[float, float]] = []
+        super().__init__()
         self.tools = bench_tools.INTERVALS  # the tool records its own runs
 
-    def install(self) -> None:
-        import openai
+    @property
+    def model(self) -> list[tuple[float, float]]:
+        return self.calls
 
-        post, clock = openai.AsyncOpenAI.post, self
-
-        async def timed_post(self_: Any, *args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return await post(self_, *args, **kwargs)
-            finally:
-                clock.model.append((start, time.perf_counter()))
-
-        openai.AsyncOpenAI.post = timed_post  # type: ignore[method-assign]
+    def observe(self, messages: list[dict[str, Any]]) -> None:
+        """No prompt-prefix tally here: its cost would land in the engine's gaps."""
 
     def engine_ms(self) -> list[float]:
         """Per gap between consecutive model calls that one tool run fills: engine time."""
@@ -120,7 +115,7 @@ def run(workdir: Path, shape: str, latency_ms: int, clock: Clock) -> dict[str, A
     os.environ["MIROGRAPH_HOME"] = str(workdir / "home")
     proc, base_url = start_sim(POLICIES[shape], latency_ms)
     store = f"sqlite:///{workdir / 'runs.db'}"
-    clock.model.clear()
+    clock.reset()
     clock.tools.clear()
     try:
         flow = validate_flow(flow_spec(base_url, "single" if shape == "single" else "team"))
