@@ -17,11 +17,16 @@ local round trip), and writes only while it is still this session's
 UPDATE`` wait for the write's commit, so a takeover is ordered after every
 fenced write it did not see; a renewal's plain ``UPDATE`` does not wait for
 the writes (key-share locks let non-key updates through).
+
+A run may register a hook that each write of its thread awaits first
+(``before_write``): the run's workspace files are sent before the checkpoint that
+follows the tool call that wrote them, so a checkpoint never refers to work whose
+files a crash lost.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
@@ -59,6 +64,8 @@ class PostgresSaver(AsyncPostgresSaver):
         self._blobs = blobs
         #: The leases its runs' writes are fenced by (every run of the process).
         self.fences = Fences()
+        #: Per run id: awaited before each write of its thread (``flows.workspace_sync``).
+        self.before_write: dict[str, Callable[[], Awaitable[None]]] = {}
 
     async def aput(
         self,
@@ -67,6 +74,7 @@ class PostgresSaver(AsyncPostgresSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        await self._before(config["configurable"]["thread_id"])
         with self._fenced(config["configurable"]["thread_id"]):
             return await super().aput(config, checkpoint, metadata, new_versions)
 
@@ -77,12 +85,18 @@ class PostgresSaver(AsyncPostgresSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        await self._before(config["configurable"]["thread_id"])
         with self._fenced(config["configurable"]["thread_id"]):
             await super().aput_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
         with self._fenced(thread_id):
             await super().adelete_thread(thread_id)
+
+    async def _before(self, thread_id: object) -> None:
+        hook = self.before_write.get(str(thread_id)) if self.before_write else None
+        if hook is not None:
+            await hook()
 
     @contextmanager
     def _fenced(self, thread_id: object) -> Iterator[None]:

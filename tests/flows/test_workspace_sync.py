@@ -144,3 +144,44 @@ async def test_links_big_files_and_escaping_paths_stay_behind(
         assert (there / "fills.bin").read_bytes() == b"y" * 900
         assert not (tmp_path / "escaped.txt").exists()
         assert await restore_workspace(store, "w", there) == 0  # already there
+
+
+def add_row(url: str, run_id: str, path: str, content: bytes = b"x") -> None:
+    """A stored workspace row, as another machine's session would have sent it."""
+    import hashlib
+
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO mirograph_files VALUES (%s, %s, %s, %s, %s, %s)",
+            (run_id, path, content, len(content), 1, hashlib.sha256(content).hexdigest()),
+        )
+
+
+@pytest.mark.parametrize("case", ["long-name", "folder-in-the-way"])
+@pytest.mark.timeout(180)
+def test_a_stored_file_that_cannot_be_written_here_is_left_out_and_the_resume_goes_on(
+    case: str, cli: Cli, sim_model, postgres_server, tmp_path: Path
+) -> None:
+    # A 240-byte name (legal; a temporary 19 bytes longer was not), or a folder here
+    # where the store holds a file: each made every resume fail with "internal error".
+    store = postgres_server.url
+    runner, go = start_held(cli, sim_model, tmp_path, store, "paused")
+    assert cli("pause", "paused", "--store", store).returncode == 0
+    release(go)
+    _, err = runner.communicate(timeout=120)
+    assert runner.returncode == 3, err
+    workspace = tmp_path / "home-b" / "runs" / "paused" / "workspace"
+    long_name = "page-" + "q" * 235 + ".html"
+    if case == "long-name":
+        add_row(store, "paused", long_name, b"<html>")
+    else:
+        (workspace / "notes" / "found.txt").mkdir(parents=True)
+    other = Cli(tmp_path / "home-b", env={**cli.env, "PAUSE_BLOCK_AT": ""})
+    resumed = other("resume", "paused", "--store", store)
+    assert resumed.returncode == 0, resumed.stderr
+    if case == "long-name":
+        assert resumed.stdout.strip() == WORD
+        assert (workspace / long_name).read_bytes() == b"<html>"
+    else:  # the tool finds a folder where its note was: the run goes on without it
+        assert "workspace file notes/found.txt of run paused not restored here" in resumed.stderr
+        assert (workspace / "notes" / "found.txt").is_dir()
