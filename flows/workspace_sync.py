@@ -66,13 +66,14 @@ async def restore_workspace(store: Store, run_id: str, workspace: Path) -> int:
     stored = await store.files.manifest(run_id)
     if not stored:
         return 0
-    record = await asyncio.to_thread(load_record, workspace)
-    wanted, agreeing = await asyncio.to_thread(_differing, workspace, stored, record, run_id)
+    kept = await asyncio.to_thread(load_record, workspace)
+    wanted, agreeing = await asyncio.to_thread(_differing, workspace, stored, kept, run_id)
     contents = await store.files.contents(run_id, wanted) if wanted else {}
     written = await asyncio.to_thread(
         _write_all, workspace, [(stored[p], contents[p]) for p in contents], run_id
     )
-    if written or agreeing:
+    if written or agreeing or kept is None:
+        record = kept or {}
         record.update(agreeing)
         record.update({file.path: (file.size, file.mtime_ns, file.sha256) for file in written})
         await asyncio.to_thread(save_record, workspace, record)
@@ -123,7 +124,7 @@ class WorkspaceSync:
         each checkpoint write of the run (through ``hooks``) wait for ``flush``."""
         stored = await self.files.manifest(self.run_id)
         local = await asyncio.to_thread(scan, self.workspace)
-        self._record = await asyncio.to_thread(load_record, self.workspace)
+        self._record = await asyncio.to_thread(load_record, self.workspace) or {}
         for path, file in stored.items():
             self._sizes[path] = file.size
             if local.get(path) == (file.size, file.mtime_ns):
@@ -281,13 +282,14 @@ def record_path(workspace: Path) -> Path:
     return workspace.with_name(f"{workspace.name}.synced.json")
 
 
-def load_record(workspace: Path) -> dict[str, Synced]:
-    """What each file was when last synced here; empty if none was kept (or unreadable)."""
+def load_record(workspace: Path) -> dict[str, Synced] | None:
+    """What each file was when last synced here; None if no record was kept (a workspace
+    synced by an earlier version, or the record unreadable: the store's files win)."""
     try:
         kept = json.loads(record_path(workspace).read_text(encoding="utf-8"))
         return {path: (int(s), int(m), str(h)) for path, (s, m, h) in kept.items()}
     except (OSError, ValueError, TypeError, AttributeError):
-        return {}
+        return None
 
 
 def save_record(workspace: Path, record: dict[str, Synced]) -> None:
@@ -336,11 +338,12 @@ def _inside(workspace: Path, path: str) -> Path | None:
 
 
 def _differing(
-    workspace: Path, stored: dict[str, StoredFile], record: dict[str, Synced], run_id: str
+    workspace: Path, stored: dict[str, StoredFile], record: dict[str, Synced] | None, run_id: str
 ) -> tuple[list[str], dict[str, Synced]]:
     """Stored files to write here: those ``workspace`` lacks, and those it holds
     unchanged since last synced while the store's differ (one changed here since is the
-    newer: kept). Also the files that agree with the store, as they are here."""
+    newer: kept; with no record, every differing one). Also the files that agree with
+    the store, as they are here."""
     wanted: list[str] = []
     agreeing: dict[str, Synced] = {}
     for path, file in stored.items():
@@ -365,7 +368,7 @@ def _differing(
         read = _read(workspace, path)
         if read is not None and hashlib.sha256(read[0]).hexdigest() == file.sha256:
             agreeing[path] = (*read[1], file.sha256)
-        elif path in record and record[path][:2] == here:
+        elif record is None or (path in record and record[path][:2] == here):
             wanted.append(path)  # unchanged here since last synced: the store's is newer
     return wanted, agreeing
 

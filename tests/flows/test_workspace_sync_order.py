@@ -158,6 +158,13 @@ async def test_a_resume_here_keeps_a_file_changed_here_since_its_last_sync(
         assert await again.send_changes() == 1  # the kept file goes to the store
         got = await store.files.contents("r", ["report.md"])
         assert got["report.md"] == b"v2: the last tool call's work\n"
+        await again.aclose()
+        # A workspace without a record (synced by an earlier version): the store's win.
+        workspace_sync.record_path(here).unlink()
+        (here / "plan.md").write_text("plan, older\n")
+        assert await restore_workspace(store, "r", here) == 1
+        assert (here / "plan.md").read_text() == "plan v2, from there\n"
+        assert workspace_sync.load_record(here) is not None
 
 
 def stored(path: str, content: bytes) -> tuple[StoredFile, bytes]:
