@@ -10,6 +10,7 @@ a tool echoed never reaches the store.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,17 +37,18 @@ class EventLog(FileEventWriter):
 
 class RunEvents:
     """The event sink of one session: each event gets its sequence number in the run,
-    is stored (``writer``) and, with a ``live`` publisher, published at once."""
+    is stored (``writer``) and, with a ``live`` publisher, published once stored (a
+    watcher never sees an event a crash loses and a later session renumbers)."""
 
     def __init__(self, run_id: str, writer: EventWriter, live: LivePublisher | None) -> None:
         self.run_id = run_id
         self._writer = writer
         self._live = live
+        if live is not None:
+            writer.listen(functools.partial(live.publish, run_id))
 
     def __call__(self, event: dict[str, Any]) -> None:
-        seq, text = self._writer.append(event)
-        if self._live is not None:
-            self._live.publish(self.run_id, seq, text)
+        self._writer.append(event)
 
     async def aclose(self) -> None:
         """Store what is left (the session's end included); give the live copies a

@@ -519,7 +519,7 @@ async def _execute(
         pause_check=_lease_keeper(store, lease),
     )
     # First: a log that cannot open leaves the row as it was.
-    events = RunEvents(run_id, await store.events.writer(run_id), publisher(redis_url()))
+    events = RunEvents(run_id, await store.events.writer(run_id, lease), publisher(redis_url()))
     files = await syncing_workspace(store, run_id, run_dir(run_id) / "workspace", lease)
     store.registry.update(
         run_id,

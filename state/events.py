@@ -7,6 +7,11 @@ with the stored one. A SQLite store keeps them where they always were, one JSON
 line per event in ``$MIROGRAPH_HOME/runs/<id>/events.jsonl`` (the line number is
 the sequence number); a PostgreSQL store in a table (``state.postgres.events``).
 Every event arrives scrubbed of secrets (``RunControl.emit``).
+
+An event is shown live (``EventWriter.listen``) only once it is stored: a number a
+watcher saw is never given again by a later session (a runner killed with events
+not stored yet had them never shown), and a session that lost its lease stores
+nothing more (PostgreSQL: each insert is fenced by the session's lease).
 """
 
 from __future__ import annotations
@@ -15,13 +20,18 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from mirograph.errors import EventLogError
+
+if TYPE_CHECKING:
+    from mirograph.state.leases import Lease
 
 EVENTS_FILE = "events.jsonl"
 #: The events one read returns at most (a follower reads again for the rest).
 READ_LIMIT = 5000
+#: What a writer tells of each event once it is stored: its sequence number and JSON text.
+Stored = Callable[[int, str], None]
 
 
 class EventWriter(Protocol):
@@ -29,6 +39,10 @@ class EventWriter(Protocol):
 
     def append(self, event: dict[str, Any]) -> tuple[int, str]:
         """Append ``event``; its sequence number and JSON text."""
+        ...
+
+    def listen(self, stored: Stored) -> None:
+        """Call ``stored`` with each event once it is stored, in order (live copies)."""
         ...
 
     async def aclose(self) -> None:
@@ -39,7 +53,10 @@ class EventWriter(Protocol):
 class EventStore(Protocol):
     """The events of a store's runs."""
 
-    async def writer(self, run_id: str) -> EventWriter: ...
+    async def writer(self, run_id: str, lease: Lease | None = None) -> EventWriter:
+        """A session's appender; with the session's ``lease``, it stores nothing once
+        the lease is lost (a taken-over runner cannot take the new session's numbers)."""
+        ...
 
     async def read(
         self, run_id: str, after: int = 0, limit: int = READ_LIMIT
@@ -85,7 +102,8 @@ class FileEvents:
     def location(self, run_id: str) -> str:
         return str(self.path(run_id))
 
-    async def writer(self, run_id: str) -> FileEventWriter:
+    async def writer(self, run_id: str, lease: Lease | None = None) -> FileEventWriter:
+        """The file's appender (``lease`` unused: a line is stored as it is written)."""
         return FileEventWriter(self.path(run_id))
 
     async def read(
@@ -127,6 +145,7 @@ class FileEventWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._stored: Stored | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._seq = _complete_lines(path)
@@ -142,7 +161,12 @@ class FileEventWriter:
         with self._lock:
             self._file.write(text + "\n")
             self._seq += 1
+            if self._stored is not None:  # line-buffered: stored once written
+                self._stored(self._seq, text)
             return self._seq, text
+
+    def listen(self, stored: Stored) -> None:
+        self._stored = stored
 
     async def aclose(self) -> None:
         self.close()

@@ -7,6 +7,11 @@ the session's event loop inserts what is queued in one statement every
 ``FLUSH_S`` of them. ``aclose`` (every session's end, however it ended) stores
 the rest. A store that is away keeps the queue in memory and is retried; one
 warning says so.
+
+A session's insert holds its lease row (``FOR KEY SHARE``) and stores nothing once
+the lease is another's: a taker-over, whose ``acquire`` waits for that lock, numbers
+its events after every event the old session stored, and the old session's late
+events never take those numbers. Live copies go out once stored (``listen``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from mirograph.state.events import READ_LIMIT, encode
+from mirograph.state.events import READ_LIMIT, Stored, encode
+from mirograph.state.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +67,16 @@ class PostgresEvents:
 
         return f"{shown_url(self._url)} (table mirograph_events, run_id {run_id})"
 
-    async def writer(self, run_id: str) -> PostgresEventWriter:
-        """A session's appender, numbering after the run's stored events."""
+    async def writer(self, run_id: str, lease: Lease | None = None) -> PostgresEventWriter:
+        """A session's appender, numbering after the run's stored events; with the
+        session's ``lease`` (taken before), fenced by it."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT coalesce(max(seq), 0) FROM mirograph_events WHERE run_id = %s",
                 (run_id,),
             )
             row = await cursor.fetchone()
-        return PostgresEventWriter(self._pool, run_id, int(_first(row) or 0))
+        return PostgresEventWriter(self._pool, run_id, int(_first(row) or 0), lease)
 
     async def read(
         self, run_id: str, after: int = 0, limit: int = READ_LIMIT
@@ -104,9 +111,19 @@ def _first(row: Any) -> Any:
 class PostgresEventWriter:
     """Numbers and queues one session's events; a task of its loop stores them."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], run_id: str, last_seq: int) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        run_id: str,
+        last_seq: int,
+        lease: Lease | None = None,
+    ) -> None:
         self._pool = pool
         self.run_id = run_id
+        self._lease = lease
+        #: Whether the lease went to another session: nothing is stored any more.
+        self.lost = False
+        self._stored: Stored | None = None
         self._seq = last_seq
         self._queue: list[tuple[str, int, float, str]] = []
         self._lock = threading.Lock()  # tools may emit from threads of their own
@@ -125,6 +142,9 @@ class PostgresEventWriter:
                 del self._queue[: len(self._queue) - QUEUE_MAX]
             return self._seq, text
 
+    def listen(self, stored: Stored) -> None:
+        self._stored = stored
+
     async def _pump(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_S)
@@ -136,8 +156,17 @@ class PostgresEventWriter:
             batch, self._queue = self._queue, []
         if not batch:
             return True
+        if self.lost:
+            return True  # taken over: what this session still says is not the run's
         try:
-            async with self._pool.connection() as conn, conn.cursor() as cursor:
+            async with (
+                self._pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cursor,
+            ):
+                if not await self._holds(cursor):
+                    self._lose(len(batch))
+                    return True
                 await cursor.executemany(_INSERT, batch)
         except BaseException as exc:
             with self._lock:
@@ -155,7 +184,35 @@ class PostgresEventWriter:
                 )
             return False
         self._warned = False
+        if self._stored is not None:
+            for _, seq, _, text in batch:
+                self._stored(seq, text)
         return True
+
+    async def _holds(self, cursor: Any) -> bool:
+        """Whether the session's lease is still the run's; its row stays locked against
+        a taker-over's ``acquire`` until the insert commits. No lease: unfenced."""
+        lease = self._lease
+        if lease is None:
+            return True
+        await cursor.execute(
+            "SELECT token, owner FROM mirograph_leases WHERE run_id = %s FOR KEY SHARE",
+            (lease.run_id,),
+        )
+        row = await cursor.fetchone()
+        found = tuple(row.values()) if isinstance(row, dict) else row
+        return found is not None and tuple(found) == (lease.token, lease.owner)
+
+    def _lose(self, dropped: int) -> None:
+        self.lost = True
+        with self._lock:
+            dropped += len(self._queue)
+            self._queue.clear()
+        log.warning(
+            "run %s was taken over by another session: %d events of this one not stored",
+            self.run_id,
+            dropped,
+        )
 
     async def flush(self) -> None:
         """Store what is queued now."""

@@ -189,3 +189,43 @@ def _lines(text: str) -> list[tuple[int, str]]:
         assert match, line
         found.append((int(match.group(1)), match.group(2)))
     return found
+
+
+async def test_a_watcher_never_sees_events_a_killed_session_did_not_store(
+    home: Path, redis_server, postgres_server
+) -> None:
+    # Runner A is killed after two events it never stored; B takes over and numbers its
+    # own from the store's last. The watcher sees what the store holds, B's included.
+    from mirograph.flows.events import RunEvents
+    from mirograph.flows.live import publisher
+    from mirograph.state.registry import RunRecord
+    from mirograph.state.store import open_store
+
+    url, live = postgres_server.url, publisher(redis_server.url)
+    seen: list[dict[str, Any]] = []
+    async with open_store(url) as store:
+        registry = store.registry
+        registry.create(RunRecord(id="r", question="q", flow="f", flow_spec={}, status="running"))
+        lease_a = registry.leases.acquire("r")
+        registry.update("r", lease=lease_a, status="running")
+        a = RunEvents("r", await store.events.writer("r", lease_a), live)
+        a({"event": "run_started", "who": "A"})
+        await a._writer.flush()
+        follower = asyncio.create_task(collect("r", seen, store_url=url, redis_url=live.url))
+        await until(lambda: len(seen) == 1, "the backlog", follower)
+        a._writer._task.cancel()  # killed before its next flush
+        a({"event": "tool_call", "who": "A"})
+        a({"event": "model_call", "who": "A"})
+        await live.drain(within=2.0)  # what A published has gone out
+        assert registry.leases.release(lease_a)  # expired: B takes it over
+        lease_b = registry.leases.acquire("r")
+        registry.update("r", lease=lease_b, status="running")
+        b = RunEvents("r", await store.events.writer("r", lease_b), live)
+        for name in ("run_resumed", "model_call", "run_completed"):
+            b({"event": name, "who": "B"})
+        await b.aclose()
+        await asyncio.wait_for(follower, 30)
+        stored = [(seq, e["event"], e["who"]) for seq, e in await store.events.read("r")]
+    assert stored == [(1, "run_started", "A"), *((n, e, "B") for n, e in enumerate(
+        ("run_resumed", "model_call", "run_completed"), 2))]  # fmt: skip
+    assert [(e["seq"], e["event"], e["who"]) for e in seen] == stored

@@ -139,3 +139,27 @@ def test_show_and_export_on_another_home_see_a_killed_runs_events(
     assert steps[0] == "Main | Task Start"  # drawn from the run_started event
     assert {"Main Agent | Turn: 1 | LLM Call", "Main Agent | Turn: 2 | LLM Call"} <= set(steps)
     assert not list((tmp_path / "home-b").rglob("events.jsonl"))  # nothing local was read
+
+
+async def test_a_session_that_lost_its_lease_stores_none_of_its_late_events(
+    home: Path, postgres_server
+) -> None:
+    # Session A, frozen before its flush, wakes after B took the run over: its queued
+    # events would take the numbers B gives its own. They are refused; B's are stored.
+    async with open_store(postgres_server.url) as store:
+        leases = store.registry.leases
+        lease_a = leases.acquire("r")
+        a = await store.events.writer("r", lease_a)
+        a._task.cancel()  # frozen: its pump never ran
+        a.append({"event": "tool_call", "who": "A"})
+        assert leases.release(lease_a)  # its lease expired (freed for the taker-over)
+        lease_b = leases.acquire("r")
+        b = await store.events.writer("r", lease_b)
+        for name in ("run_resumed", "model_call"):
+            b.append({"event": name, "who": "B"})
+        await a.flush()  # A woken: it flushes first
+        await b.aclose()
+        await a.aclose()
+        assert a.lost and not b.lost
+        stored = [(seq, e["event"], e["who"]) for seq, e in await store.events.read("r")]
+        assert stored == [(1, "run_resumed", "B"), (2, "model_call", "B")]
