@@ -33,6 +33,7 @@ from rich.console import Console
 from mirograph.errors import FlowError, InternalError, MirographError
 from mirograph.flows.terminal import printable
 from mirograph.state.registry import RUN_STATUSES
+from mirograph.state.store import shown_url
 from mirograph.text import describe
 
 if TYPE_CHECKING:
@@ -162,7 +163,11 @@ def _call(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _resume_command(run_id: str, store: str | None) -> str:
-    return f"mirograph resume {run_id}" + (f" --store {store}" if store else "")
+    """The command that resumes ``run_id``: ``--store`` only where it is not the default
+    (``$MIROGRAPH_STORE``), its password hidden (``***``: type yours)."""
+    if not store or store == os.environ.get("MIROGRAPH_STORE"):
+        return f"mirograph resume {run_id}"
+    return f"mirograph resume {run_id} --store {shown_url(store)}"
 
 
 def _drive(

@@ -112,14 +112,12 @@ class WorkerControl(RunControl):
     """A run's control that, once the session holds the lease (``begin``), checks the
     run may run here: the worker is not stopping, the store says it is runnable."""
 
-    def __init__(self, worker: Worker, task_id: str | None) -> None:
+    def __init__(self, worker: Worker) -> None:
         super().__init__()
         self._worker = worker
-        self._task_id = task_id
 
     def begin(self, run_id: str, **kwargs: Any) -> None:
         worker = self._worker
-        broker.taken(worker.broker_url, self._task_id)  # held now: no longer waiting
         if worker.stopping:
             raise NotToRun("the worker is stopping", requeue=True)
         status = worker.registry().get(run_id).status
@@ -133,15 +131,19 @@ def run_in_worker(run_id: str, *, task_id: str | None = None) -> str:
     from mirograph.flows.runner import resume_run
 
     worker = current_worker()
+    # Taken on receipt, not once the lease is held: a worker that dies in between must
+    # not leave the run looking as if a task still waited for it (the sweep would
+    # never continue it). Until the lease is held the sweep may send one more
+    # continuation, which the lease makes harmless.
+    broker.taken(worker.broker_url, task_id)
     if worker.stopping:
         _requeue(worker, run_id)
         return "requeued"
     ended = _ended(worker, run_id)
     if ended is not None:  # e.g. a dead worker's task redelivered after a takeover
-        broker.taken(worker.broker_url, task_id)
         log.info("run %s is %s already: nothing to do", run_id, ended)
         return "nothing to do"
-    control = WorkerControl(worker, task_id)
+    control = WorkerControl(worker)
     with worker.lock:
         worker.controls[f"{run_id}:{task_id}"] = control
     try:
@@ -169,7 +171,6 @@ def run_in_worker(run_id: str, *, task_id: str | None = None) -> str:
         log.warning("run %s not run here: %s", run_id, exc)
         return "error"
     finally:
-        broker.taken(worker.broker_url, task_id)
         with worker.lock:
             worker.controls.pop(f"{run_id}:{task_id}", None)
     if outcome.status == "paused" and outcome.reason == STOPPING:

@@ -32,6 +32,11 @@ def prepare(
 
     if not takeover_after_s > 0:
         raise UserInputError(f"--takeover-after {takeover_after_s:g} must be a positive number")
+    if not visibility_timeout_s > 0:
+        raise UserInputError(
+            f"--visibility-timeout {visibility_timeout_s:g} must be a positive number of seconds"
+            " (default 3600: takeover is the sweep's job, not redelivery's)"
+        )
     url = broker.broker_url(broker_url)
     broker.check_broker(url)
     asyncio.run(check_store(store_url))
