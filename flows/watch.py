@@ -5,8 +5,10 @@ Live events come through Redis when it is configured (subscribed to *before* the
 stored backlog is read, so none falls between the two; duplicates are dropped by
 sequence number, and a gap, an event published before the subscription but not
 stored yet, is filled from the store). Without Redis, or once it goes away, the
-store is polled every ``POLL_S``. ``watch_run`` draws the events as ``mirograph
-run`` draws its own (``flows.progress``).
+store is polled every ``POLL_S``. A server store that goes away (restarted, its
+network down) is waited for, however long, with one line saying so (``StoreAway``):
+a person watching a long run wants it back, and Ctrl-C stops watching. ``watch_run``
+draws the events as ``mirograph run`` draws its own (``flows.progress``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -22,6 +24,8 @@ from rich.console import Console
 from mirograph.flows import live
 from mirograph.flows.runs import find_run
 from mirograph.state.events import READ_LIMIT
+from mirograph.state.postgres.store import is_outage
+from mirograph.state.registry import RunRecord
 from mirograph.state.store import Store, open_store, shown_url
 
 if TYPE_CHECKING:
@@ -39,6 +43,45 @@ CHECK_S = 1.0
 GAP_WAIT_S = 3.0
 
 
+class StoreAway:
+    """Says once that the store went away while watching (``say``: default a warning),
+    and once that it is back; a watcher keeps waiting meanwhile."""
+
+    def __init__(self, url: str | None, say: Callable[[str], None] | None = None) -> None:
+        self.url = url
+        self.say = say or log.warning
+        self.away = False
+
+    def lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the store gone away (said once); else the caller raises."""
+        if not is_outage(exc):
+            return False
+        if not self.away:
+            self.away = True
+            where = shown_url(self.url) if self.url else "the run store"
+            self.say(
+                f"the store at {where} is not reachable: still watching, waiting for it"
+                " to come back (Ctrl-C stops watching, not the run)"
+            )
+        return True
+
+    def back(self) -> None:
+        if self.away:
+            self.away = False
+            self.say("the store is back: watching goes on")
+
+    def find(self, registry: Any, run_id: str) -> RunRecord | None:
+        """The run's record; None while the store is away."""
+        try:
+            record = find_run(registry, run_id)
+        except Exception as exc:
+            if not self.lost(exc):
+                raise
+            return None
+        self.back()
+        return record
+
+
 async def follow_events(
     run_id: str,
     *,
@@ -46,18 +89,21 @@ async def follow_events(
     redis_url: str | None = None,
     after: int = 0,
     poll_s: float = POLL_S,
+    say: Callable[[str], None] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """The run's events after sequence number ``after``, stored then live, each with
     its ``seq``, oldest first, none twice; ends with the run's session (its
     ``run_completed``, ``run_no_answer``, ``run_paused`` or ``run_failed`` event), or
     once no live runner holds the run. ``redis_url``: default ``$MIROGRAPH_REDIS``;
-    none, polling the store. A run not in the store: ``RunNotFoundError``."""
+    none, polling the store. A run not in the store: ``RunNotFoundError``. A store
+    that goes away meanwhile is waited for (``say`` tells it, once: ``StoreAway``)."""
     async with open_store(store_url) as store:
         find_run(store.registry, run_id)
         url = live.redis_url(redis_url)
         subscription = await _Subscription.open(url, run_id) if url else None
         try:
-            follower = _Follower(store, run_id, after, subscription, poll_s)
+            away = StoreAway(store_url, say)
+            follower = _Follower(store, run_id, after, subscription, poll_s, away)
             async for event in follower.events():
                 yield event
         finally:
@@ -75,8 +121,10 @@ class _Follower:
         after: int,
         subscription: _Subscription | None,
         poll_s: float,
+        away: StoreAway,
     ) -> None:
         self.store = store
+        self.away = away
         self.run_id = run_id
         self.last = after
         self.live = subscription
@@ -109,7 +157,7 @@ class _Follower:
         """The stored events after the last one given, in order (gaps accepted)."""
         found = []
         while True:
-            batch = await self.store.events.read(self.run_id, self.last)
+            batch = await self._read()
             for seq, event in batch:
                 self.pending.pop(seq, None)
                 found.append(_numbered(seq, event))
@@ -137,7 +185,7 @@ class _Follower:
             # stored only now (a server store stores them in batches).
         else:
             await asyncio.sleep(self.poll_s)
-        for seq, event in await self.store.events.read(self.run_id, self.last):
+        for seq, event in await self._read():
             self.pending[seq] = event
         if self.pending and self.last + 1 not in self.pending:
             now = time.monotonic()
@@ -145,6 +193,19 @@ class _Follower:
             if now - self.gap_since >= GAP_WAIT_S:  # never stored: go on without it
                 self.last = min(self.pending) - 1
                 self.gap_since = None
+
+    async def _read(self) -> list[tuple[int, dict[str, Any]]]:
+        """The stored events after the last one given; none while the store is away."""
+        try:
+            found = await self.store.events.read(self.run_id, self.last)
+        except Exception as exc:
+            if not self.away.lost(exc):
+                raise
+            if self.live is None:
+                await asyncio.sleep(self.poll_s)  # a refused connection fails at once
+            return []
+        self.away.back()
+        return found
 
     def _in_order(self) -> list[dict[str, Any]]:
         ready = []
@@ -156,8 +217,9 @@ class _Follower:
         return ready
 
     def _running(self) -> bool:
-        record = find_run(self.store.registry, self.run_id)
-        return record.effective_status == "running"
+        """Whether a live runner holds the run (the store away: assumed, and waited for)."""
+        record = self.away.find(self.store.registry, self.run_id)
+        return record is None or record.effective_status == "running"
 
 
 def _numbered(seq: int, event: dict[str, Any]) -> dict[str, Any]:
@@ -235,7 +297,9 @@ async def watch_run(
 
     view = WatchView(run_id, console)
     try:
-        async for event in follow_events(run_id, store_url=store_url, redis_url=redis_url):
+        async for event in follow_events(
+            run_id, store_url=store_url, redis_url=redis_url, say=view.say
+        ):
             view(event)
     finally:
         view.stop()
@@ -285,6 +349,10 @@ class WatchView:
         self.progress(event)
         if abs(time.time() - ts) < 2.0:
             self._at = None  # live: the panel's clock runs on
+
+    def say(self, line: str) -> None:
+        """A line of the watcher's own (not the run's), dim."""
+        self.progress.console.print(line, style="dim", markup=False)
 
     def stop(self) -> None:
         if self._panel:

@@ -4,7 +4,8 @@ A fleet run has gaps between sessions: queued until a worker takes it, and for a
 moment after a worker dies (its lease dead, the store still saying ``running``)
 until the sweep's continuation starts on another. Watching goes on through them,
 drawing each session's events once (``flows.watch`` follows one session), and
-ends when the run ends or stays paused.
+ends when the run ends or stays paused. A store that goes away meanwhile is
+waited for, said once (``flows.watch.StoreAway``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from mirograph.flows.runs import find_run
-from mirograph.state.store import open_registry
+from mirograph.state.store import open_store
 
 if TYPE_CHECKING:
     from mirograph.flows.runner import RunOutcome
@@ -32,25 +32,36 @@ async def watch_fleet_run(
     """Draw the run's events as ``mirograph run`` draws them, from its first, through
     every session, until it ends or stays paused; its outcome then."""
     from mirograph.flows.runner import RunOutcome
-    from mirograph.flows.watch import WatchView, follow_events
+    from mirograph.flows.watch import StoreAway, WatchView, follow_events
 
     view = WatchView(run_id, console)
+    away = StoreAway(store_url, view.say)
     last = 0
     said_waiting = False
     first = True
     try:
-        async with open_registry(store_url) as registry:
+        # Open all along: a server store's sessions below share its connections, so a
+        # session that starts while the store is away waits for it, not fails to open.
+        async with open_store(store_url) as store:
+            registry = store.registry
             while True:
-                record = find_run(registry, run_id)
+                found = away.find(registry, run_id)
+                if found is None:  # the store is away: look again in a moment
+                    await asyncio.sleep(POLL_S)
+                    continue
+                record = found
                 status = record.effective_status
                 if first or status == "running" or record.status not in GOING_ON:
                     first = False
                     async for event in follow_events(
-                        run_id, store_url=store_url, redis_url=redis_url, after=last
+                        run_id, store_url=store_url, redis_url=redis_url, after=last, say=view.say
                     ):
                         last = max(last, int(event.get("seq") or last))
                         view(event)
-                    record = find_run(registry, run_id)
+                    found = away.find(registry, run_id)
+                    if found is None:
+                        continue
+                    record = found
                     if record.status not in GOING_ON:
                         break
                 if record.effective_status != "running":
