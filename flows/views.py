@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -31,6 +30,7 @@ from mirograph.agents.mirothinker.thinking import split_thinking
 from mirograph.flows.terminal import printable
 from mirograph.flows.transcript import AgentCall, RunTranscript, Turn, load_transcripts, turns_of
 from mirograph.state.redact import scrub
+from mirograph.state.store import open_store
 from mirograph.text import clip, one_line
 
 #: An agent with more turns than this shows its first and last ``EDGE_TURNS``.
@@ -44,10 +44,18 @@ INDENT = 4
 
 async def render_show(run_id: str, *, store_url: str | None = None) -> RenderableType:
     """The run as ``mirograph show`` prints it."""
-    return show_view(await load_transcripts(run_id, store_url=store_url))
+    transcript = await load_transcripts(run_id, store_url=store_url)
+    return show_view(transcript, recorded=await events_recorded(run_id, store_url=store_url))
 
 
-def show_view(transcript: RunTranscript) -> RenderableType:
+async def events_recorded(run_id: str, *, store_url: str | None = None) -> bool:
+    """Whether the run's store holds any event of it (a file or a table alike)."""
+    async with open_store(store_url) as store:
+        return bool(await store.events.read(run_id, 0, limit=1))
+
+
+def show_view(transcript: RunTranscript, *, recorded: bool = True) -> RenderableType:
+    """``recorded``: whether the store holds the run's events (``events_recorded``)."""
     report = transcript.report
     return Group(
         _header(report),
@@ -61,7 +69,7 @@ def show_view(transcript: RunTranscript) -> RenderableType:
         Text("USAGE", style="bold"),
         _usage(transcript),
         Text(""),
-        _trace(report),
+        _trace(report, recorded),
     )
 
 
@@ -154,12 +162,12 @@ def _usage_cells(stats: dict[str, Any]) -> list[str]:
     return [*cells, _n(stats.get("completion_tokens")), _seconds(stats.get("wall_seconds"), "")]
 
 
-def _trace(report: dict[str, Any]) -> RenderableType:
-    """Where the run's event log is: the path alone on its line, to copy."""
+def _trace(report: dict[str, Any], recorded: bool) -> RenderableType:
+    """Where the run's event log is (a file, or a table): alone on its line, to copy."""
     path = report.get("events")
     if not path:
         return Text("TRACE: (none)")
-    note = "" if Path(path).exists() else " (no events recorded)"
+    note = "" if recorded else " (no events recorded)"
     line = Text(f"{_safe_label(path)}{note}", overflow="fold")
     return Group(Text("TRACE", style="bold"), Padding(line, (0, 0, 0, 2), expand=False))
 

@@ -190,3 +190,28 @@ def test_show_and_export_work_where_the_runs_tools_cannot_be_imported(
     assert "fact browsing 1" in exported.stdout
     resumed = cli("resume", "moved", "--store", cli.store)  # completed: nothing to import
     assert resumed.returncode == 0
+
+
+async def test_show_of_a_postgresql_run_finds_its_events_in_the_store(
+    home: Path, postgres_server
+) -> None:
+    # Its events are in a table, not a file: asked of the store, not the file system.
+    import psycopg
+
+    from mirograph.flows.runner import start_run
+    from mirograph.flows.views import render_show
+
+    url = postgres_server.url
+    await start_run("Note things.", "support.noting_graph:build_graph", run_id="n", store_url=url)
+
+    async def trace() -> str:
+        console = Console(file=io.StringIO(), width=300)
+        console.print(await render_show("n", store_url=url))
+        out = console.file.getvalue()  # type: ignore[attr-defined]
+        return out[out.index("TRACE") :]
+
+    shown = await trace()
+    assert "mirograph_events" in shown and "(no events recorded)" not in shown
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM mirograph_events WHERE run_id = 'n'")
+    assert "(no events recorded)" in await trace()
