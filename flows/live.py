@@ -1,9 +1,11 @@
 """Live copies of runs' events through Redis pub/sub, when Redis is configured.
 
 Redis carries what must be fast and may be lost: each event is PUBLISHed on its
-run's channel as it happens, for ``watch`` and the web view; the store keeps the
-copy that must not be lost. Publishing never stops or slows a run: the engine only
-queues the event, one thread per process sends the queue, and a Redis that is down
+run's channel as soon as the store holds it (``EventWriter.listen``: a file line at
+once, a PostgreSQL batch within its ``FLUSH_S``), for ``watch`` and the web view; so
+a watcher never sees an event a crash loses, whose number a later session gives
+again. Publishing never stops or slows a run: the engine only queues the event
+(``publish``), one thread per process sends the queue, and a Redis that is down
 or restarting costs one warning, its events go unpublished (they are in the store),
 and publishing starts again once it is back.
 """

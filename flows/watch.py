@@ -2,9 +2,9 @@
 ones, until its session ends (``mirograph watch``, the web view, bench's progress).
 
 Live events come through Redis when it is configured (subscribed to *before* the
-stored backlog is read, so none falls between the two; duplicates are dropped by
-sequence number, and a gap, an event published before the subscription but not
-stored yet, is filled from the store). Without Redis, or once it goes away, the
+stored backlog is read, so none falls between the two: an event is published once
+stored; duplicates are dropped by sequence number, and a gap, an event Redis did
+not carry, is filled from the store). Without Redis, or once it goes away, the
 store is polled every ``POLL_S``. A server store that goes away (restarted, its
 network down) is waited for, however long, with one line saying so (``StoreAway``):
 a person watching a long run wants it back, and Ctrl-C stops watching. ``watch_run``
@@ -181,8 +181,7 @@ class _Follower:
             if received and self.last + 1 in self.pending:
                 self.gap_since = None
                 return
-            # Quiet, or a gap: events published before the subscription may be
-            # stored only now (a server store stores them in batches).
+            # Quiet, or a gap (an event Redis did not carry): the store has them.
         else:
             await asyncio.sleep(self.poll_s)
         for seq, event in await self._read():
