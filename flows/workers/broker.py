@@ -14,6 +14,8 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mirograph.errors import BrokerUnavailableError, BrokerURLError
@@ -85,19 +87,31 @@ def enqueue(url: str, run_id: str) -> str:
 
     Redis is asked first (bounded), so an unreachable broker is one line, never a
     hang; returns the task id."""
+    with enqueuer(url) as send:
+        return send(run_id)
+
+
+@contextmanager
+def enqueuer(url: str) -> Iterator[Callable[[str], str]]:
+    """``enqueue`` for many runs on one Redis connection (a connection per run cost a
+    submitter of many runs most of its time): ``send(run_id)`` returns the task id,
+    or raises ``BrokerUnavailableError``."""
     import redis
     from kombu.exceptions import OperationalError
 
     from mirograph.flows.workers.app import RUN_TASK
 
-    task_id = str(uuid.uuid4())
-    try:
-        with client(url) as redis_client:
+    def send(run_id: str) -> str:
+        task_id = str(uuid.uuid4())
+        try:
             redis_client.hset(QUEUED_KEY, task_id, run_id)
-        sender(url).send_task(RUN_TASK, args=[run_id], task_id=task_id, retry=False)
-    except (redis.RedisError, OSError, OperationalError) as exc:
-        raise unavailable(url, exc) from None
-    return task_id
+            sender(url).send_task(RUN_TASK, args=[run_id], task_id=task_id, retry=False)
+        except (redis.RedisError, OSError, OperationalError) as exc:
+            raise unavailable(url, exc) from None
+        return task_id
+
+    with client(url) as redis_client:
+        yield send
 
 
 _SENDERS: dict[str, Celery] = {}
