@@ -260,19 +260,27 @@ class WorkspaceSync:
 
 
 def scan(workspace: Path) -> dict[str, Stamp]:
-    """Every regular file under ``workspace`` (links not followed), by ``/`` path."""
+    """Every regular file under ``workspace`` (links not followed), by ``/`` path; with
+    ``os.scandir`` and plain strings: it runs before each checkpoint after a tool call."""
     found: dict[str, Stamp] = {}
-    for folder, dirs, files in os.walk(workspace, followlinks=False):
-        base = Path(folder)
-        dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
-        for name in files:
-            try:
-                info = (base / name).lstat()
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                path = (base / name).relative_to(workspace).as_posix()
-                found[path] = (info.st_size, info.st_mtime_ns)
+    folders = [(str(workspace), "")]
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append((entry.path, f"{prefix}{entry.name}/"))
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    found[prefix + entry.name] = (info.st_size, info.st_mtime_ns)
     return found
 
 
