@@ -208,7 +208,9 @@ class PostgresEventWriter:
         with self._lock:
             dropped += len(self._queue)
             self._queue.clear()
-        log.warning(
+        # Said at debug level: the session's end says in one line that the run was
+        # taken over and this session's changes were not saved.
+        log.debug(
             "run %s was taken over by another session: %d events of this one not stored",
             self.run_id,
             dropped,
