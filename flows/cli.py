@@ -276,6 +276,24 @@ def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:
         print(printable(answer))
 
 
+def _question_and_target(
+    question: str, flow: str | None, overrides: list[str] | None
+) -> tuple[str, FlowConfig | str]:
+    """What ``run`` and ``submit`` start: the question (``-``: read from stdin) and the
+    flow, loaded and checked, or a custom graph's reference (which takes no ``--set``)."""
+    from mirograph.flows.graph_ref import is_graph_ref
+    from mirograph.flows.loader import load_flow
+
+    if question == "-":
+        question = sys.stdin.read()
+    _check_home()
+    if is_graph_ref(flow):
+        if overrides:
+            raise FlowError("--set applies to flow files; a custom graph reads its own settings")
+        return question, str(flow)
+    return question, load_flow(flow, overrides or [])
+
+
 @app.command()
 def run(
     question: Annotated[
@@ -296,20 +314,10 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Start an investigation; prints the final answer."""
-    from mirograph.flows.graph_ref import is_graph_ref
-    from mirograph.flows.loader import load_flow
     from mirograph.flows.runner import start_run
 
-    if question == "-":
-        question = sys.stdin.read()
-    _check_home()
-    target: FlowConfig | str
-    if is_graph_ref(flow):
-        if overrides:
-            raise FlowError("--set applies to flow files; a custom graph reads its own settings")
-        target = str(flow)
-    else:
-        target = load_flow(flow, overrides or [])
+    question, target = _question_and_target(question, flow, overrides)
+    if not isinstance(target, str):
         for warning in target.environment_warnings():
             err.print(
                 f"warning: {printable(warning, multiline=False)}",
@@ -655,20 +663,9 @@ def submit(
     overrides: SetOpt = None,
 ) -> None:
     """Queue an investigation for the workers; prints its run id."""
-    from mirograph.flows.graph_ref import is_graph_ref
-    from mirograph.flows.loader import load_flow
     from mirograph.flows.workers.submit import submit_run
 
-    if question == "-":
-        question = sys.stdin.read()
-    _check_home()
-    target: FlowConfig | str
-    if is_graph_ref(flow):
-        if overrides:
-            raise FlowError("--set applies to flow files; a custom graph reads its own settings")
-        target = str(flow)
-    else:
-        target = load_flow(flow, overrides or [])
+    question, target = _question_and_target(question, flow, overrides)
     queued = _call(submit_run(question, target, run_id=run_id, store_url=store, broker_url=broker))
     print(printable(queued, multiline=False))
 
