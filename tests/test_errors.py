@@ -84,7 +84,7 @@ OLD_HOMES = {
     "mirograph.graphs.builder": "FlowBuildError",
     "mirograph.agents.tools.tool_refs": "ToolRefError",
     "mirograph.state.store": "StoreURLError",
-    "mirograph.flows.events": "EventLogError",
+    "mirograph.state.events": "EventLogError",
     "mirograph.state.leases": "RunBusyError",
     "mirograph.state.blobs": "MissingBlobError",
     "mirograph.flows.runner": "RunFailedError",
