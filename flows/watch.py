@@ -71,15 +71,15 @@ class StoreAway:
             self.say("the store is back: watching goes on")
 
     def find(self, registry: Any, run_id: str) -> RunRecord | None:
-        """The run's record; None while the store is away."""
+        """The run's record; None while the store is away. (The store is said back
+        only once events can be read again: the registry's own connection comes back
+        before the pool's, and saying so then would say the outage twice.)"""
         try:
-            record = find_run(registry, run_id)
+            return find_run(registry, run_id)
         except Exception as exc:
             if not self.lost(exc):
                 raise
             return None
-        self.back()
-        return record
 
 
 async def follow_events(
@@ -90,19 +90,22 @@ async def follow_events(
     after: int = 0,
     poll_s: float = POLL_S,
     say: Callable[[str], None] | None = None,
+    away: StoreAway | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """The run's events after sequence number ``after``, stored then live, each with
     its ``seq``, oldest first, none twice; ends with the run's session (its
     ``run_completed``, ``run_no_answer``, ``run_paused`` or ``run_failed`` event), or
     once no live runner holds the run. ``redis_url``: default ``$MIROGRAPH_REDIS``;
     none, polling the store. A run not in the store: ``RunNotFoundError``. A store
-    that goes away meanwhile is waited for (``say`` tells it, once: ``StoreAway``)."""
+    that goes away meanwhile is waited for (``say`` tells it, once: ``StoreAway``;
+    ``away``: the watcher's own, so a watch says it once however many sessions it
+    follows)."""
     async with open_store(store_url) as store:
         find_run(store.registry, run_id)
         url = live.redis_url(redis_url)
         subscription = await _Subscription.open(url, run_id) if url else None
         try:
-            away = StoreAway(store_url, say)
+            away = away or StoreAway(store_url, say)
             follower = _Follower(store, run_id, after, subscription, poll_s, away)
             async for event in follower.events():
                 yield event

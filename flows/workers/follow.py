@@ -54,7 +54,12 @@ async def watch_fleet_run(
                 if first or status == "running" or record.status not in GOING_ON:
                     first = False
                     async for event in follow_events(
-                        run_id, store_url=store_url, redis_url=redis_url, after=last, say=view.say
+                        run_id,
+                        store_url=store_url,
+                        redis_url=redis_url,
+                        after=last,
+                        say=view.say,
+                        away=away,
                     ):
                         last = max(last, int(event.get("seq") or last))
                         view(event)
