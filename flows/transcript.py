@@ -191,7 +191,8 @@ async def load_transcripts(run_id: str, *, store_url: str | None = None) -> RunT
         async with compiled_run(store, record, reading=True) as run:
             top = (await run.graph.aget_state(run.config)).values or {}
             calls: list[AgentCall] = []
-            if run.flow is not None:
+            if run.flow is not None and (top or report["status"] != "queued"):
+                # a queued run has no agent yet: no worker has started it
                 calls.append(_entry_call(report, run.flow, top))
             for row in report["invocations"]:
                 calls.append(await _sub_call(run, run_id, row))

@@ -120,3 +120,21 @@ def test_bad_input_is_one_line_and_stores_nothing(
         assert "Traceback" not in done.stderr and done.stdout == "", name
     listed = mirograph(home, "ls", "--json", "--store", store)
     assert json.loads(listed.stdout) == []  # nothing was stored
+
+
+@pytest.mark.timeout(60)
+def test_a_queued_run_shows_no_agent_in_flight(redis_server, flows, tmp_path: Path) -> None:
+    """Before a worker takes it, a run has no agent: ``show`` says so, not 'in flight'."""
+    home, store = tmp_path / "laptop", f"sqlite:///{tmp_path / 'runs.db'}"
+    submitted = mirograph(
+        home, "submit", question("gamma"), "--flow", str(flows["single"]), "--id", "gamma",
+        "--store", store, "--broker", redis_server.url,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    shown = mirograph(home, "show", "gamma", "--store", store)
+    assert shown.returncode == 0, shown.stderr
+    assert "— queued" in shown.stdout and "(no agent has started yet)" in shown.stdout
+    assert "in flight" not in shown.stdout and "running" not in shown.stdout
+    exported = mirograph(home, "export", "gamma", "--store", store)
+    kinds = [json.loads(line)["type"] for line in exported.stdout.splitlines()]
+    assert kinds == ["run"], exported.stdout  # no agent row, no turns
