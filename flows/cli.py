@@ -259,13 +259,16 @@ def _tool_output_aside() -> Iterator[None]:
         log.close()
 
 
-def _finish(outcome: RunOutcome, store: str | None, as_json: bool) -> None:
+def _finish(outcome: RunOutcome, store: str | None, as_json: bool, *, fleet: bool = False) -> None:
+    """Print the answer, or end in the one line that says why there is none.
+
+    ``fleet``: the run was the workers' (``watch``), so its continuation goes back to them."""
     from mirograph.flows.runner import run_report
 
     if as_json:
         out.print_json(data=_call(run_report(outcome.id, store_url=store)))
     if outcome.status == "paused":
-        resume = _resume_command(outcome.id, store)
+        resume = _resume_command(outcome.id, store) + (" --broker URL" if fleet else "")
         _fail(f"run {outcome.id} paused ({outcome.reason}); continue with: {resume}", 3)
     if outcome.status == "no_answer":
         _fail(f"run {outcome.id} ended without an answer: {outcome.reason}", 4)
@@ -688,7 +691,7 @@ def watch(
     from mirograph.flows.workers.follow import watch_fleet_run
 
     outcome = _call(watch_fleet_run(run_id, store_url=store, redis_url=redis, console=err))
-    _finish(outcome, store, False)
+    _finish(outcome, store, False, fleet=True)
 
 
 def _queue_resume(run_id: str, store: str | None, broker: str, overrides: list[str] | None) -> None:

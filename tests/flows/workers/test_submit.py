@@ -138,3 +138,8 @@ def test_a_queued_run_shows_no_agent_in_flight(redis_server, flows, tmp_path: Pa
     exported = mirograph(home, "export", "gamma", "--store", store)
     kinds = [json.loads(line)["type"] for line in exported.stdout.splitlines()]
     assert kinds == ["run"], exported.stdout  # no agent row, no turns
+    paused = mirograph(home, "pause", "gamma", "--store", store)
+    assert paused.returncode == 0, paused.stderr
+    watched = mirograph(home, "watch", "gamma", "--store", store)
+    # the watcher's hint hands the run back to the workers, where it came from
+    assert watched.returncode == 3 and "--broker URL" in watched.stderr, watched.stderr
