@@ -8,7 +8,8 @@
     │   ├── StoreURLError             a store URL that cannot be opened
     │   ├── EventLogError             a run's event log that cannot be written
     │   ├── PolicySpecError           a ``sim-model --policy`` that does not load
-    │   └── BrokerURLError            a broker URL workers cannot use (not ``redis://``)
+    │   ├── BrokerURLError            a broker URL workers cannot use (not ``redis://``)
+    │   └── DatasetError              a benchmark dataset row or file that cannot be read
     ├── RunStateError              2  the run is not there, or another process holds it
     │   ├── RunNotFoundError          no run with that id in the store
     │   └── RunBusyError              another live runner holds the run
@@ -128,6 +129,11 @@ class PolicySpecError(UserInputError):
 
 class BrokerURLError(UserInputError):
     """A broker URL the workers cannot use (they need ``redis://HOST:PORT/DB``)."""
+
+
+class DatasetError(UserInputError):
+    """A benchmark dataset that cannot be read: the message names ``file:line``, the
+    field and the fix, and is raised before any task runs."""
 
 
 # -- run state ---------------------------------------------------------------------
