@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mirograph.errors import DatasetError
 from mirograph.flows.bench.datasets import browsecomp, frames, gaia, hle, standard, xbench
+from mirograph.flows.bench.datasets.rows import header_of
 from mirograph.flows.bench.tasks import Dataset
 
 Loader = Callable[..., Dataset]
@@ -52,6 +53,17 @@ def load_dataset(path: Path, benchmark: str | None = None, *, limit: int | None 
         raise DatasetError(f"{path}: no such file or folder; {_supported()}")
     if limit is not None and limit < 1:
         raise DatasetError(f"limit {limit}: must be 1 or more")
+    try:
+        return _load(path, benchmark, limit)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not UTF-8 text (byte {exc.start}); give the dataset as UTF-8 JSONL/CSV/TSV"
+        ) from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _load(path: Path, benchmark: str | None, limit: int | None) -> Dataset:
     detected = detect_format(path)
     if detected == "standard" or (detected is not None and benchmark is None):
         fmt = detected
@@ -90,7 +102,7 @@ def detect_format(path: Path) -> str | None:
 
 
 def _table_format(path: Path) -> str | None:
-    header = browsecomp.header_of(path)
+    header = header_of(path)
     layout = browsecomp.layout_of(header)
     if layout is not None:
         zh = layout == browsecomp.ZH_COLUMNS or "zh" in path.stem.lower()

@@ -42,12 +42,8 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
                     path, number, f"not valid JSON ({exc.msg}); each line must be one JSON object"
                 ) from None
             if not isinstance(row, dict):
-                raise row_error(
-                    path,
-                    number,
-                    f"a JSON {type(row).__name__}, not an object; each line must "
-                    "be one JSON object",
-                )
+                kind = type(row).__name__
+                raise row_error(path, number, f"a JSON {kind}; each line must be one JSON object")
             yield number, row
 
 
@@ -162,11 +158,11 @@ class TaskCollector:
 
 
 def task_id_of(path: Path, line: int, row: Mapping[str, Any], name: str, *, needs: str) -> str:
-    """A task id: text, or an integer turned into text."""
+    """A task id: text, or a whole number (JSON's ``7`` or ``7.0``) turned into text."""
     value = row.get(name)
     if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return text_field(path, line, {name: value} if name in row else {}, name, needs=needs)
+        return str(int(value))
+    return text_field(path, line, row, name, needs=needs)
 
 
 def rest_of(row: Mapping[str, Any], used: set[str]) -> dict[str, Any]:

@@ -56,7 +56,6 @@ def is_standard_row(row: dict) -> bool:
 
 
 def load(path: Path, benchmark: str | None = None, *, limit: int | None = None) -> Dataset:
-    folder = path.parent
     tasks = TaskCollector(path)
     for line, row in read_jsonl(path):
         task_id = task_id_of(path, line, row, "task_id", needs=NEEDS)
@@ -67,8 +66,7 @@ def load(path: Path, benchmark: str | None = None, *, limit: int | None = None) 
             raise row_error(
                 path, line, f"field 'metadata' is a {type(metadata).__name__}, not an object"
             )
-        names = [n for n in (optional_text(row, "file_name"), optional_text(row, "file_path")) if n]
-        files = (attached_file(path, line, folder, names),) if names else ()
+        files = _attachments(path, line, row)
         group = next(
             (str(metadata[k]) for k in GROUP_KEYS if metadata.get(k) not in (None, "")), None
         )
@@ -84,3 +82,12 @@ def load(path: Path, benchmark: str | None = None, *, limit: int | None = None) 
             ),
         )
     return tasks.dataset(benchmark or benchmark_name(path), limit, what=f"JSON lines ({NEEDS})")
+
+
+def _attachments(path: Path, line: int, row: dict) -> tuple[Path, ...]:
+    """The row's file: ``file_name``, or ``file_path`` as written or by its name alone."""
+    names = [n for n in (optional_text(row, "file_name"), optional_text(row, "file_path")) if n]
+    if not names:
+        return ()
+    names.append(Path(names[-1]).name)
+    return (attached_file(path, line, path.parent, names),)

@@ -49,12 +49,15 @@ def load(path: Path, benchmark: str | None = None, *, limit: int | None = None) 
     tasks = TaskCollector(path)
     for index, (line, row) in enumerate(read_table(path, COLUMNS, what="an xbench CSV")):
         canary = text_field(path, line, row, "canary", needs=NEEDS)
-        plain: Row = {}
-        for column in ENCRYPTED:
-            if column in COLUMNS:
-                text_field(path, line, row, column, needs=NEEDS)
-            if optional_text(row, column):
-                plain[column] = decrypt_cell(path, line, column, row[column], canary)
+        plain: Row = {
+            column: decrypt_cell(
+                path, line, column, text_field(path, line, row, column, needs=NEEDS), canary
+            )
+            for column in ("prompt", "answer")
+        }
+        steps = optional_text(row, "reference_steps")
+        if steps:
+            plain["reference_steps"] = decrypt_cell(path, line, "reference_steps", steps, canary)
         task_id = (
             task_id_of(path, line, row, "id", needs="the id column needs a value in every row")
             if "id" in row

@@ -297,3 +297,24 @@ def test_empty_dataset(tmp_path: Path) -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(DatasetError, match="limit 0"):
         load_dataset(EXAMPLES / "gaia", limit=0)
+
+
+def test_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "standardized_data.jsonl"
+    path.write_bytes(b'{"task_id": "\xff"}\n')
+    assert error_of(path).startswith(f"{path}: not UTF-8 text")
+
+
+def test_excel_is_refused_with_the_export_hint(tmp_path: Path) -> None:
+    path = tmp_path / "browsecomp-zh-encrypted.xlsx"
+    path.write_bytes(b"PK\x03\x04")
+    assert "export it to CSV with the same columns (Topic, Question, Answer, canary)" in error_of(
+        path
+    )
+
+
+def test_standard_file_path_is_found_by_name(tmp_path: Path) -> None:
+    (tmp_path / "doc.txt").write_text("x")
+    row = {"task_id": "1", "task_question": "q", "ground_truth": "a", "file_path": "data/x/doc.txt"}
+    task = load_dataset(write_jsonl(tmp_path / "standardized_data.jsonl", [row])).tasks[0]
+    assert task.files == ((tmp_path / "doc.txt").resolve(),)
