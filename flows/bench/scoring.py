@@ -53,7 +53,8 @@ class TaskScore:
 
 
 def check_rows(rows: Iterable[AttemptResult], *, runs: int) -> list[AttemptResult]:
-    """The rows that count: one per (task, attempt), the last written winning.
+    """The rows that count: one per (task, attempt), the last written winning, tasks in the
+    order they first appear and each task's attempts in order.
 
     A rerun of ``bench`` may append an attempt again; attempts beyond ``runs`` (a
     results file reused with a smaller K) are left out so avg@K is over K runs.
@@ -77,7 +78,10 @@ def check_rows(rows: Iterable[AttemptResult], *, runs: int) -> list[AttemptResul
             )
         if attempt <= runs:
             latest[(row["task_id"], attempt)] = row
-    return [latest[key] for key in sorted(latest, key=lambda key: (key[0], key[1]))]
+    order: dict[str, int] = {}
+    for task, _ in latest:
+        order.setdefault(task, len(order))
+    return [latest[key] for key in sorted(latest, key=lambda key: (order[key[0]], key[1]))]
 
 
 def task_scores(
