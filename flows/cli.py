@@ -1,5 +1,5 @@
 """The ``mirograph`` command line: demo, run, resume, pause, ls, show, export, sim-model,
-and the workers' submit, worker, beat and watch.
+the workers' submit, worker, beat and watch, and bench.
 
 Exit codes: 0 completed; 1 the run failed (still resumable), or an internal
 error (one line naming a crash report that holds the traceback); 2 bad input
@@ -769,3 +769,66 @@ async def _prepared(prepare: Callable[..., Any], *args: Any) -> None:
         takeover_after_s=takeover_after,
         visibility_timeout_s=visibility_timeout,
     )
+
+
+@app.command("bench")
+def bench_command(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="The dataset: a standardized JSONL, GAIA's metadata.jsonl (or its folder),"
+            " a BrowseComp(-ZH) or xbench-DeepSearch CSV, HLE JSONL/CSV, a FRAMES TSV/CSV."
+        ),
+    ],
+    benchmark: Annotated[
+        str | None,
+        typer.Option("--benchmark", help="The benchmark's name, where the file does not say it."),
+    ] = None,
+    flow: Annotated[
+        str | None, typer.Option("--flow", help="Shipped flow name, YAML flow or custom graph.")
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", "-k", help="Runs per task (K).", min=1)] = 1,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-n", help="Runs at once.", min=1, max=1024)
+    ] = 4,
+    judge: Annotated[
+        str,
+        typer.Option(
+            "--judge",
+            help="exact (GAIA's rules), a model key of the flow, or MODEL@URL"
+            " (an OpenAI-compatible endpoint).",
+        ),
+    ] = "exact",
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N tasks.", min=1)
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Results folder (default bench/BENCHMARK-FLOW); reruns continue."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the attempts' order.")] = 0,
+    store: StoreOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Evaluate a flow on a benchmark: K runs per task, judged, scored, plotted; resumable."""
+    from mirograph.flows.bench.command import BenchOptions, bench
+
+    _check_home()
+    options = BenchOptions(
+        dataset=dataset,
+        benchmark=benchmark,
+        flow=flow,
+        overrides=overrides or [],
+        runs=runs,
+        concurrency=concurrency,
+        judge=judge,
+        limit=limit,
+        out=out_dir,
+        seed=seed,
+        store=store,
+    )
+    code = bench(options, err, out)
+    if code:
+        raise typer.Exit(code)

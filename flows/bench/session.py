@@ -1,0 +1,150 @@
+"""One ``mirograph bench`` session: run what is owed, say progress, write every output.
+
+The outputs are written again at the end of every session, finished or not, so
+``summary.json`` and the plots always describe what ``results.jsonl`` holds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mirograph.flows.bench.harness import (
+    BenchOutcome,
+    BenchRunner,
+    BenchSettings,
+    in_task_order,
+    locked_out_dir,
+    read_results,
+)
+from mirograph.flows.bench.records import AttemptResult
+
+if TYPE_CHECKING:
+    from mirograph.flows.loader import FlowConfig
+
+
+@dataclass
+class BenchReport:
+    """What a session leaves: the outcome, the summary and the files written."""
+
+    outcome: BenchOutcome
+    summary: dict[str, Any]
+    files: list[Path]
+
+
+class ProgressLine:
+    """``[done/total] task #k: verdict … · accuracy so far · ETA`` after each attempt."""
+
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        done_before: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.say = say
+        self.done_before = done_before
+        self.clock = clock
+        self.started = clock()
+        self.correct = 0
+        self.judged = 0
+
+    def count_earlier(self, rows: list[AttemptResult]) -> None:
+        self.judged = len(rows)
+        self.correct = sum(1 for row in rows if row["correct"])
+
+    def __call__(self, row: AttemptResult, done: int, total: int) -> None:
+        self.judged += 1
+        self.correct += bool(row["correct"])
+        this_session = done - self.done_before
+        elapsed = self.clock() - self.started
+        left = total - done
+        eta = elapsed / this_session * left if this_session > 0 else 0.0
+        verdict = row["judge"].get("verdict", "correct" if row["correct"] else "incorrect")
+        self.say(
+            f"[{done}/{total}] {row['task_id']} #{row['attempt']}: {verdict}"
+            f" ({row['turns']} turns, {row['tool_calls']} tool calls, {row['wall_s']:.0f} s)"
+            f" · accuracy {self.correct / self.judged:.1%} · ETA {_duration(eta)}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h10m``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def flow_model(flow: FlowConfig | str) -> str | None:
+    """The entry agent's model name (``summary.json``'s ``model``); None for a custom graph."""
+    if isinstance(flow, str):
+        return None
+    agent = flow.agents.get(flow.entry)
+    model = flow.models.get(agent.model) if agent is not None else None
+    return model.model if model is not None else None
+
+
+async def run_bench(
+    settings: BenchSettings,
+    *,
+    say: Callable[[str], None],
+    on_start: Callable[[BenchRunner], None] | None = None,
+) -> BenchReport:
+    """Run the bench's owed attempts and write its outputs.
+
+    ``on_start`` gets the runner before any attempt starts (the CLI's Ctrl-C calls
+    its ``stop``: no new attempt, the runs in flight pause after their step)."""
+    with locked_out_dir(settings.out):
+        earlier = read_results(settings.out / "results.jsonl")
+        progress = ProgressLine(say, len(earlier))
+        progress.count_earlier(earlier)
+        total = len(settings.dataset.tasks) * settings.runs
+        say(
+            f"bench {settings.dataset.benchmark}: {len(settings.dataset.tasks)} tasks x"
+            f" {settings.runs} runs = {total} attempts ({len(earlier)} judged before),"
+            f" {settings.concurrency} at once, judge {settings.judge.name}; results in"
+            f" {settings.out}"
+        )
+        runner = BenchRunner(settings, on_result=progress)
+        if on_start is not None:
+            on_start(runner)
+        try:
+            outcome = await runner.run()
+        finally:
+            await settings.judge.aclose()
+        return write_outputs(settings, outcome)
+
+
+def write_outputs(settings: BenchSettings, outcome: BenchOutcome) -> BenchReport:
+    """``summary.json``, the MiroThinker-compatible files and both plots, from every row."""
+    from mirograph.flows.bench.compat import write_compatible
+    from mirograph.flows.bench.plots import plot_scaling, plot_turns
+    from mirograph.flows.bench.scoring import summarize
+
+    out = settings.out
+    rows = in_task_order(outcome.rows, settings.dataset)
+    summary = summarize(
+        rows,
+        benchmark=settings.dataset.benchmark,
+        tasks=len(settings.dataset.tasks),
+        runs=settings.runs,
+        judge=settings.judge.name,
+        flow=settings.flow_name,
+        model=flow_model(settings.flow),
+    )
+    summary_path = out / "summary.json"
+    tmp = summary_path.with_name("summary.json.tmp")
+    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(summary_path)
+    files = [out / "results.jsonl", summary_path]
+    files += write_compatible(out, rows, summary)
+    name = settings.dataset.benchmark
+    files.append(plot_scaling(rows, out / "scaling.png", title=f"{name}: accuracy by tool calls"))
+    files.append(plot_turns(rows, out / "turns.png", title=f"{name}: turns per attempt"))
+    return BenchReport(outcome, summary, files)

@@ -1,0 +1,143 @@
+"""``mirograph bench`` end to end: the CLI as a subprocess, the model over HTTP.
+
+The dataset and the sim-model policy (``bench_kit``, ``support.bench_policy``)
+make the expected scores known exactly, so they are asserted to the digit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support.bench_kit import CORRECT, TASKS, TOOL_CALLS, results, write_dataset, write_flow
+from support.testkit import Cli, wait_for_fifo
+
+
+def _bench(cli: Cli, data: Path, flow: Path, out: Path, *extra: str, env=None):  # noqa: ANN001
+    return cli(
+        "bench", str(data), "--flow", str(flow), "--out", str(out), "--store", cli.store,
+        *extra, env=env, timeout=180,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+def test_bench_scores_known_answers_to_the_digit(cli: Cli, sim_model, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data")
+    flow = write_flow(tmp_path / "flow.yaml", sim_model("support.bench_policy:solve"))
+    out = tmp_path / "out"
+    done = _bench(cli, data, flow, out, "--runs", "2", "--concurrency", "3")
+    assert done.returncode == 0, done.stderr
+    rows = results(out)
+    assert sorted((r["task_id"], r["attempt"]) for r in rows) == [
+        (t, k) for t in TASKS for k in (1, 2)
+    ]
+    for row in rows:
+        assert row["correct"] == (row["task_id"] in CORRECT), row
+        assert row["tool_calls"] == TOOL_CALLS[row["task_id"]], row
+        assert row["restarts"] == (1 if row["task_id"] == "t4" else 0), row
+        assert row["judge"]["method"] == "exact" and row["group"] == str(TASKS[row["task_id"]][2])
+    assert {r["answer"] for r in rows if r["task_id"] == "t2"} == {"1,234"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["tasks"], summary["runs"]) == (6, 2)
+    assert round(summary["avg_at_k"], 4) == round(4 / 6, 4)
+    assert round(summary["pass_at_k"], 4) == round(4 / 6, 4)
+    assert round(summary["without_restarts"]["avg_at_k"], 4) == 0.5
+    by_group = {g: round(v["avg_at_k"], 4) for g, v in summary["by_group"].items()}
+    assert by_group == {"1": 1.0, "2": 0.5, "3": 0.5}
+    for name in ("scaling.png", "turns.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "benchmark_results.jsonl").exists()
+    assert "66.7" in done.stdout  # the table
+    # Every attempt is an ordinary run: `show` reads it.
+    shown = cli("show", rows[0]["run_id"], "--json", "--store", cli.store)
+    assert json.loads(shown.stdout)["answer"] == rows[0]["answer"]
+    # The same command again: nothing runs, nothing changes.
+    again = _bench(cli, data, flow, out, "--runs", "2", "--concurrency", "3")
+    assert again.returncode == 0, again.stderr
+    assert results(out) == rows
+    assert "12 judged before" in again.stderr
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_bench_continues_with_no_finished_attempt_rerun(
+    cli: Cli, sim_model, tmp_path: Path
+) -> None:
+    data = write_dataset(tmp_path / "data")
+    flow = write_flow(tmp_path / "flow.yaml", sim_model("support.bench_policy:solve"))
+    out, fifo, log = tmp_path / "out", tmp_path / "blocked.fifo", tmp_path / "calls.log"
+    os.mkfifo(fifo)
+    env = {"TEAM_LOG": str(log), "BENCH_LOG": str(log)}
+    args = ["bench", str(data), "--flow", str(flow), "--out", str(out), "--store", cli.store]
+    bench = cli.popen(
+        *args, "--concurrency", "2", "--seed", "7",
+        env={**env, "TEAM_BLOCK_AT": "task4a1:2", "TEAM_FIFO": str(fifo)},
+    )  # fmt: skip
+    try:
+        assert wait_for_fifo(fifo, bench) == "blocked at task4a1:2\n"
+    finally:
+        bench.kill()
+        bench.wait(timeout=30)
+    before = results(out) if (out / "results.jsonl").exists() else []
+    assert len(before) < len(TASKS)  # killed mid-bench
+    again = cli(*args, "--concurrency", "2", "--seed", "7", env=env, timeout=180)
+    assert again.returncode == 0, again.stderr
+    rows = results(out)
+    assert rows[: len(before)] == before  # judged attempts kept as they were
+    assert sorted(r["task_id"] for r in rows) == sorted(TASKS)
+    for row in rows:  # each run did exactly what an uninterrupted one does
+        assert row["tool_calls"] == TOOL_CALLS[row["task_id"]], row
+        assert row["correct"] == (row["task_id"] in CORRECT), row
+    lines = log.read_text().splitlines()
+    repeated = {line: n for line, n in Counter(lines).items() if n > 1}
+    # No model call was made twice; the one tool call in flight at the kill ran again.
+    assert repeated == {"lookup task4a1 2": 2}, repeated
+
+
+def test_bad_input_is_one_line_and_runs_nothing(cli: Cli, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data")
+    flow = write_flow(tmp_path / "flow.yaml", "http://127.0.0.1:9/v1")
+    broken = tmp_path / "broken" / "standardized_data.jsonl"
+    broken.parent.mkdir()
+    lines = data.read_text().splitlines()
+    lines[3] = lines[3].replace('"ground_truth"', '"ground_truht"')
+    broken.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    cases = {
+        "malformed row": ([str(broken)], f"standardized_data.jsonl:4", "ground_truth"),
+        "no dataset": ([str(tmp_path / "nope.jsonl")], "nope.jsonl", "nope"),
+        "unknown judge": ([str(data), "--judge", "oracle"], "oracle", "exact"),
+    }
+    for name, (args, names, says) in cases.items():
+        done = cli("bench", *args, "--flow", str(flow), "--out", str(out), "--store", cli.store)
+        err = done.stderr.splitlines()
+        assert (done.returncode, len(err)) == (2, 1), (name, done.stderr)
+        assert names in err[0] and says in err[0] and "Traceback" not in done.stderr, (name, err)
+    assert not (out / "results.jsonl").exists()
+    listed = cli("ls", "--json", "--store", cli.store)
+    assert json.loads(listed.stdout or "[]") == []
+
+
+@pytest.mark.timeout(240)
+def test_a_model_outage_stops_the_bench_and_the_rerun_finishes_it(
+    cli: Cli, sim_model, tmp_path: Path
+) -> None:
+    from support.testkit import free_port
+
+    port = free_port()
+    data = write_dataset(tmp_path / "data")
+    flow = write_flow(tmp_path / "flow.yaml", f"http://127.0.0.1:{port}/v1")
+    out = tmp_path / "out"
+    down = _bench(cli, data, flow, out, "--concurrency", "2")
+    assert down.returncode == 3, down.stderr
+    assert "run the same command again" in down.stderr.splitlines()[-1]
+    assert not (out / "results.jsonl").exists() or results(out) == []
+    sim_model("support.bench_policy:solve", port=port)
+    up = _bench(cli, data, flow, out, "--concurrency", "2")
+    assert up.returncode == 0, up.stderr
+    assert sorted(r["task_id"] for r in results(out)) == sorted(TASKS)
+    # A changed option on the same folder is refused, naming it.
+    other = _bench(cli, data, flow, out, "--runs", "3")
+    assert other.returncode == 2 and "runs 1" in other.stderr, other.stderr
