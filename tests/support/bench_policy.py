@@ -4,11 +4,12 @@ A task reads ``Task N: add A and B after C lookups.``, optionally followed by
 markers: ``(wrong)`` boxes A + B + 1; ``(restart)`` lets the first attempt end
 without a box, so the flow's restart rule starts a second one, which answers;
 ``(file)`` boxes the number the attached file ``note-N.txt`` holds (read with
-the ``files`` tools' ``read_file`` from the run's workspace: ``The note says K.``). Each working turn calls ``lookup``
-(topic ``taskNaK`` for attempt K, step = turn) until C lookups are done; then the answer. The
-policy is stateless (attempt from the task's ``[Attempt k]`` summaries, turn
-from the assistant messages), so the expected accuracy is known exactly. With
-``$BENCH_LOG`` set, each request is logged as ``model taskN <attempt> <turn>``.
+the ``files`` tools' ``read_file`` from the run's workspace: ``The note says K.``).
+Each working turn calls ``lookup`` (topic ``taskNaK`` for attempt K, step =
+turn) until C lookups are done; then the answer. The policy is stateless
+(attempt from the task's ``[Attempt k]`` summaries, turn from the assistant
+messages), so the expected accuracy is known exactly. With ``$BENCH_LOG`` set,
+each request is logged as ``model taskN <attempt> <turn>``.
 """
 
 from __future__ import annotations

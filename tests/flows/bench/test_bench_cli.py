@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from support.bench_kit import CORRECT, TASKS, TOOL_CALLS, results, write_dataset
 from support.testkit import Cli, wait_for_fifo
 
 
-def _bench(cli: Cli, data: Path, flow: Path, out: Path, *extra: str, env=None):  # noqa: ANN001
+def _bench(
+    cli: Cli, data: Path, flow: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return cli(
         "bench", str(data), "--flow", str(flow), "--out", str(out), "--store", cli.store,
         *extra, env=env, timeout=180,
@@ -106,7 +109,7 @@ def test_bad_input_is_one_line_and_runs_nothing(cli: Cli, tmp_path: Path) -> Non
     broken.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     cases = {
-        "malformed row": ([str(broken)], f"standardized_data.jsonl:4", "ground_truth"),
+        "malformed row": ([str(broken)], "standardized_data.jsonl:4", "ground_truth"),
         "no dataset": ([str(tmp_path / "nope.jsonl")], "nope.jsonl", "nope"),
         "unknown judge": ([str(data), "--judge", "oracle"], "oracle", "exact"),
     }
