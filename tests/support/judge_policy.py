@@ -6,7 +6,8 @@ the failures, since the server keeps no state between requests:
 
 - ``UNPARSEABLE``: every reply lacks a verdict line;
 - ``LATE-VERDICT``: the first reply lacks one, the reply to the reminder has one;
-- ``SERVER-ERROR``: every request gets an HTTP 500 whose message holds ``secret``.
+- ``SERVER-ERROR``: every request gets an HTTP 500 whose message holds ``secret``;
+- ``SLOW``: every request waits 5 s for its HTTP 500 (a call to cancel mid-way).
 
 ``log=PATH`` appends each request body to PATH as a JSON line, so a test can count the
 requests and read the prompts.
@@ -35,6 +36,8 @@ def grade(body: dict[str, Any], log: str = "", secret: str = "") -> str | Fault:
     retried = any(m["role"] == "assistant" for m in messages)
     if "SERVER-ERROR" in response:
         return Fault(status=500, message=f"upstream failed (key {secret})")
+    if "SLOW" in response:
+        return Fault(status=500, message="too late", delay_ms=5000)
     if "UNPARSEABLE" in response or ("LATE-VERDICT" in response and not retried):
         return "<think>Hard to say.</think>\nI would rather not commit to a grade."
     agree = response.replace("LATE-VERDICT", "").strip().lower() == truth.lower()

@@ -1,6 +1,9 @@
-"""The exact judge (GAIA's rules) and ``make_judge``'s choice of judge."""
+"""What judges decide without a model server: GAIA's exact rules, reading an LLM judge's
+verdict, its pinned prompt words, and ``make_judge``'s choice of judge."""
 
 from __future__ import annotations
+
+import hashlib
 
 import pytest
 
@@ -8,7 +11,15 @@ from mirograph.agents.config import ModelConfig
 from mirograph.errors import UserInputError
 from mirograph.flows.bench.judges import Verdict
 from mirograph.flows.bench.judges.exact import ExactJudge, gaia_match, unwrap_answer
-from mirograph.flows.bench.judges.llm import LlmJudge
+from mirograph.flows.bench.judges.llm import (
+    EQUIVALENCE,
+    MATCH,
+    PROMPT,
+    REMINDER,
+    SINGLE_ANSWER,
+    LlmJudge,
+    parse_verdict,
+)
 from mirograph.flows.bench.judges.make import make_judge
 from mirograph.flows.bench.tasks import BenchTask
 
@@ -148,3 +159,43 @@ def test_make_judge_rejects_with_one_line(spec: str, says: str) -> None:
 def test_make_judge_error_for_a_flow_without_models() -> None:
     with pytest.raises(UserInputError, match=r"its models: none"):
         make_judge("main", {})
+
+
+#: The words of each criteria's prompt, pinned: a change of words needs a new version.
+PINNED = {
+    "equivalence-v1": "11ccf3170040",
+    "browsecomp-v1": "db8cfc251cae",
+    "hle-v1": "9de445a729d2",
+}
+
+
+def test_prompt_words_are_pinned_to_their_version() -> None:
+    """Changing a prompt's words without a new ``Criteria.version`` fails here."""
+    seen = {
+        criteria.version: hashlib.sha256((PROMPT + REMINDER + criteria.rules).encode()).hexdigest()[
+            :12
+        ]
+        for criteria in (EQUIVALENCE, SINGLE_ANSWER, MATCH)
+    }
+    assert seen == PINNED
+
+
+@pytest.mark.parametrize(
+    ("reply", "correct"),
+    [
+        ("Same thing.\nVERDICT: CORRECT", True),
+        ("Differs.\nverdict: incorrect", False),
+        ("**VERDICT:** **CORRECT**", True),
+        ("`VERDICT: INCORRECT`.", False),
+        ("<think>VERDICT: CORRECT?</think>\nVERDICT: INCORRECT", False),
+        ("thinking without an opening tag</think>VERDICT: CORRECT", True),
+        ("VERDICT: INCORRECT at first, but VERDICT: CORRECT", True),
+        ("VERDICT：CORRECT", True),
+        ("<think>VERDICT: CORRECT, cut short", None),
+        ("I think it is correct.", None),
+        ("VERDICT: NOT CORRECT", None),
+        ("", None),
+    ],
+)
+def test_parse_verdict(reply: str, correct: bool | None) -> None:
+    assert parse_verdict(reply) is correct
