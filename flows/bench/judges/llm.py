@@ -137,21 +137,23 @@ def render_prompt(criteria: Criteria, task: BenchTask, answer: str) -> str:
 def parse_verdict(reply: str) -> bool | None:
     """True/False from the reply's last verdict line; None when it has none.
 
-    Thinking (``<think>...</think>``, or everything before a lone ``</think>``) is
-    ignored, as are case and markdown emphasis; an unclosed ``<think>`` means the reply
-    was cut inside its thinking, so it has no verdict.
+    Thinking is ignored (see :func:`visible_reply`), as are case and markdown emphasis.
     """
+    found = _VERDICT.findall(_MARKUP.sub("", visible_reply(reply)))
+    if not found:
+        return None
+    return found[-1].lower() == "correct"
+
+
+def visible_reply(reply: str) -> str:
+    """``reply`` without its thinking: ``<think>...</think>``, or everything before a lone
+    ``</think>``; an unclosed ``<think>`` (a reply cut while thinking) hides the rest."""
     lowered = reply.lower()
     end = lowered.rfind(_THINK_END)
     if end != -1:
         reply, lowered = reply[end + len(_THINK_END) :], lowered[end + len(_THINK_END) :]
     start = lowered.find(_THINK_START)
-    if start != -1:
-        reply = reply[:start]
-    found = _VERDICT.findall(_MARKUP.sub("", reply))
-    if not found:
-        return None
-    return found[-1].lower() == "correct"
+    return (reply[:start] if start != -1 else reply).strip()
 
 
 class LlmJudge:
@@ -195,7 +197,8 @@ class LlmJudge:
                 continue
             correct = parse_verdict(reply)
             if correct is not None:
-                return self._verdict("correct" if correct else "incorrect", criteria, reply)
+                kind: VerdictKind = "correct" if correct else "incorrect"
+                return self._verdict(kind, criteria, visible_reply(reply))
             problems.append(f"try {attempt}: no verdict line in the reply: {clip(reply, 200)}")
             messages = [*messages, AIMessage(reply), HumanMessage(REMINDER)]
         tries = self.retries + 1

@@ -90,7 +90,8 @@ async def test_correct_and_incorrect_through_make_judge(judging: Judging) -> Non
     await judge.aclose()
     assert (right.verdict, right.method, right.model) == ("correct", "llm", "grader")
     assert right.prompt_version == "equivalence-v1"
-    assert right.detail is not None and right.detail.endswith("VERDICT: CORRECT**")
+    # the detail is the reply past its thinking (which named the other verdict)
+    assert right.detail == "The response matches the reference. **VERDICT: CORRECT**"
     assert wrong.verdict == "incorrect" and not wrong.correct
     sent = judging.requests()
     assert len(sent) == 2
