@@ -128,10 +128,16 @@ async def resume_run(
     store_url: str | None = None,
     overrides: Sequence[str] = (),
     control: RunControl | None = None,
+    flow: FlowConfig | None = None,
 ) -> RunOutcome:
-    """Continue a paused, failed or killed run from its last checkpoint."""
+    """Continue a paused, failed or killed run from its last checkpoint.
+
+    ``overrides`` (``--set``) change the stored flow; ``flow`` replaces it (a bench
+    whose flow file was fixed continues its unfinished runs on the fixed one)."""
     async with open_store(store_url) as store:
         record = get_run(store, run_id)
+        if flow is not None and flow.model_dump(mode="json") == record.flow_spec:
+            flow = None  # the same flow: nothing to change
         if record.status in ENDED:
             if overrides:
                 raise UserInputError(
@@ -144,14 +150,15 @@ async def resume_run(
             record = get_run(store, run_id)
             if record.status in ENDED:
                 return _ended(record)
-            if overrides:
-                record, flow = _overridden(record, overrides)
+            changed = bool(overrides) or flow is not None
+            if changed:
+                record, flow = _overridden(record, overrides, flow)
                 await _refuse_dropped_calls(store, record, flow)
             async with compiled_run(store, record) as run:
                 if run.flow is not None:
                     ready_to_run(run.flow, source=f"run {run_id}")
                 snapshot = await run.graph.aget_state(run.config)
-                if overrides:  # saved only once the changed flow is known to build and run
+                if changed:  # saved only once the changed flow is known to build and run
                     store.registry.update(run_id, flow_spec=record.flow_spec, lease=lease)
                 pending = None if snapshot.values else {"question": record.question}
                 return await _execute(store, record, pending, run, control, lease)
@@ -161,12 +168,16 @@ def _ended(record: RunRecord) -> RunOutcome:
     return RunOutcome(record.id, record.status, record.answer, record.reason)
 
 
-def _overridden(record: RunRecord, overrides: Sequence[str]) -> tuple[RunRecord, FlowConfig]:
-    """The run with ``--set`` applied to its flow, validated (nothing saved yet)."""
+def _overridden(
+    record: RunRecord, overrides: Sequence[str], flow: FlowConfig | None = None
+) -> tuple[RunRecord, FlowConfig]:
+    """The run with its flow replaced by ``flow`` (if given) and ``--set`` applied,
+    validated (nothing saved yet)."""
     source = f"run {record.id}"
     if GRAPH_KEY in record.flow_spec:
         raise FlowError(f"{source}: --set applies to flow files, not custom graphs")
-    spec = apply_overrides(copy.deepcopy(record.flow_spec), overrides, source=source)
+    base = flow.model_dump(mode="json") if flow is not None else record.flow_spec
+    spec = apply_overrides(copy.deepcopy(base), overrides, source=source)
     flow = validate_flow(spec, source=source)
     return dataclasses.replace(record, flow_spec=flow.model_dump(mode="json")), flow
 

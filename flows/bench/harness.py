@@ -54,6 +54,8 @@ class BenchSettings:
     seed: int = 0
     limit: int | None = None
     store_url: str | None = None
+    #: Lines the bench has to say before it runs (e.g. its flow changed); filled by it.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,12 @@ def tasks_digest(dataset: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
+def flow_digest(flow: FlowConfig | str) -> str:
+    """A digest of the flow as it runs (a custom graph: its reference)."""
+    spec = flow if isinstance(flow, str) else flow.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def open_bench(settings: BenchSettings) -> str:
     """The bench's id: read from ``bench.json`` (whose settings must match), or made."""
     path = settings.out / "bench.json"
@@ -149,10 +157,27 @@ def open_bench(settings: BenchSettings) -> str:
                 f" {identity[key]!r}; rerun with the same options to continue it, or pass"
                 " another --out"
             )
+        digest = flow_digest(settings.flow)
+        if saved.get("flow_digest") != digest:
+            # A fixed flow file (a model name, a URL) is what the unfinished attempts
+            # continue on; the judged ones keep what they ran with. Said, and recorded.
+            settings.notes.append(
+                f"the flow {settings.flow_name} changed since this bench started: its"
+                " unfinished attempts continue with the changed flow"
+            )
+            _write_atomically(
+                path, json.dumps({**saved, "flow_digest": digest}, ensure_ascii=False, indent=2)
+            )
         return bench_id
     bench_id = f"bench-{_slug(settings.dataset.benchmark)}-{secrets.token_hex(3)}"
     tasks = [t.task_id for t in settings.dataset.tasks]
-    record = {"bench_id": bench_id, **identity, "created_at": time.time(), "tasks": tasks}
+    record = {
+        "bench_id": bench_id,
+        **identity,
+        "flow_digest": flow_digest(settings.flow),
+        "created_at": time.time(),
+        "tasks": tasks,
+    }
     _write_atomically(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
     return bench_id
 
@@ -200,6 +225,7 @@ class ResultsFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        path.touch()  # there from the start: an empty file says nothing is judged yet
 
     def append(self, row: AttemptResult) -> None:
         with open(self.path, "a", encoding="utf-8") as out:
@@ -329,7 +355,10 @@ class BenchRunner:
                 )
             else:
                 ran = await resume_run(
-                    attempt.run_id, store_url=settings.store_url, control=control
+                    attempt.run_id,
+                    store_url=settings.store_url,
+                    control=control,
+                    flow=None if isinstance(settings.flow, str) else settings.flow,
                 )
         finally:
             self.controls.discard(control)

@@ -98,6 +98,7 @@ def plot_scaling(rows: Sequence[AttemptResult], path: Path, *, title: str) -> Pa
                 )
             ax.legend(loc="lower right")
             ax.set_xlim(0, max(curve[-1][0], 1))
+            ax.xaxis.get_major_locator().set_params(integer=True)
         else:
             _say_empty(ax)
         ax.set_ylim(0, 100)
@@ -118,7 +119,7 @@ def plot_turns(rows: Sequence[AttemptResult], path: Path, *, title: str) -> Path
         if rows:
             top = max(row["turns"] for row in rows)
             width = max(1, -(-(top + 1) // 40))  # at most ~40 bins, whole turns each
-            bins = list(range(0, top + width + 1, width))
+            bins = [b - 0.5 for b in range(0, top + width + 1, width)]  # bars centred on turns
             right = [row["turns"] for row in rows if row["correct"]]
             wrong = [row["turns"] for row in rows if not row["correct"]]
             ax.hist(
@@ -127,7 +128,10 @@ def plot_turns(rows: Sequence[AttemptResult], path: Path, *, title: str) -> Path
                 stacked=True,
                 label=["correct", "wrong"],
                 color=["tab:green", "tab:gray"],
+                edgecolor="white",
             )
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.yaxis.get_major_locator().set_params(integer=True)
             ax.legend(loc="upper right")
         else:
             _say_empty(ax)

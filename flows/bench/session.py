@@ -19,6 +19,7 @@ from mirograph.flows.bench.harness import (
     BenchSettings,
     in_task_order,
     locked_out_dir,
+    open_bench,
     read_results,
 )
 from mirograph.flows.bench.records import AttemptResult
@@ -101,6 +102,9 @@ async def run_bench(
     ``on_start`` gets the runner before any attempt starts (the CLI's Ctrl-C calls
     its ``stop``: no new attempt, the runs in flight pause after their step)."""
     with locked_out_dir(settings.out):
+        open_bench(settings)  # made, or checked against the folder's, before anything runs
+        for note in settings.notes:
+            say(f"note: {note}")
         earlier = read_results(settings.out / "results.jsonl")
         progress = ProgressLine(say, len(earlier))
         progress.count_earlier(earlier)

@@ -124,23 +124,26 @@ def test_bad_input_is_one_line_and_runs_nothing(cli: Cli, tmp_path: Path) -> Non
 
 
 @pytest.mark.timeout(240)
-def test_a_model_outage_stops_the_bench_and_the_rerun_finishes_it(
+def test_a_model_outage_stops_the_bench_and_the_fixed_flow_finishes_it(
     cli: Cli, sim_model, tmp_path: Path
 ) -> None:
     from support.testkit import free_port
 
-    port = free_port()
     data = write_dataset(tmp_path / "data")
-    flow = write_flow(tmp_path / "flow.yaml", f"http://127.0.0.1:{port}/v1")
+    flow = write_flow(tmp_path / "flow.yaml", f"http://127.0.0.1:{free_port()}/v1")
     out = tmp_path / "out"
     down = _bench(cli, data, flow, out, "--concurrency", "2")
     assert down.returncode == 3, down.stderr
     assert "run the same command again" in down.stderr.splitlines()[-1]
-    assert not (out / "results.jsonl").exists() or results(out) == []
-    sim_model("support.bench_policy:solve", port=port)
+    assert results(out) == []
+    # The flow file fixed (the right URL): the paused attempts continue on it.
+    write_flow(flow, sim_model("support.bench_policy:solve"))
     up = _bench(cli, data, flow, out, "--concurrency", "2")
     assert up.returncode == 0, up.stderr
+    assert "unfinished attempts continue with the changed flow" in up.stderr
     assert sorted(r["task_id"] for r in results(out)) == sorted(TASKS)
+    assert {r["task_id"] for r in results(out) if r["correct"]} == CORRECT
     # A changed option on the same folder is refused, naming it.
     other = _bench(cli, data, flow, out, "--runs", "3")
     assert other.returncode == 2 and "runs 1" in other.stderr, other.stderr
+    assert len(other.stderr.splitlines()) == 1
