@@ -220,6 +220,17 @@ def read_results(path: Path) -> list[AttemptResult]:
     return rows
 
 
+def latest_rows(path: Path) -> list[AttemptResult]:
+    """Each attempt's last line in ``results.jsonl`` (an attempt judged again has two)."""
+    return list({(str(r["task_id"]), int(r["attempt"])): r for r in read_results(path)}.values())
+
+
+def judged_rows(path: Path) -> list[AttemptResult]:
+    """The attempts a rerun keeps: not a ``judge_error``, which is judged again (its
+    run ended, so only the judge is asked: a judge that was away may be back)."""
+    return [r for r in latest_rows(path) if (r.get("judge") or {}).get("verdict") != "judge_error"]
+
+
 class ResultsFile:
     """``results.jsonl``, appended one durable line per judged attempt."""
 
@@ -298,7 +309,7 @@ class BenchRunner:
         settings = self.settings
         bench_id = open_bench(settings)
         results = ResultsFile(settings.out / "results.jsonl")
-        rows = read_results(results.path)
+        rows = judged_rows(results.path)
         done = {(str(r["task_id"]), int(r["attempt"])) for r in rows}
         attempts = plan_attempts(settings, bench_id)
         owed = [a for a in attempts if (a.task.task_id, a.k) not in done]

@@ -13,16 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mirograph.errors import UserInputError
 from mirograph.flows.bench.harness import (
     BenchOutcome,
     BenchRunner,
     BenchSettings,
     in_task_order,
+    judged_rows,
+    latest_rows,
     locked_out_dir,
     open_bench,
-    read_results,
 )
+from mirograph.flows.bench.judges import Judge
 from mirograph.flows.bench.records import AttemptResult
+from mirograph.flows.bench.tasks import BenchTask
 
 if TYPE_CHECKING:
     from mirograph.flows.loader import FlowConfig
@@ -102,10 +106,11 @@ async def run_bench(
     ``on_start`` gets the runner before any attempt starts (the CLI's Ctrl-C calls
     its ``stop``: no new attempt, the runs in flight pause after their step)."""
     with locked_out_dir(settings.out):
+        await check_judge(settings.judge, settings.dataset.benchmark)
         open_bench(settings)  # made, or checked against the folder's, before anything runs
         for note in settings.notes:
             say(f"note: {note}")
-        earlier = read_results(settings.out / "results.jsonl")
+        earlier = judged_rows(settings.out / "results.jsonl")
         progress = ProgressLine(say, len(earlier))
         progress.count_earlier(earlier)
         total = len(settings.dataset.tasks) * settings.runs
@@ -125,6 +130,27 @@ async def run_bench(
         return write_outputs(settings, outcome)
 
 
+#: A question any judge must grade: asked once before a bench with a model judge runs.
+PROBE = BenchTask(task_id="judge-check", question="What is 2 + 2?", ground_truth="4")
+
+
+async def check_judge(judge: Judge, benchmark: str) -> None:
+    """A model judge that cannot grade ``2 + 2 = 4`` (a wrong model name, URL or key)
+    would turn every attempt into a ``judge_error``: refuse it before anything runs."""
+    if judge.name == "exact":
+        return
+    verdict = await judge.judge(PROBE, "4", benchmark)
+    if verdict.verdict == "correct":
+        return
+    detail = " ".join(str(verdict.detail or "").split())
+    detail = detail if len(detail) <= 300 else detail[:300] + "…"
+    said = "could not grade" if verdict.verdict == "judge_error" else "graded wrong"
+    raise UserInputError(
+        f"the judge {judge.name} {said} a test answer (2 + 2 = 4: {detail}); check --judge:"
+        " a model the endpoint serves, its URL and key"
+    )
+
+
 def write_outputs(settings: BenchSettings, outcome: BenchOutcome) -> BenchReport:
     """``summary.json``, the MiroThinker-compatible files and both plots, from every row."""
     from mirograph.flows.bench.compat import write_compatible
@@ -132,7 +158,8 @@ def write_outputs(settings: BenchSettings, outcome: BenchOutcome) -> BenchReport
     from mirograph.flows.bench.scoring import summarize
 
     out = settings.out
-    rows = in_task_order(outcome.rows, settings.dataset)
+    rows = in_task_order(latest_rows(out / "results.jsonl"), settings.dataset)
+    outcome.rows = rows
     summary = summarize(
         rows,
         benchmark=settings.dataset.benchmark,

@@ -3,6 +3,7 @@
 A task reads ``Task N: add A and B after C lookups.``, optionally followed by
 markers: ``(wrong)`` boxes A + B + 1; ``(restart)`` lets the first attempt end
 without a box, so the flow's restart rule starts a second one, which answers;
+``(garble)`` boxes ``UNPARSEABLE`` (``judge_policy`` then gives no verdict);
 ``(file)`` boxes the number the attached file ``note-N.txt`` holds (read with
 the ``files`` tools' ``read_file`` from the run's workspace: ``The note says K.``).
 Each working turn calls ``lookup`` (topic ``taskNaK`` for attempt K, step =
@@ -42,6 +43,8 @@ def solve(body: dict[str, Any]) -> str:
             return "Closing.</think>\n\nI could not settle on a number."
         if "(file)" in task:
             value = int(_last_tool_result(messages).split()[-1])
+        if "(garble)" in task:  # an answer the sim judge cannot grade (judge_policy)
+            return "Closing.</think>\n\nThe sum is \\boxed{UNPARSEABLE}"
         return f"Closing.</think>\n\nThe sum is \\boxed{{{value:,}}}"
     if turn <= lookups:
         call = render_call("lab", "lookup", {"topic": f"task{number}a{attempt}", "step": turn})

@@ -147,3 +147,52 @@ def test_a_model_outage_stops_the_bench_and_the_fixed_flow_finishes_it(
     other = _bench(cli, data, flow, out, "--runs", "3")
     assert other.returncode == 2 and "runs 1" in other.stderr, other.stderr
     assert len(other.stderr.splitlines()) == 1
+
+
+@pytest.mark.timeout(240)
+def test_an_llm_judge_grades_over_http_and_an_unreadable_verdict_is_a_judge_error(
+    cli: Cli, sim_model, tmp_path: Path
+) -> None:
+    data = tmp_path / "data" / "standardized_data.jsonl"
+    data.parent.mkdir()
+    rows = [
+        ("t1", "Task 1: add 2 and 3 after 1 lookups.", "5"),
+        ("t3", "Task 3: add 4 and 4 after 1 lookups. (wrong)", "8"),
+        ("t7", "Task 7: add 1 and 2 after 0 lookups. (garble)", "3"),
+    ]
+    data.write_text(
+        "".join(
+            json.dumps({"task_id": i, "task_question": q, "ground_truth": t}) + "\n"
+            for i, q, t in rows
+        )
+    )
+    flow = write_flow(tmp_path / "flow.yaml", sim_model("support.bench_policy:solve"))
+    log = tmp_path / "judge.log"
+    judge_url = sim_model(f"support.judge_policy:grade?log={log}")
+    out = tmp_path / "out"
+    # A judge that cannot grade (a model the endpoint does not serve) is refused first.
+    wrong = _bench(cli, data, flow, out, "--judge", f"grader@{judge_url}", "--benchmark", "gaia")
+    assert wrong.returncode == 2 and len(wrong.stderr.splitlines()) == 1, wrong.stderr
+    assert "judge grader@" in wrong.stderr and "check --judge" in wrong.stderr
+    assert json.loads(cli("ls", "--json", "--store", cli.store).stdout or "[]") == []
+    judge = f"mirothinker@{judge_url}"
+    done = _bench(cli, data, flow, out, "--judge", judge, "--benchmark", "gaia")
+    assert done.returncode == 0, done.stderr
+    verdicts = {r["task_id"]: r["judge"] for r in results(out)}
+    assert {t: v["verdict"] for t, v in verdicts.items()} == {
+        "t1": "correct",
+        "t3": "incorrect",
+        "t7": "judge_error",
+    }
+    assert {v["method"] for v in verdicts.values()} == {"llm"}
+    assert {v["prompt_version"] for v in verdicts.values()} == {"equivalence-v1"}
+    assert not [r for r in results(out) if r["task_id"] == "t7" and r["correct"]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["judge_errors"], round(summary["avg_at_k"], 4)) == (1, round(1 / 3, 4))
+    # the check, one request each for t1 and t3, three (asked twice more) for t7
+    assert len(log.read_text().splitlines()) == 6
+    # The same command again judges the judge_error again (its run is not run again).
+    again = _bench(cli, data, flow, out, "--judge", judge, "--benchmark", "gaia")
+    assert again.returncode == 0 and "(2 judged before)" in again.stderr, again.stderr
+    assert len(log.read_text().splitlines()) == 6 + 1 + 3
+    assert [r["task_id"] for r in results(out)].count("t7") == 2
