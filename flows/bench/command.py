@@ -133,7 +133,17 @@ def finish(
         say(f"wrote {path}")
     outcome = report.outcome
     if not outcome.unfinished:
-        return 0
+        errors = [r for r in outcome.rows if r["judge"].get("verdict") == "judge_error"]
+        if not errors:
+            return 0
+        first = errors[0]
+        detail = " ".join(str(first["judge"].get("detail") or "").split())[:200]
+        say(
+            f"error: {len(errors)} of {outcome.total} attempts could not be judged"
+            f" ({first['task_id']} #{first['attempt']}: {detail}); they count as wrong until"
+            " judged: run the same command again to judge them again"
+        )
+        return 3
     attempt, why = outcome.unfinished[0]
     say(
         f"error: {len(outcome.unfinished)} of {outcome.total} attempts are not finished"

@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirograph.errors import MirographError, RunNotFoundError, UserInputError
+from mirograph.errors import (
+    MirographError,
+    ModelServerError,
+    RunBusyError,
+    RunFailedError,
+    RunNotFoundError,
+    StoreUnavailableError,
+    UserInputError,
+)
 from mirograph.flows.bench.judges import Judge
 from mirograph.flows.bench.records import AttemptResult
 from mirograph.flows.bench.tasks import BenchTask, Dataset
@@ -123,7 +131,22 @@ def tasks_digest(dataset: Dataset) -> str:
     digest = hashlib.sha256()
     for task in dataset.tasks:
         digest.update(json.dumps([task.task_id, task.question, task.ground_truth]).encode())
+        for path in task.files:  # an edited attachment is another task too
+            digest.update(path.name.encode() + b"\0" + _file_digest(path))
     return digest.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> bytes:
+    file_hash = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                file_hash.update(block)
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot read the attached file {path} ({exc.strerror or exc}); put it back"
+        ) from None
+    return file_hash.digest()
 
 
 def flow_digest(flow: FlowConfig | str) -> str:
@@ -194,8 +217,9 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def read_results(path: Path) -> list[AttemptResult]:
-    """The judged attempts in ``results.jsonl``. A line torn by a kill mid-write (the
-    last one, unparseable) is dropped from the file: its attempt is judged again."""
+    """The judged attempts in ``results.jsonl``. A last line torn by a kill mid-write
+    (no newline, not JSON) is cut off the file: its attempt is judged again. Any other
+    line that is not a result is one error naming it."""
     if not path.exists():
         return []
     rows: list[AttemptResult] = []
@@ -204,20 +228,40 @@ def read_results(path: Path) -> list[AttemptResult]:
     for number, line in enumerate(lines, 1):
         try:
             row = json.loads(line)
-            if not isinstance(row, dict) or "task_id" not in row or "attempt" not in row:
-                raise ValueError("not an attempt")
-        except ValueError:
-            if number == len(lines):  # torn by a kill: cut it off
+        except (ValueError, RecursionError):
+            row = None
+            if number == len(lines) and not line.endswith("\n"):  # torn by a kill
                 with open(path, "r+b") as handle:
                     handle.truncate(kept)
                 break
+        if not _is_result(row):
             raise UserInputError(
                 f"{path}:{number}: not a result line; remove the line (its attempt is then"
-                " run again) or pass another --out"
-            ) from None
+                " run or judged again) or pass another --out"
+            )
         kept += len(line.encode("utf-8"))
         rows.append(row)  # type: ignore[arg-type]
     return rows
+
+
+def _is_result(row: object) -> bool:
+    """Whether ``row`` has what a rerun and the scoring read, of the right kinds."""
+    if not isinstance(row, dict):
+        return False
+    attempt, task_id = row.get("attempt"), row.get("task_id")
+    return (
+        isinstance(task_id, str | int)
+        and not isinstance(task_id, bool)
+        and isinstance(attempt, int)
+        and not isinstance(attempt, bool)
+        and attempt >= 1
+        and isinstance(row.get("correct"), bool)
+        and isinstance(row.get("judge"), dict)
+        and all(isinstance(row.get(k, 0), int | float) for k in _NUMBERS)
+    )
+
+
+_NUMBERS = ("turns", "tool_calls", "prompt_tokens", "completion_tokens", "wall_s", "restarts")
 
 
 def latest_rows(path: Path) -> list[AttemptResult]:
@@ -237,6 +281,13 @@ class ResultsFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.touch()  # there from the start: an empty file says nothing is judged yet
+        with open(path, "rb") as handle:  # a last line left without its newline gets one
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - 1, 0))
+            unended = size > 0 and handle.read(1) != b"\n"
+        if unended:
+            with open(path, "ab") as out:
+                out.write(b"\n")
 
     def append(self, row: AttemptResult) -> None:
         with open(self.path, "a", encoding="utf-8") as out:
@@ -277,9 +328,16 @@ def place_files(task: BenchTask, run_id: str) -> None:
     if not task.files:
         return
     workspace = run_dir(run_id) / "workspace"
-    workspace.mkdir(parents=True, exist_ok=True)
     for path in task.files:
-        shutil.copy2(path, workspace / path.name)
+        try:
+            workspace.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, workspace / path.name)
+        except OSError as exc:
+            raise OSError(
+                f"cannot copy the attached file {path} into run {run_id}'s workspace"
+                f" ({exc.strerror or exc}); put the file back (or free the disk) and run"
+                " the same command again"
+            ) from None
 
 
 # -- running ------------------------------------------------------------------------
@@ -308,8 +366,8 @@ class BenchRunner:
     async def run(self) -> BenchOutcome:
         settings = self.settings
         bench_id = open_bench(settings)
+        rows = judged_rows(settings.out / "results.jsonl")  # a torn last line cut first
         results = ResultsFile(settings.out / "results.jsonl")
-        rows = judged_rows(results.path)
         done = {(str(r["task_id"]), int(r["attempt"])) for r in rows}
         attempts = plan_attempts(settings, bench_id)
         owed = [a for a in attempts if (a.task.task_id, a.k) not in done]
@@ -322,15 +380,21 @@ class BenchRunner:
                     outcome.unfinished.append((attempt, self.stopping))
                     return
                 try:
-                    row, why = await self._attempt(attempt)
-                except MirographError as exc:
-                    row, why = None, str(exc)
-                if row is None:
-                    outcome.unfinished.append((attempt, why or "did not finish"))
-                    # An attempt that could not finish (the model or the store is away)
-                    # says the next ones would not either: stop starting them.
-                    self.stop(why or "an attempt did not finish")
+                    row = await self._attempt(attempt)
+                except RunBusyError as exc:  # another process runs it: left to that one
+                    outcome.unfinished.append((attempt, str(exc)))
                     return
+                except (_Unfinished, *OUTAGES) as exc:
+                    # The model, the store or this machine is away (or Ctrl-C): the next
+                    # attempts would stop too, so none is started; a rerun continues.
+                    outcome.unfinished.append((attempt, str(exc)))
+                    self.stop(str(exc))
+                    return
+                except MirographError as exc:
+                    # This task cannot be run (a question longer than the model's
+                    # context, a tool that fails to start): an attempt with no answer,
+                    # counted wrong as the reference counts it; the others go on.
+                    row = await self._failed(attempt, str(exc))
                 results.append(row)
                 outcome.rows.append(row)
                 if self.on_result is not None:
@@ -340,8 +404,10 @@ class BenchRunner:
         outcome.stopped = self.stopping
         return outcome
 
-    async def _attempt(self, attempt: Attempt) -> tuple[AttemptResult | None, str | None]:
-        """Run (or resume, or only read) one attempt's run, then judge its answer."""
+    async def _attempt(self, attempt: Attempt) -> AttemptResult:
+        """Run (or resume, or only read) one attempt's run, then judge its answer.
+
+        Raises ``_Unfinished`` for a run that stopped without ending (paused)."""
         from mirograph.flows.runner import ENDED, get_run, resume_run, run_report, start_run
         from mirograph.graphs.run_control import RunControl
         from mirograph.state.store import open_store
@@ -373,11 +439,44 @@ class BenchRunner:
                 )
         finally:
             self.controls.discard(control)
+        if ran.status == "failed":
+            raise RunFailedError(f"run {attempt.run_id} failed: {ran.reason}")
         if ran.status not in ENDED:
-            return None, f"run {attempt.run_id} {ran.status}: {ran.reason}"
+            raise _Unfinished(f"run {attempt.run_id} {ran.status}: {ran.reason}")
         report = await run_report(attempt.run_id, store_url=settings.store_url)
         verdict = await settings.judge.judge(attempt.task, ran.answer, settings.dataset.benchmark)
-        return result_row(attempt, report, ran.answer, verdict.as_record(), verdict.correct), None
+        return result_row(attempt, report, ran.answer, verdict.as_record(), verdict.correct)
+
+    async def _failed(self, attempt: Attempt, why: str) -> AttemptResult:
+        """The row of an attempt that ended without an answer because it could not run."""
+        from mirograph.flows.runner import run_report
+
+        try:
+            report = await run_report(attempt.run_id, store_url=self.settings.store_url)
+        except MirographError:  # refused before its run was stored
+            report = {}
+        judge = {
+            "verdict": "incorrect",
+            "method": "none",
+            "model": None,
+            "prompt_version": None,
+            "detail": f"no answer: {why}",
+        }
+        row = result_row(attempt, report, None, judge, False)
+        row["stop_reason"] = "failed"
+        return row
+
+
+class _Unfinished(MirographError):
+    """An attempt's run stopped without ending (paused): a rerun continues it."""
+
+
+#: Errors that say the model, the store or this machine is away, not that a task is bad.
+OUTAGES: tuple[type[BaseException], ...] = (
+    StoreUnavailableError,
+    ModelServerError,
+    OSError,
+)
 
 
 def result_row(

@@ -205,6 +205,7 @@ def summarize(
     scores = task_scores(counted, is_correct)
     plain = task_scores(counted, is_correct_without_restarts)
     stderr, stderr_of = standard_error(counted, scores)
+    judge_errors = sum(1 for row in counted if row["judge"].get("verdict") == "judge_error")
     return {
         "benchmark": benchmark,
         "tasks": tasks,
@@ -212,7 +213,8 @@ def summarize(
         "attempts_done": len(counted),
         "attempts_expected": tasks * runs,
         "tasks_scored": len(scores),
-        "complete": len(counted) >= tasks * runs and len(scores) >= tasks,
+        # a judge_error is owed a verdict: the same command again judges it again
+        "complete": len(counted) >= tasks * runs and len(scores) >= tasks and not judge_errors,
         "avg_at_k": avg_at_k(scores),
         "pass_at_k": pass_at_k(scores),
         "stderr": stderr,
@@ -228,7 +230,7 @@ def summarize(
         "flow": flow,
         "model": model,
         "mirograph_version": mirograph_version(),
-        "judge_errors": sum(1 for row in counted if row["judge"].get("verdict") == "judge_error"),
+        "judge_errors": judge_errors,
         "no_answer": sum(1 for row in counted if row["answer"] is None),
         "stop_reasons": dict(Counter(str(row["stop_reason"]) for row in counted).most_common()),
         "mean_turns": mean_of(counted, "turns"),

@@ -69,8 +69,10 @@ class ProgressLine:
         left = total - done
         eta = elapsed / this_session * left if this_session > 0 else 0.0
         verdict = row["judge"].get("verdict", "correct" if row["correct"] else "incorrect")
+        task_id = str(row["task_id"])
+        task_id = task_id if len(task_id) <= 60 else task_id[:59] + "…"
         self.say(
-            f"[{done}/{total}] {row['task_id']} #{row['attempt']}: {verdict}"
+            f"[{done}/{total}] {task_id} #{row['attempt']}: {verdict}"
             f" ({row['turns']} turns, {row['tool_calls']} tool calls, {row['wall_s']:.0f} s)"
             f" · accuracy {self.correct / self.judged:.1%} · ETA {_duration(eta)}"
         )

@@ -124,7 +124,7 @@ def _jsonl_format(path: Path) -> str | None:
             if text.strip():
                 try:
                     row = json.loads(text)
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     row = None
                 break
     if isinstance(row, dict):

@@ -41,6 +41,12 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Row]]:
                 raise row_error(
                     path, number, f"not valid JSON ({exc.msg}); each line must be one JSON object"
                 ) from None
+            except RecursionError:
+                raise row_error(
+                    path,
+                    number,
+                    "not valid JSON (nested too deeply); each line must be one JSON object",
+                ) from None
             if not isinstance(row, dict):
                 kind = type(row).__name__
                 raise row_error(path, number, f"a JSON {kind}; each line must be one JSON object")
@@ -112,13 +118,33 @@ def optional_text(row: Mapping[str, Any], name: str) -> str | None:
 
 def attached_file(path: Path, line: int, folder: Path, candidates: Sequence[str]) -> Path:
     """The first existing attachment among ``candidates`` (relative to ``folder``), resolved."""
-    tried = []
+    tried: list[str] = []
+    outside: list[str] = []
+    root = folder.resolve()
     for name in candidates:
         target = Path(name)
         target = target if target.is_absolute() else folder / target
-        if target.is_file():
-            return target.resolve()
-        tried.append(str(target.resolve()))
+        resolved = target.resolve()
+        if not resolved.is_relative_to(root):
+            # A dataset names files beside it: one that points elsewhere on this machine
+            # (``../../etc/passwd``, an absolute path, a symlink out) would be handed to
+            # the agent, and through it to the model endpoint.
+            outside.append(name)
+            continue
+        if resolved.is_file():
+            return resolved
+        if resolved.exists():
+            raise row_error(
+                path, line, f"attached file {name!r} is not a file ({resolved}); name a file"
+            )
+        tried.append(str(resolved))
+    if outside:
+        raise row_error(
+            path,
+            line,
+            f"attached file {outside[0]!r} is outside the dataset's folder {root}; copy it"
+            " into that folder and name it relative to it",
+        )
     raise row_error(
         path,
         line,
@@ -162,6 +188,8 @@ def task_id_of(path: Path, line: int, row: Mapping[str, Any], name: str, *, need
     value = row.get(name)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, float):  # NaN, inf, 1.5: not an id anyone meant
+        raise row_error(path, line, f"field {name!r} is {value!r}; give the id as text")
     return text_field(path, line, row, name, needs=needs)
 
 

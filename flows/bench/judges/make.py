@@ -19,6 +19,7 @@ from mirograph.errors import UserInputError
 from mirograph.flows.bench.judges import Judge
 from mirograph.flows.bench.judges.exact import ExactJudge
 from mirograph.flows.bench.judges.llm import LlmJudge
+from mirograph.state.store import shown_url
 
 #: Where a ``MODEL@URL`` judge's API key is read from, first set wins.
 JUDGE_KEY_ENVS = ("MIROGRAPH_JUDGE_API_KEY", "OPENAI_API_KEY")
@@ -42,14 +43,16 @@ def make_judge(spec: str, models: Mapping[str, ModelConfig]) -> Judge:
         return _llm_judge(judge_config(models[spec]), spec)
     model, at, url = spec.partition("@")
     if not at:
-        raise UserInputError(f"unknown judge {spec!r}: {_accepted(models)}")
+        raise UserInputError(f"unknown judge {shown_url(spec)!r}: {_accepted(models)}")
     parts = urlsplit(url)
+    # Named (in results, summary.json, errors) without a password the URL may carry.
+    shown = f"{model}@{shown_url(url)}"
     if not model or parts.scheme not in {"http", "https"} or not parts.hostname:
         raise UserInputError(
-            f"judge {spec!r} is not MODEL@URL with an http(s) URL: {_accepted(models)}"
+            f"judge {shown!r} is not MODEL@URL with an http(s) URL: {_accepted(models)}"
         )
     config = ModelConfig(base_url=url, model=model, api_key_env=_judge_key_env(), provider="openai")
-    return _llm_judge(judge_config(config), spec)
+    return _llm_judge(judge_config(config), shown, parts.password)
 
 
 def judge_config(config: ModelConfig) -> ModelConfig:
@@ -62,9 +65,11 @@ def judge_config(config: ModelConfig) -> ModelConfig:
     return config.model_copy(update={**_PLAIN_SETTINGS, "provider": provider})
 
 
-def _llm_judge(config: ModelConfig, name: str) -> LlmJudge:
+def _llm_judge(config: ModelConfig, name: str, password: str | None = None) -> LlmJudge:
+    """The judge, told its secrets (key, URL password) to mask in what it records."""
     key = config.api_key()
-    return LlmJudge(build_native_model(config), name, secrets=(key,) if key != "EMPTY" else ())
+    secrets = tuple(s for s in (key if key != "EMPTY" else None, password) if s)
+    return LlmJudge(build_native_model(config), name, secrets=secrets)
 
 
 def _judge_key_env() -> str:

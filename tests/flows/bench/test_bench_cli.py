@@ -159,6 +159,8 @@ def test_an_llm_judge_grades_over_http_and_an_unreadable_verdict_is_a_judge_erro
         ("t1", "Task 1: add 2 and 3 after 1 lookups.", "5"),
         ("t3", "Task 3: add 4 and 4 after 1 lookups. (wrong)", "8"),
         ("t7", "Task 7: add 1 and 2 after 0 lookups. (garble)", "3"),
+        # longer than the model's context: this task cannot run, the others go on
+        ("t8", "Task 8: add 1 and 1 after 0 lookups. " + "padding " * 150_000, "2"),
     ]
     data.write_text(
         "".join(
@@ -177,22 +179,27 @@ def test_an_llm_judge_grades_over_http_and_an_unreadable_verdict_is_a_judge_erro
     assert json.loads(cli("ls", "--json", "--store", cli.store).stdout or "[]") == []
     judge = f"mirothinker@{judge_url}"
     done = _bench(cli, data, flow, out, "--judge", judge, "--benchmark", "gaia")
-    assert done.returncode == 0, done.stderr
+    # t7 could not be judged: said in the last line, exit 3 (judge it again later)
+    assert done.returncode == 3, done.stderr
+    assert "1 of 4 attempts could not be judged (t7 #1" in done.stderr.splitlines()[-1]
     verdicts = {r["task_id"]: r["judge"] for r in results(out)}
     assert {t: v["verdict"] for t, v in verdicts.items()} == {
         "t1": "correct",
         "t3": "incorrect",
         "t7": "judge_error",
+        "t8": "incorrect",
     }
-    assert {v["method"] for v in verdicts.values()} == {"llm"}
-    assert {v["prompt_version"] for v in verdicts.values()} == {"equivalence-v1"}
+    assert [verdicts[t]["method"] for t in ("t1", "t3", "t7", "t8")] == ["llm"] * 3 + ["none"]
+    assert "longer than" in verdicts["t8"]["detail"] or "context" in verdicts["t8"]["detail"]
+    assert {verdicts[t]["prompt_version"] for t in ("t1", "t3", "t7")} == {"equivalence-v1"}
     assert not [r for r in results(out) if r["task_id"] == "t7" and r["correct"]]
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["judge_errors"], round(summary["avg_at_k"], 4)) == (1, round(1 / 3, 4))
+    assert (summary["judge_errors"], summary["complete"]) == (1, False)
+    assert round(summary["avg_at_k"], 4) == 0.25
     # the check, one request each for t1 and t3, three (asked twice more) for t7
     assert len(log.read_text().splitlines()) == 6
     # The same command again judges the judge_error again (its run is not run again).
     again = _bench(cli, data, flow, out, "--judge", judge, "--benchmark", "gaia")
-    assert again.returncode == 0 and "(2 judged before)" in again.stderr, again.stderr
+    assert again.returncode == 3 and "(3 judged before)" in again.stderr, again.stderr
     assert len(log.read_text().splitlines()) == 6 + 1 + 3
     assert [r["task_id"] for r in results(out)].count("t7") == 2

@@ -318,3 +318,28 @@ def test_standard_file_path_is_found_by_name(tmp_path: Path) -> None:
     row = {"task_id": "1", "task_question": "q", "ground_truth": "a", "file_path": "data/x/doc.txt"}
     task = load_dataset(write_jsonl(tmp_path / "standardized_data.jsonl", [row])).tasks[0]
     assert task.files == ((tmp_path / "doc.txt").resolve(),)
+
+
+def test_an_attachment_outside_the_dataset_folder_is_refused(tmp_path: Path) -> None:
+    """A row must not hand the agent (and the model endpoint) any file of this machine."""
+    data = tmp_path / "data"
+    data.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2\n")
+    (data / "link.txt").symlink_to(secret)
+    (data / "folder").mkdir()
+    for name in ("../secret.txt", str(secret), "link.txt"):
+        row = {"task_id": "t", "task_question": "q", "ground_truth": "a", "file_name": name}
+        path = write_jsonl(data / "standardized_data.jsonl", [row])
+        message = error_of(path)
+        assert message.startswith(f"{path}:1: attached file {name!r} is outside"), message
+    row = {"task_id": "t", "task_question": "q", "ground_truth": "a", "file_name": "folder"}
+    assert "is not a file" in error_of(write_jsonl(data / "standardized_data.jsonl", [row]))
+
+
+def test_odd_ids_and_deep_json_are_row_errors(tmp_path: Path) -> None:
+    path = tmp_path / "standardized_data.jsonl"
+    path.write_text('{"task_id": NaN, "task_question": "q", "ground_truth": "a"}\n')
+    assert error_of(path).startswith(f"{path}:1: field 'task_id' is nan")
+    path.write_text("[" * 100_000 + "\n")
+    assert "nested too deeply" in error_of(path, "standard")
