@@ -810,6 +810,10 @@ def bench_command(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the attempts' order.")] = 0,
     store: StoreOpt = None,
+    broker: Annotated[
+        str | None,
+        typer.Option("--broker", help="Run the attempts on the workers of this Redis broker."),
+    ] = None,
     overrides: SetOpt = None,
 ) -> None:
     """Evaluate a flow on a benchmark: K runs per task, judged, scored, plotted; resumable."""
@@ -828,6 +832,7 @@ def bench_command(
         out=out_dir,
         seed=seed,
         store=store,
+        broker=broker,
     )
     code = bench(options, err, out)
     if code:

@@ -39,6 +39,7 @@ class BenchOptions:
     out: Path | None
     seed: int
     store: str | None
+    broker: str | None = None
 
 
 def prepare(options: BenchOptions) -> BenchSettings:
@@ -63,6 +64,12 @@ def prepare(options: BenchOptions) -> BenchSettings:
     else:
         loaded = load_flow(options.flow, options.overrides)
         flow, flow_name, models = loaded, options.flow or loaded.name, loaded.models
+    broker = None
+    if options.broker is not None:  # checked now: a wrong URL fails before any run exists
+        from mirograph.flows.workers import broker as fleet_broker
+
+        broker = fleet_broker.broker_url(options.broker)
+        fleet_broker.check_broker(broker)
     judge = make_judge(options.judge, models)
     out = options.out or Path("bench") / f"{_stem(dataset.benchmark)}-{_stem(flow_name)}"
     return BenchSettings(
@@ -76,6 +83,7 @@ def prepare(options: BenchOptions) -> BenchSettings:
         seed=options.seed,
         limit=options.limit,
         store_url=options.store,
+        broker_url=broker,
     )
 
 

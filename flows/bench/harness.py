@@ -12,39 +12,32 @@ where the reference harness starts the task over.
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
-import json
-import os
 import random
-import secrets
 import shutil
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mirograph.errors import (
+    BrokerUnavailableError,
     MirographError,
     ModelServerError,
     RunBusyError,
     RunFailedError,
     RunNotFoundError,
     StoreUnavailableError,
-    UserInputError,
 )
+from mirograph.flows.bench.folder import open_bench
 from mirograph.flows.bench.judges import Judge
 from mirograph.flows.bench.records import AttemptResult
+from mirograph.flows.bench.results import ResultsFile, judged_rows
 from mirograph.flows.bench.tasks import BenchTask, Dataset
 
 if TYPE_CHECKING:  # the engine is imported when attempts run: a bad dataset is said at once
     from mirograph.flows.loader import FlowConfig
+    from mirograph.flows.runner import RunOutcome
     from mirograph.graphs.run_control import RunControl
-
-#: The settings that make a bench what it is: a rerun must give the same ones.
-IDENTITY = ("dataset", "tasks_digest", "benchmark", "flow", "runs", "seed", "limit", "judge")
 
 
 @dataclass(frozen=True)
@@ -62,6 +55,8 @@ class BenchSettings:
     seed: int = 0
     limit: int | None = None
     store_url: str | None = None
+    #: The workers' Redis broker: attempts run on the fleet (``fleet``), not here.
+    broker_url: str | None = None
     #: Lines the bench has to say before it runs (e.g. its flow changed); filled by it.
     notes: list[str] = field(default_factory=list)
 
@@ -89,211 +84,6 @@ class BenchOutcome:
 
 
 # -- the output folder --------------------------------------------------------------
-
-
-@contextmanager
-def locked_out_dir(out: Path) -> Iterator[None]:
-    """Hold ``out`` for this bench: two benches writing one folder would interleave."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / ".lock", "a+", encoding="utf-8")  # noqa: SIM115 (held open)
-    except OSError as exc:
-        raise UserInputError(
-            f"cannot write the bench's output folder {out} ({exc.strerror or exc});"
-            " pass a writable --out"
-        ) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserInputError(
-                f"another `mirograph bench` is writing {out}; wait for it to end or pass"
-                " another --out"
-            ) from None
-        yield
-
-
-def bench_identity(settings: BenchSettings) -> dict[str, Any]:
-    return {
-        "dataset": str(settings.dataset.source),
-        "tasks_digest": tasks_digest(settings.dataset),
-        "benchmark": settings.dataset.benchmark,
-        "flow": settings.flow_name,
-        "runs": settings.runs,
-        "seed": settings.seed,
-        "limit": settings.limit,
-        "judge": settings.judge.name,
-    }
-
-
-def tasks_digest(dataset: Dataset) -> str:
-    """A digest of what the tasks ask and expect: an edited dataset file is a new bench."""
-    digest = hashlib.sha256()
-    for task in dataset.tasks:
-        digest.update(json.dumps([task.task_id, task.question, task.ground_truth]).encode())
-        for path in task.files:  # an edited attachment is another task too
-            digest.update(path.name.encode() + b"\0" + _file_digest(path))
-    return digest.hexdigest()[:16]
-
-
-def _file_digest(path: Path) -> bytes:
-    file_hash = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                file_hash.update(block)
-    except OSError as exc:
-        raise UserInputError(
-            f"cannot read the attached file {path} ({exc.strerror or exc}); put it back"
-        ) from None
-    return file_hash.digest()
-
-
-def flow_digest(flow: FlowConfig | str) -> str:
-    """A digest of the flow as it runs (a custom graph: its reference)."""
-    spec = flow if isinstance(flow, str) else flow.model_dump(mode="json")
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def open_bench(settings: BenchSettings) -> str:
-    """The bench's id: read from ``bench.json`` (whose settings must match), or made."""
-    path = settings.out / "bench.json"
-    identity = bench_identity(settings)
-    if path.exists():
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            bench_id = str(saved["bench_id"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UserInputError(
-                f"{path} cannot be read ({exc}); pass another --out for a new bench"
-            ) from None
-        changed = [key for key in IDENTITY if saved.get(key) != identity[key]]
-        if changed:
-            key = changed[0]
-            if key == "tasks_digest":
-                raise UserInputError(
-                    f"the tasks of {settings.dataset.source} changed since the bench in"
-                    f" {settings.out} started; pass another --out for a bench of the new tasks"
-                )
-            raise UserInputError(
-                f"{settings.out} holds a bench with {key} {saved.get(key)!r}, not"
-                f" {identity[key]!r}; rerun with the same options to continue it, or pass"
-                " another --out"
-            )
-        digest = flow_digest(settings.flow)
-        if saved.get("flow_digest") != digest:
-            # A fixed flow file (a model name, a URL) is what the unfinished attempts
-            # continue on; the judged ones keep what they ran with. Said, and recorded.
-            settings.notes.append(
-                f"the flow {settings.flow_name} changed since this bench started: its"
-                " unfinished attempts continue with the changed flow"
-            )
-            _write_atomically(
-                path, json.dumps({**saved, "flow_digest": digest}, ensure_ascii=False, indent=2)
-            )
-        return bench_id
-    bench_id = f"bench-{_slug(settings.dataset.benchmark)}-{secrets.token_hex(3)}"
-    tasks = [t.task_id for t in settings.dataset.tasks]
-    record = {
-        "bench_id": bench_id,
-        **identity,
-        "flow_digest": flow_digest(settings.flow),
-        "created_at": time.time(),
-        "tasks": tasks,
-    }
-    _write_atomically(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
-    return bench_id
-
-
-def _slug(name: str) -> str:
-    kept = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    return kept[:24] or "bench"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_results(path: Path) -> list[AttemptResult]:
-    """The judged attempts in ``results.jsonl``. A last line torn by a kill mid-write
-    (no newline, not JSON) is cut off the file: its attempt is judged again. Any other
-    line that is not a result is one error naming it."""
-    if not path.exists():
-        return []
-    rows: list[AttemptResult] = []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = 0
-    for number, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError):
-            row = None
-            if number == len(lines) and not line.endswith("\n"):  # torn by a kill
-                with open(path, "r+b") as handle:
-                    handle.truncate(kept)
-                break
-        if not _is_result(row):
-            raise UserInputError(
-                f"{path}:{number}: not a result line; remove the line (its attempt is then"
-                " run or judged again) or pass another --out"
-            )
-        kept += len(line.encode("utf-8"))
-        rows.append(row)  # type: ignore[arg-type]
-    return rows
-
-
-def _is_result(row: object) -> bool:
-    """Whether ``row`` has what a rerun and the scoring read, of the right kinds."""
-    if not isinstance(row, dict):
-        return False
-    attempt, task_id = row.get("attempt"), row.get("task_id")
-    return (
-        isinstance(task_id, str | int)
-        and not isinstance(task_id, bool)
-        and isinstance(attempt, int)
-        and not isinstance(attempt, bool)
-        and attempt >= 1
-        and isinstance(row.get("correct"), bool)
-        and isinstance(row.get("judge"), dict)
-        and all(isinstance(row.get(k, 0), int | float) for k in _NUMBERS)
-    )
-
-
-_NUMBERS = ("turns", "tool_calls", "prompt_tokens", "completion_tokens", "wall_s", "restarts")
-
-
-def latest_rows(path: Path) -> list[AttemptResult]:
-    """Each attempt's last line in ``results.jsonl`` (an attempt judged again has two)."""
-    return list({(str(r["task_id"]), int(r["attempt"])): r for r in read_results(path)}.values())
-
-
-def judged_rows(path: Path) -> list[AttemptResult]:
-    """The attempts a rerun keeps: not a ``judge_error``, which is judged again (its
-    run ended, so only the judge is asked: a judge that was away may be back)."""
-    return [r for r in latest_rows(path) if (r.get("judge") or {}).get("verdict") != "judge_error"]
-
-
-class ResultsFile:
-    """``results.jsonl``, appended one durable line per judged attempt."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.touch()  # there from the start: an empty file says nothing is judged yet
-        with open(path, "rb") as handle:  # a last line left without its newline gets one
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(size - 1, 0))
-            unended = size > 0 and handle.read(1) != b"\n"
-        if unended:
-            with open(path, "ab") as out:
-                out.write(b"\n")
-
-    def append(self, row: AttemptResult) -> None:
-        with open(self.path, "a", encoding="utf-8") as out:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
 
 
 # -- the plan -----------------------------------------------------------------------
@@ -408,8 +198,7 @@ class BenchRunner:
         """Run (or resume, or only read) one attempt's run, then judge its answer.
 
         Raises ``_Unfinished`` for a run that stopped without ending (paused)."""
-        from mirograph.flows.runner import ENDED, get_run, resume_run, run_report, start_run
-        from mirograph.graphs.run_control import RunControl
+        from mirograph.flows.runner import ENDED, get_run, run_report
         from mirograph.state.store import open_store
 
         settings = self.settings
@@ -418,6 +207,26 @@ class BenchRunner:
                 status = get_run(store, attempt.run_id).status
         except RunNotFoundError:
             status = None
+        if settings.broker_url is not None:
+            from mirograph.flows.bench.fleet import run_on_fleet
+
+            ran = await run_on_fleet(settings, attempt, status, lambda: self.stopping)
+        else:
+            ran = await self._run_here(attempt, status)
+        if ran.status == "failed":
+            raise RunFailedError(f"run {attempt.run_id} failed: {ran.reason}")
+        if ran.status not in ENDED:
+            raise _Unfinished(f"run {attempt.run_id} {ran.status}: {ran.reason}")
+        report = await run_report(attempt.run_id, store_url=settings.store_url)
+        verdict = await settings.judge.judge(attempt.task, ran.answer, settings.dataset.benchmark)
+        return result_row(attempt, report, ran.answer, verdict.as_record(), verdict.correct)
+
+    async def _run_here(self, attempt: Attempt, status: str | None) -> RunOutcome:
+        """Start (``status`` None) or resume the attempt's run in this process."""
+        from mirograph.flows.runner import resume_run, start_run
+        from mirograph.graphs.run_control import RunControl
+
+        settings = self.settings
         control = RunControl()
         self.controls.add(control)
         try:
@@ -439,13 +248,7 @@ class BenchRunner:
                 )
         finally:
             self.controls.discard(control)
-        if ran.status == "failed":
-            raise RunFailedError(f"run {attempt.run_id} failed: {ran.reason}")
-        if ran.status not in ENDED:
-            raise _Unfinished(f"run {attempt.run_id} {ran.status}: {ran.reason}")
-        report = await run_report(attempt.run_id, store_url=settings.store_url)
-        verdict = await settings.judge.judge(attempt.task, ran.answer, settings.dataset.benchmark)
-        return result_row(attempt, report, ran.answer, verdict.as_record(), verdict.correct)
+        return ran
 
     async def _failed(self, attempt: Attempt, why: str) -> AttemptResult:
         """The row of an attempt that ended without an answer because it could not run."""
@@ -473,6 +276,7 @@ class _Unfinished(MirographError):
 
 #: Errors that say the model, the store or this machine is away, not that a task is bad.
 OUTAGES: tuple[type[BaseException], ...] = (
+    BrokerUnavailableError,
     StoreUnavailableError,
     ModelServerError,
     OSError,

@@ -14,18 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mirograph.errors import UserInputError
-from mirograph.flows.bench.harness import (
-    BenchOutcome,
-    BenchRunner,
-    BenchSettings,
-    in_task_order,
-    judged_rows,
-    latest_rows,
-    locked_out_dir,
-    open_bench,
-)
+from mirograph.flows.bench.folder import locked_out_dir, open_bench
+from mirograph.flows.bench.harness import BenchOutcome, BenchRunner, BenchSettings, in_task_order
 from mirograph.flows.bench.judges import Judge
 from mirograph.flows.bench.records import AttemptResult
+from mirograph.flows.bench.results import judged_rows, latest_rows
 from mirograph.flows.bench.tasks import BenchTask
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mirograph.errors import UserInputError
-from mirograph.flows.bench.harness import ResultsFile, judged_rows, latest_rows, read_results
 from mirograph.flows.bench.judges.make import make_judge
+from mirograph.flows.bench.results import ResultsFile, judged_rows, latest_rows, read_results
 
 
 def _row(task_id: str, attempt: int = 1, verdict: str = "correct") -> dict:
