@@ -69,7 +69,24 @@ def _llm_judge(config: ModelConfig, name: str, password: str | None = None) -> L
     """The judge, told its secrets (key, URL password) to mask in what it records."""
     key = config.api_key()
     secrets = tuple(s for s in (key if key != "EMPTY" else None, password) if s)
-    return LlmJudge(build_native_model(config), name, secrets=secrets)
+    return LlmJudge(build_native_model(config), name, retry_delay_s=_retry_delay(), secrets=secrets)
+
+
+#: Seconds a judge waits after a failed call before it asks again (doubled each time).
+RETRY_DELAY_ENV = "MIROGRAPH_JUDGE_RETRY_DELAY_S"
+
+
+def _retry_delay() -> float:
+    raw = os.environ.get(RETRY_DELAY_ENV, "").strip()
+    try:
+        delay = float(raw) if raw else 1.0
+    except ValueError:
+        delay = -1.0
+    if not 0 <= delay <= 600:
+        raise UserInputError(
+            f"{RETRY_DELAY_ENV}={raw!r} is not a number of seconds from 0 to 600; fix or unset it"
+        )
+    return delay
 
 
 def _judge_key_env() -> str:

@@ -171,6 +171,7 @@ def test_an_llm_judge_grades_over_http_and_an_unreadable_verdict_is_a_judge_erro
     flow = write_flow(tmp_path / "flow.yaml", sim_model("support.bench_policy:solve"))
     log = tmp_path / "judge.log"
     judge_url = sim_model(f"support.judge_policy:grade?log={log}")
+    cli.env["MIROGRAPH_JUDGE_RETRY_DELAY_S"] = "0.05"  # asked again at once, not after 1 + 2 s
     out = tmp_path / "out"
     # A judge that cannot grade (a model the endpoint does not serve) is refused first.
     wrong = _bench(cli, data, flow, out, "--judge", f"grader@{judge_url}", "--benchmark", "gaia")
