@@ -285,18 +285,22 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
         return report
 
 
-def run_wall_seconds(record: RunRecord, *, last_event_ts: float | None = None) -> float:
+def run_wall_seconds(
+    record: RunRecord, *, last_event_ts: float | None = None, session_over: bool = False
+) -> float:
     """Seconds the run has been running, over all its sessions.
 
     A session in progress counts up to now; one whose process was killed, up to
     its last event (``last_event_ts``; not given: read from this machine's event
-    file; ``wall_seconds_of`` reads it from any store).
+    file; ``wall_seconds_of`` reads it from any store). ``session_over``: the
+    recorded session is known to be over (a resume that holds the lease now, whose
+    live lease would otherwise make the killed session count up to now).
     """
     total = record.wall_seconds
     started = record.session_started_at
     if record.status != "running" or started is None:
         return total
-    if record.effective_status == "running":
+    if record.effective_status == "running" and not session_over:
         return total + max(0.0, time.time() - started)
     last = last_event_ts
     if last is None:
@@ -305,14 +309,14 @@ def run_wall_seconds(record: RunRecord, *, last_event_ts: float | None = None) -
     return total + max(0.0, (last or started) - started)
 
 
-async def wall_seconds_of(store: Store, record: RunRecord) -> float:
+async def wall_seconds_of(store: Store, record: RunRecord, *, session_over: bool = False) -> float:
     """``run_wall_seconds`` with a killed session's last event read from the run's store."""
     last = None
-    if record.status == "running" and record.effective_status != "running":
+    if record.status == "running" and (session_over or record.effective_status != "running"):
         for event in await read_all(store.events, record.id):
             last = event.get("ts", last)
         last = last or record.session_started_at
-    return run_wall_seconds(record, last_event_ts=last)
+    return run_wall_seconds(record, last_event_ts=last, session_over=session_over)
 
 
 # -- internals ------------------------------------------------------------------
@@ -506,7 +510,9 @@ async def _execute(
 ) -> RunOutcome:
     run_id, graph, config = record.id, run.graph, run.config
     control = control or RunControl()
-    wall_before = await wall_seconds_of(store, record)
+    # The recorded session is over: this one holds the lease now. A killed one counts
+    # up to its last event, not up to this resume (the time it lay dead is no run time).
+    wall_before = await wall_seconds_of(store, record, session_over=True)
     tokens_before = 0
     # Where a resumed run stands: what it spent (budgets count it) and its calls.
     so_far: dict[str, Any] = {}

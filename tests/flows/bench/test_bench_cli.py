@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,10 @@ def test_a_killed_bench_continues_with_no_finished_attempt_rerun(
         bench.wait(timeout=30)
     before = results(out) if (out / "results.jsonl").exists() else []
     assert len(before) < len(TASKS)  # killed mid-bench
+    # As if the killed session had run three hours ago: the time the run lay dead is
+    # no run time, so the resumed attempt's wall time stays that of its sessions.
+    held = json.loads((out / "bench.json").read_text())["bench_id"] + "-00004-1"
+    _shift_session(cli, held, -10_800)
     again = cli(*args, "--concurrency", "2", "--seed", "7", env=env, timeout=180)
     assert again.returncode == 0, again.stderr
     rows = results(out)
@@ -97,6 +103,19 @@ def test_a_killed_bench_continues_with_no_finished_attempt_rerun(
     repeated = {line: n for line, n in Counter(lines).items() if n > 1}
     # No model call was made twice; the one tool call in flight at the kill ran again.
     assert repeated == {"lookup task4a1 2": 2}, repeated
+    assert next(r["wall_s"] for r in rows if r["task_id"] == "t4") < 600
+
+
+def _shift_session(cli: Cli, run_id: str, seconds: float) -> None:
+    """Move a killed session's start and events ``seconds`` in time."""
+    with closing(sqlite3.connect(cli.home / "runs.db")) as db, db:
+        db.execute(
+            "UPDATE mirograph_runs SET session_started_at = session_started_at + ? WHERE id = ?",
+            (seconds, run_id),
+        )
+    events = cli.home / "runs" / run_id / "events.jsonl"
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    events.write_text("".join(json.dumps({**e, "ts": e["ts"] + seconds}) + "\n" for e in lines))
 
 
 def test_bad_input_is_one_line_and_runs_nothing(cli: Cli, tmp_path: Path) -> None:
