@@ -30,30 +30,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchmarks import sim
+from benchmarks.fleet_throughput import flow as ping_flow
 
 if TYPE_CHECKING:
-    from mirograph.graphs.config import FlowConfig
-
-
-def _flow(base_url: str, turns: int) -> FlowConfig:
-    from mirograph.flows.loader import load_flow
-
-    return load_flow(
-        "single-agent",
-        [
-            f"models.thinker.base_url={base_url}",
-            f"agents.main.max_turns={turns}",
-            "agents.main.max_restarts=0",
-            "agents.main.tools=[benchmarks.many_runs:ping]",
-        ],
-    )
+    pass
 
 
 def runs_alone(workdir: Path, base_url: str, args: argparse.Namespace) -> float:
     from mirograph.flows.runner import start_run
 
     os.environ["MIROGRAPH_HOME"] = str(workdir / "home")
-    flow = _flow(base_url, args.turns)
+    flow = ping_flow(base_url, args.turns)
     store = f"sqlite:///{workdir / 'runs.db'}"
 
     async def all_runs() -> None:
@@ -85,7 +72,7 @@ def bench(workdir: Path, base_url: str, args: argparse.Namespace) -> float:
         for i in range(args.tasks)
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    flow = _flow(base_url, args.turns)
+    flow = ping_flow(base_url, args.turns)
     start = time.perf_counter()  # the dataset read is the bench's own work
     settings = BenchSettings(
         dataset=load_dataset(data),

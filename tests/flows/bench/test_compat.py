@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+from support.bench_rows import attempt_row
+
 from mirograph.flows.bench.compat import write_compatible
 from mirograph.flows.bench.records import AttemptResult
 from mirograph.flows.bench.scoring import summarize
@@ -24,24 +26,12 @@ ATTEMPT_FIELDS = {
 def row(
     task: str, attempt: int, correct: bool, answer: str | None = "Paris", verdict: str = ""
 ) -> AttemptResult:
-    return AttemptResult(
-        task_id=task,
-        attempt=attempt,
-        run_id=f"run-{task}-{attempt}",
-        question=f"Where is {task}?",
-        answer=answer,
-        ground_truth="Paris",
-        correct=correct,
-        judge={"verdict": verdict or ("correct" if correct else "incorrect"), "method": "llm"},
-        group="1",
-        turns=3,
-        tool_calls=2,
-        prompt_tokens=10,
-        completion_tokens=5,
-        wall_s=1.0,
+    return attempt_row(
+        task, attempt, correct, answer=answer, verdict=verdict, method="llm",
+        question=f"Where is {task}?", ground_truth="Paris", group="1", turns=3, tool_calls=2,
+        prompt_tokens=10, completion_tokens=5, wall_s=1.0,
         stop_reason="answered" if answer is not None else "max_turns",
-        restarts=0,
-    )
+    )  # fmt: skip
 
 
 def rows() -> list[AttemptResult]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from matplotlib.image import imread
+from support.bench_rows import attempt_row
 
 from mirograph.flows.bench.plots import plot_scaling, plot_turns, scaling_curve
 from mirograph.flows.bench.records import AttemptResult
@@ -17,24 +18,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def row(
     task: str, attempt: int, correct: bool, tool_calls: int, restarts: int = 0
 ) -> AttemptResult:
-    return AttemptResult(
-        task_id=task,
-        attempt=attempt,
-        run_id=f"run-{task}-{attempt}",
-        question="q?",
-        answer="a",
-        ground_truth="a",
-        correct=correct,
-        judge={"verdict": "correct" if correct else "incorrect", "method": "exact"},
-        group=None,
-        turns=tool_calls + 1,
-        tool_calls=tool_calls,
-        prompt_tokens=10,
-        completion_tokens=5,
-        wall_s=1.0,
-        stop_reason="answered",
-        restarts=restarts,
-    )
+    return attempt_row(
+        task, attempt, correct, tool_calls=tool_calls, turns=tool_calls + 1, restarts=restarts,
+        answer="a", ground_truth="a", question="q?",
+    )  # fmt: skip
 
 
 def rows() -> list[AttemptResult]:

@@ -6,42 +6,15 @@ import math
 
 import pytest
 from rich.console import Console
+from support.bench_rows import attempt_row
 
 from mirograph.errors import UserInputError
 from mirograph.flows.bench.records import AttemptResult
 from mirograph.flows.bench.scoring import check_rows, group_key, summarize, summary_table
 
 
-def row(
-    task: str,
-    attempt: int,
-    correct: bool,
-    *,
-    group: str | None = None,
-    restarts: int = 0,
-    answer: str | None = "42",
-    verdict: str | None = None,
-    turns: int = 4,
-    tool_calls: int = 3,
-) -> AttemptResult:
-    return AttemptResult(
-        task_id=task,
-        attempt=attempt,
-        run_id=f"run-{task}-{attempt}",
-        question=f"question {task}?",
-        answer=answer,
-        ground_truth="42",
-        correct=correct,
-        judge={"verdict": verdict or ("correct" if correct else "incorrect"), "method": "exact"},
-        group=group,
-        turns=turns,
-        tool_calls=tool_calls,
-        prompt_tokens=1000,
-        completion_tokens=100,
-        wall_s=2.0,
-        stop_reason="answered" if answer is not None else "no_answer",
-        restarts=restarts,
-    )
+def row(task: str, attempt: int, correct: bool, **fields: object) -> AttemptResult:
+    return attempt_row(task, attempt, correct, **fields)
 
 
 def gaia_rows() -> list[AttemptResult]:
