@@ -20,6 +20,7 @@ from rich.console import Console
 
 from mirograph.errors import UserInputError
 from mirograph.flows.bench.harness import BenchRunner, BenchSettings
+from mirograph.flows.bench.results import owed_again
 from mirograph.flows.bench.session import BenchReport, run_bench
 from mirograph.flows.terminal import printable
 
@@ -67,6 +68,13 @@ def prepare(options: BenchOptions) -> BenchSettings:
     broker = None
     if options.broker is not None:  # checked now: a wrong URL fails before any run exists
         from mirograph.flows.workers import broker as fleet_broker
+        from mirograph.state.store import is_postgres_url
+
+        if not is_postgres_url(options.store or os.environ.get("MIROGRAPH_STORE")):
+            raise UserInputError(
+                "--broker hands the attempts to workers, which must reach their runs: pass"
+                " --store postgresql://… (or set MIROGRAPH_STORE), the store the workers use"
+            )
 
         broker = fleet_broker.broker_url(options.broker)
         fleet_broker.check_broker(broker)
@@ -114,7 +122,10 @@ async def _session(settings: BenchSettings, say: Callable[[str], None]) -> Bench
         presses += 1
         if presses == 1 and held:
             held[0].stop("paused by Ctrl-C")
-            say("pausing the runs in flight after their step… (Ctrl-C again stops at once)")
+            if settings.broker_url is not None:
+                say("stopping: no new attempt is handed out; the workers go on with theirs")
+            else:
+                say("pausing the runs in flight after their step… (Ctrl-C again stops at once)")
         else:
             say(
                 "error: stopped at once; run the same `mirograph bench` command again to"
@@ -141,15 +152,18 @@ def finish(
         say(f"wrote {path}")
     outcome = report.outcome
     if not outcome.unfinished:
-        errors = [r for r in outcome.rows if r["judge"].get("verdict") == "judge_error"]
-        if not errors:
+        owed = [r for r in outcome.rows if owed_again(r)]
+        if not owed:
             return 0
-        first = errors[0]
+        first = owed[0]
+        failed = sum(1 for r in owed if r.get("stop_reason") == "failed")
+        parts = [f"{failed} failed"] if failed else []
+        parts += [f"{len(owed) - failed} could not be judged"] if len(owed) > failed else []
         detail = " ".join(str(first["judge"].get("detail") or "").split())[:200]
         say(
-            f"error: {len(errors)} of {outcome.total} attempts could not be judged"
-            f" ({first['task_id']} #{first['attempt']}: {detail}); they count as wrong until"
-            " judged: run the same command again to judge them again"
+            f"error: {len(owed)} of {outcome.total} attempts are not done ({', '.join(parts)};"
+            f" {first['task_id']} #{first['attempt']}: {detail}); they count as wrong for now:"
+            " run the same command again to try them again"
         )
         return 3
     attempt, why = outcome.unfinished[0]

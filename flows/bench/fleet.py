@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mirograph.flows.bench.harness import place_files, question_for
@@ -22,18 +24,43 @@ if TYPE_CHECKING:
 
 #: How often the bench reads the status of a run it waits for (one registry read).
 POLL_S = 0.5
+#: Seconds without a worker taking any of the bench's runs before the bench says so.
+STALL_S = 60.0
 #: Stored statuses at which a fleet run's session is over: ended, or stopped.
 SETTLED = ("completed", "no_answer", "paused", "failed")
 
 
+@dataclass
+class FleetWatch:
+    """What the bench's waits share: when a worker last moved one of its runs on, so
+    that a fleet that takes none (no worker on this store and broker, or none that can
+    import the flow's tools) is said once, not waited on in silence."""
+
+    say: Callable[[str], None]
+    stopping: Callable[[], str | None]
+    moved_at: float = field(default_factory=time.monotonic)
+    warned: bool = False
+
+    def seen(self, status: str) -> None:
+        if status != "queued":
+            self.moved_at = time.monotonic()
+
+    def check_stall(self, run_id: str) -> None:
+        if not self.warned and time.monotonic() - self.moved_at > STALL_S:
+            self.warned = True
+            self.say(
+                f"warning: no worker has taken a run of this bench for {STALL_S:.0f} s (run"
+                f" {run_id} waits queued): is a `mirograph worker` running on this --store"
+                " and --broker, and can it import the flow's tools? Its log says why it"
+                " refuses a run"
+            )
+
+
 async def run_on_fleet(
-    settings: BenchSettings,
-    attempt: Attempt,
-    status: str | None,
-    stopping: Callable[[], str | None],
+    settings: BenchSettings, attempt: Attempt, status: str | None, watch: FleetWatch
 ) -> RunOutcome:
     """Hand the attempt's run to the workers (``status``: its stored status, None: new)
-    and wait for its session to be over, or for ``stopping`` to give a reason."""
+    and wait for its session to be over, or for the bench to stop."""
     from mirograph.flows.workers.submit import queue_resume, submit_runs
 
     if status is None:
@@ -50,12 +77,10 @@ async def run_on_fleet(
         await queue_resume(
             attempt.run_id, store_url=settings.store_url, broker_url=settings.broker_url
         )
-    return await wait_for_end(settings.store_url, attempt.run_id, stopping)
+    return await wait_for_end(settings.store_url, attempt.run_id, watch)
 
 
-async def wait_for_end(
-    store_url: str | None, run_id: str, stopping: Callable[[], str | None]
-) -> RunOutcome:
+async def wait_for_end(store_url: str | None, run_id: str, watch: FleetWatch) -> RunOutcome:
     """The run's outcome once its stored status settles (``queued`` and ``running``,
     a dead worker's included, are the fleet's to finish). Stopped (Ctrl-C), the
     bench stops waiting: the workers go on, and the same command again collects it."""
@@ -65,11 +90,16 @@ async def wait_for_end(
     async with open_registry(store_url) as registry:
         while True:
             record = await asyncio.to_thread(find_run, registry, run_id)
+            watch.seen(record.status)
             if record.status in SETTLED:
                 return RunOutcome(run_id, record.status, record.answer, record.reason)
-            reason = stopping()
+            reason = watch.stopping()
             if reason:
-                return RunOutcome(run_id, "running", None, f"{reason}; the workers go on with it")
+                return RunOutcome(
+                    run_id, record.status, None, f"{reason}; the workers go on with it"
+                )
+            if record.status == "queued":
+                watch.check_stall(run_id)
             await asyncio.sleep(POLL_S)
 
 

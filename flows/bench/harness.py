@@ -33,8 +33,10 @@ from mirograph.flows.bench.judges import Judge
 from mirograph.flows.bench.records import AttemptResult
 from mirograph.flows.bench.results import ResultsFile, judged_rows
 from mirograph.flows.bench.tasks import BenchTask, Dataset
+from mirograph.text import describe
 
 if TYPE_CHECKING:  # the engine is imported when attempts run: a bad dataset is said at once
+    from mirograph.flows.bench.fleet import FleetWatch
     from mirograph.flows.loader import FlowConfig
     from mirograph.flows.runner import RunOutcome
     from mirograph.graphs.run_control import RunControl
@@ -141,11 +143,21 @@ class BenchRunner:
         settings: BenchSettings,
         *,
         on_result: Callable[[AttemptResult, int, int], None] | None = None,
+        say: Callable[[str], None] = lambda _line: None,
     ) -> None:
         self.settings = settings
         self.on_result = on_result
+        self.say = say
+        self.fleet_watch: FleetWatch | None = None
         self.controls: set[RunControl] = set()
         self.stopping: str | None = None
+
+    def _fleet_watch(self) -> FleetWatch:
+        from mirograph.flows.bench.fleet import FleetWatch
+
+        if self.fleet_watch is None:
+            self.fleet_watch = FleetWatch(self.say, lambda: self.stopping)
+        return self.fleet_watch
 
     def stop(self, reason: str) -> None:
         """Start no new attempt; ask the runs in flight to pause after their step."""
@@ -175,16 +187,18 @@ class BenchRunner:
                     outcome.unfinished.append((attempt, str(exc)))
                     return
                 except (_Unfinished, *OUTAGES) as exc:
-                    # The model, the store or this machine is away (or Ctrl-C): the next
-                    # attempts would stop too, so none is started; a rerun continues.
-                    outcome.unfinished.append((attempt, str(exc)))
-                    self.stop(str(exc))
+                    self._away(outcome, attempt, str(exc))
                     return
-                except MirographError as exc:
-                    # This task cannot be run (a question longer than the model's
-                    # context, a tool that fails to start): an attempt with no answer,
-                    # counted wrong as the reference counts it; the others go on.
-                    row = await self._failed(attempt, str(exc))
+                except Exception as exc:  # sorted below: an outage, or this task
+                    why = describe(exc)
+                    store_away = await store_away_reason(self.settings.store_url)
+                    if store_away:  # the store's own errors come in many kinds
+                        self._away(outcome, attempt, f"{store_away} ({why})")
+                        return
+                    # This task could not be run (a question longer than the context, a
+                    # run that failed, a model that refused the key): an attempt with no
+                    # answer, counted wrong until a rerun tries it again; the others go on.
+                    row = await self._failed(attempt, why)
                 results.append(row)
                 outcome.rows.append(row)
                 if self.on_result is not None:
@@ -193,6 +207,12 @@ class BenchRunner:
         await asyncio.gather(*(one(a) for a in owed))
         outcome.stopped = self.stopping
         return outcome
+
+    def _away(self, outcome: BenchOutcome, attempt: Attempt, why: str) -> None:
+        """The model, the store or this machine is away (or Ctrl-C): the next attempts
+        would stop too, so none is started; the same command again continues."""
+        outcome.unfinished.append((attempt, why))
+        self.stop(why)
 
     async def _attempt(self, attempt: Attempt) -> AttemptResult:
         """Run (or resume, or only read) one attempt's run, then judge its answer.
@@ -210,7 +230,7 @@ class BenchRunner:
         if settings.broker_url is not None:
             from mirograph.flows.bench.fleet import run_on_fleet
 
-            ran = await run_on_fleet(settings, attempt, status, lambda: self.stopping)
+            ran = await run_on_fleet(settings, attempt, status, self._fleet_watch())
         else:
             ran = await self._run_here(attempt, status)
         if ran.status == "failed":
@@ -256,7 +276,7 @@ class BenchRunner:
 
         try:
             report = await run_report(attempt.run_id, store_url=self.settings.store_url)
-        except MirographError:  # refused before its run was stored
+        except Exception:  # refused before its run was stored
             report = {}
         judge = {
             "verdict": "incorrect",
@@ -268,6 +288,19 @@ class BenchRunner:
         row = result_row(attempt, report, None, judge, False)
         row["stop_reason"] = "failed"
         return row
+
+
+async def store_away_reason(store_url: str | None) -> str | None:
+    """Why the run store cannot be read right now; None when it can."""
+    from mirograph.state.store import open_registry, shown_url
+
+    try:
+        async with open_registry(store_url) as registry:
+            await asyncio.to_thread(registry.list, 1)
+    except Exception as exc:  # any failure to read it is the answer
+        where = shown_url(store_url) if store_url else "(the default one)"
+        return f"the run store {where} cannot be read: {describe(exc)}"
+    return None
 
 
 class _Unfinished(MirographError):

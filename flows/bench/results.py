@@ -25,6 +25,9 @@ def read_results(path: Path) -> list[AttemptResult]:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = 0
     for number, line in enumerate(lines, 1):
+        if not line.strip():  # a blank line (an editor's) holds no attempt
+            kept += len(line.encode("utf-8"))
+            continue
         try:
             row = json.loads(line)
         except (ValueError, RecursionError):
@@ -69,9 +72,17 @@ def latest_rows(path: Path) -> list[AttemptResult]:
 
 
 def judged_rows(path: Path) -> list[AttemptResult]:
-    """The attempts a rerun keeps: not a ``judge_error``, which is judged again (its
-    run ended, so only the judge is asked: a judge that was away may be back)."""
-    return [r for r in latest_rows(path) if (r.get("judge") or {}).get("verdict") != "judge_error"]
+    """The attempts a rerun keeps: not those it owes again (``owed_again``)."""
+    return [r for r in latest_rows(path) if not owed_again(r)]
+
+
+def owed_again(row: AttemptResult) -> bool:
+    """A ``judge_error`` is judged again (its run ended: only the judge is asked, and a
+    judge that was away may be back); an attempt that failed is tried again (its run
+    resumed: a model key fixed, a server back), so neither counts as done yet."""
+    return (row.get("judge") or {}).get("verdict") == "judge_error" or (
+        row.get("stop_reason") == "failed"
+    )
 
 
 class ResultsFile:

@@ -213,8 +213,11 @@ def summarize(
         "attempts_done": len(counted),
         "attempts_expected": tasks * runs,
         "tasks_scored": len(scores),
-        # a judge_error is owed a verdict: the same command again judges it again
-        "complete": len(counted) >= tasks * runs and len(scores) >= tasks and not judge_errors,
+        # a judge_error or a failed attempt is owed: the same command again tries it
+        "complete": len(counted) >= tasks * runs
+        and len(scores) >= tasks
+        and not judge_errors
+        and not any(row["stop_reason"] == "failed" for row in counted),
         "avg_at_k": avg_at_k(scores),
         "pass_at_k": pass_at_k(scores),
         "stderr": stderr,

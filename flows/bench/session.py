@@ -13,9 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirograph.errors import UserInputError
+from mirograph.errors import StoreUnavailableError, UserInputError
 from mirograph.flows.bench.folder import locked_out_dir, open_bench
-from mirograph.flows.bench.harness import BenchOutcome, BenchRunner, BenchSettings, in_task_order
+from mirograph.flows.bench.harness import (
+    BenchOutcome,
+    BenchRunner,
+    BenchSettings,
+    in_task_order,
+    store_away_reason,
+)
 from mirograph.flows.bench.judges import Judge
 from mirograph.flows.bench.records import AttemptResult
 from mirograph.flows.bench.results import judged_rows, latest_rows
@@ -101,6 +107,9 @@ async def run_bench(
     ``on_start`` gets the runner before any attempt starts (the CLI's Ctrl-C calls
     its ``stop``: no new attempt, the runs in flight pause after their step)."""
     with locked_out_dir(settings.out):
+        away = await store_away_reason(settings.store_url)
+        if away:
+            raise StoreUnavailableError(f"{away}; start it, then run the same command again")
         await check_judge(settings.judge, settings.dataset.benchmark)
         open_bench(settings)  # made, or checked against the folder's, before anything runs
         for note in settings.notes:
@@ -115,7 +124,7 @@ async def run_bench(
             f" {settings.concurrency} at once, judge {settings.judge.name}; results in"
             f" {settings.out}"
         )
-        runner = BenchRunner(settings, on_result=progress)
+        runner = BenchRunner(settings, on_result=progress, say=say)
         if on_start is not None:
             on_start(runner)
         try:

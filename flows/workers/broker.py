@@ -80,6 +80,11 @@ def check_broker(url: str) -> None:
             probe.ping()
     except (redis.RedisError, OSError) as exc:
         raise unavailable(url, exc) from None
+    except (TypeError, ValueError) as exc:  # redis-py's reading of the URL's options
+        raise BrokerURLError(
+            f"broker URL {shown_url(url)} cannot be read ({' '.join(str(exc).split())});"
+            " pass --broker redis://HOST:PORT/DB"
+        ) from None
 
 
 def enqueue(url: str, run_id: str) -> str:

@@ -50,7 +50,9 @@ def write_dataset(folder: Path) -> Path:
     return path
 
 
-def write_flow(path: Path, base_url: str) -> Path:
+def write_flow(path: Path, base_url: str, tools: str = "support.team_tools") -> Path:
+    """The flow the bench tests run; ``tools``: the module of its ``lookup`` tool
+    (``support.pause_tools`` holds a call until the test lets it go)."""
     flow = {
         "name": "bench-sums",
         "models": {"m": {"base_url": base_url, "max_tokens": 512, "max_retries": 0}},
@@ -59,7 +61,7 @@ def write_flow(path: Path, base_url: str) -> Path:
                 "model": "m",
                 "max_turns": 6,
                 "max_restarts": 1,
-                "tools": ["files", {"support.team_tools:lookup": None}],
+                "tools": ["files", {f"{tools}:lookup": None}],
             }
         },
         "entry": "main",

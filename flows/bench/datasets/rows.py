@@ -104,6 +104,8 @@ def text_field(path: Path, line: int, row: Mapping[str, Any], name: str, *, need
     text = str(value).strip()
     if not text:
         raise row_error(path, line, f"field {name!r} is empty; {needs}")
+    if "\x00" in text:  # no store keeps it (PostgreSQL refuses NUL in text)
+        raise row_error(path, line, f"field {name!r} holds a NUL character; remove it")
     return text
 
 

@@ -43,10 +43,17 @@ def make_judge(spec: str, models: Mapping[str, ModelConfig]) -> Judge:
         return _llm_judge(judge_config(models[spec]), spec)
     model, at, url = spec.partition("@")
     if not at:
-        raise UserInputError(f"unknown judge {shown_url(spec)!r}: {_accepted(models)}")
-    parts = urlsplit(url)
-    # Named (in results, summary.json, errors) without a password the URL may carry.
-    shown = f"{model}@{shown_url(url)}"
+        shown = shown_url(spec).split("?")[0]
+        raise UserInputError(f"unknown judge {shown!r}: {_accepted(models)}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (read: a bad port or IPv6 address raises here)
+    except ValueError as exc:
+        raise UserInputError(f"judge URL cannot be read ({exc}): {_accepted(models)}") from None
+    # Named (in results, summary.json, errors) without a password or query it may carry.
+    shown = f"{model}@{shown_url(parts._replace(query='', fragment='').geturl())}"
+    if parts.query:
+        shown += "?…"
     if not model or parts.scheme not in {"http", "https"} or not parts.hostname:
         raise UserInputError(
             f"judge {shown!r} is not MODEL@URL with an http(s) URL: {_accepted(models)}"

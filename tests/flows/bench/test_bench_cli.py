@@ -119,6 +119,8 @@ def _shift_session(cli: Cli, run_id: str, seconds: float) -> None:
 
 
 def test_bad_input_is_one_line_and_runs_nothing(cli: Cli, tmp_path: Path) -> None:
+    from support.testkit import free_port
+
     data = write_dataset(tmp_path / "data")
     flow = write_flow(tmp_path / "flow.yaml", "http://127.0.0.1:9/v1")
     broken = tmp_path / "broken" / "standardized_data.jsonl"
@@ -137,6 +139,16 @@ def test_bad_input_is_one_line_and_runs_nothing(cli: Cli, tmp_path: Path) -> Non
         err = done.stderr.splitlines()
         assert (done.returncode, len(err)) == (2, 1), (name, done.stderr)
         assert names in err[0] and says in err[0] and "Traceback" not in done.stderr, (name, err)
+    pg = f"postgresql://me:hunter2@127.0.0.1:{free_port()}/runs"
+    cases = {  # the store or the broker cannot be used: said before anything runs
+        "no store": (["--store", pg], 3, "cannot"),
+        "broker, sqlite store": (["--store", cli.store, "--broker", "redis://x/0"], 2, "--store"),
+    }
+    for name, (args, code, says) in cases.items():
+        done = cli("bench", str(data), "--flow", str(flow), "--out", str(out), *args)
+        err = done.stderr.splitlines()
+        assert (done.returncode, len(err)) == (code, 1), (name, done.stderr)
+        assert says in err[0] and "hunter2" not in done.stderr, (name, err)
     assert not (out / "results.jsonl").exists()
     listed = cli("ls", "--json", "--store", cli.store)
     assert json.loads(listed.stdout or "[]") == []
@@ -199,9 +211,11 @@ def test_an_llm_judge_grades_over_http_and_an_unreadable_verdict_is_a_judge_erro
     assert json.loads(cli("ls", "--json", "--store", cli.store).stdout or "[]") == []
     judge = f"mirothinker@{judge_url}"
     done = _bench(cli, data, flow, out, "--judge", judge, "--benchmark", "gaia")
-    # t7 could not be judged: said in the last line, exit 3 (judge it again later)
+    # t7 could not be judged, t8 could not run: said in the last line, exit 3 (both are
+    # owed: tried again by the same command)
     assert done.returncode == 3, done.stderr
-    assert "1 of 4 attempts could not be judged (t7 #1" in done.stderr.splitlines()[-1]
+    last = done.stderr.splitlines()[-1]
+    assert "2 of 4 attempts are not done (1 failed, 1 could not be judged; t7 #1" in last
     verdicts = {r["task_id"]: r["judge"] for r in results(out)}
     assert {t: v["verdict"] for t, v in verdicts.items()} == {
         "t1": "correct",
@@ -220,6 +234,7 @@ def test_an_llm_judge_grades_over_http_and_an_unreadable_verdict_is_a_judge_erro
     assert len(log.read_text().splitlines()) == 6
     # The same command again judges the judge_error again (its run is not run again).
     again = _bench(cli, data, flow, out, "--judge", judge, "--benchmark", "gaia")
-    assert again.returncode == 3 and "(3 judged before)" in again.stderr, again.stderr
+    assert again.returncode == 3 and "(2 judged before)" in again.stderr, again.stderr
     assert len(log.read_text().splitlines()) == 6 + 1 + 3
     assert [r["task_id"] for r in results(out)].count("t7") == 2
+    assert [r["task_id"] for r in results(out)].count("t8") == 2  # tried again, failed again

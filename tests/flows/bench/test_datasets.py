@@ -343,3 +343,9 @@ def test_odd_ids_and_deep_json_are_row_errors(tmp_path: Path) -> None:
     assert error_of(path).startswith(f"{path}:1: field 'task_id' is nan")
     path.write_text("[" * 100_000 + "\n")
     assert "nested too deeply" in error_of(path, "standard")
+
+
+def test_a_nul_character_is_a_row_error(tmp_path: Path) -> None:
+    path = tmp_path / "standardized_data.jsonl"
+    path.write_text('{"task_id": "t", "task_question": "a\\u0000b", "ground_truth": "a"}\n')
+    assert error_of(path).startswith(f"{path}:1: field 'task_question' holds a NUL character")
