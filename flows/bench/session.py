@@ -72,9 +72,14 @@ class ProgressLine:
         task_id = task_id if len(task_id) <= 60 else task_id[:59] + "…"
         self.say(
             f"[{done}/{total}] {task_id} #{row['attempt']}: {verdict}"
-            f" ({row['turns']} turns, {row['tool_calls']} tool calls, {row['wall_s']:.0f} s)"
+            f" ({_count(row['turns'], 'turn')}, {_count(row['tool_calls'], 'tool call')},"
+            f" {row['wall_s']:.0f} s)"
             f" · accuracy {self.correct / self.judged:.1%} · ETA {_duration(eta)}"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _duration(seconds: float) -> str:
