@@ -42,6 +42,12 @@ ANSWERS = {
     "boiling point of water": "100",
 }
 ATTACHED = re.compile(r"Attached to this task[^:]*: `([^`]+)`")
+#: question fragment -> text its attached file holds: no answer unless the file was read
+READ_FIRST = {
+    "how many crates": "crates:",
+    "which team": "name,team",
+    "budget in credits": "Budget:",
+}
 
 
 def answer(body: dict[str, Any]) -> str:
@@ -50,6 +56,9 @@ def answer(body: dict[str, Any]) -> str:
     turn = sum(1 for m in messages if m["role"] == "assistant") + 1
     if is_closing_request(str(messages[-1]["content"])):
         found = next((a for q, a in ANSWERS.items() if q in task), "unknown")
+        seen = " ".join(str(m["content"]) for m in messages[2:])
+        if any(q in task and mark not in seen for q, mark in READ_FIRST.items()):
+            found = "unknown"  # the attached file never reached the workspace
         return f"I checked what I needed.</think>\n\n\\boxed{{{found}}}"
     attached = ATTACHED.search(task)
     looks = len(task) % 3  # 0-2 workspace listings, then the file, then the answer
