@@ -81,11 +81,23 @@ class PostgresLeases:
                 " ON CONFLICT (run_id) DO NOTHING",
                 (run_id,),
             )
-            row = self._link.conn.execute(
-                f"SELECT run_id, {LEASE_COLUMNS} FROM mirograph_leases WHERE run_id = %s"
-                " FOR UPDATE",
-                (run_id,),
-            ).fetchone()
+            try:
+                # NOWAIT: the row is locked only while its holder writes under the lease
+                # (a fenced checkpoint's FOR KEY SHARE) or another runner takes it, so
+                # the run is busy. Waiting would block this event loop, and with it the
+                # very write being waited for when both runners share the loop (a
+                # worker given the same run twice): a deadlock, seen in the fleet tests.
+                with self._link.conn.transaction():
+                    row = self._link.conn.execute(
+                        f"SELECT run_id, {LEASE_COLUMNS} FROM mirograph_leases"
+                        " WHERE run_id = %s FOR UPDATE NOWAIT",
+                        (run_id,),
+                    ).fetchone()
+            except psycopg.errors.LockNotAvailable:
+                raise RunBusyError(
+                    f"run {run_id} is being written by another runner right now; try again"
+                    " once it has stopped (`mirograph ls`)"
+                ) from None
             assert row is not None  # inserted above, never deleted
             current = Lease(*row)
             now = self._clock()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,7 +26,7 @@ import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from support.testkit import Cli, release, wait_for_fifo, write_team_flow
 
-from mirograph.errors import LeaseLostError
+from mirograph.errors import LeaseLostError, RunBusyError
 from mirograph.state.leases import LEASE_TTL_S, Lease, SqliteLeases
 from mirograph.state.store import Store, is_postgres_url, open_store, sqlite_path
 
@@ -209,9 +208,12 @@ def waiting_on_lock(conn: Any, query: str, deadline_s: float = 20) -> None:
     raise AssertionError(f"no statement like {query!r} waited on a lock")
 
 
-async def test_postgresql_a_takeover_waits_for_a_fenced_write_in_progress(
+async def test_postgresql_a_takeover_is_refused_while_a_fenced_write_is_in_progress(
     postgres_server,
 ) -> None:
+    """A takeover never overtakes a write that passed its fence check: while the write's
+    transaction holds the lease row, the takeover is refused at once (it does not wait:
+    waiting blocks the event loop, and with it the write, when both share one loop)."""
     url = postgres_server.url
     async with session(url, "r") as (store, _):
         saver = store.checkpointer
@@ -224,16 +226,13 @@ async def test_postgresql_a_takeover_waits_for_a_fenced_write_in_progress(
             blocker.execute("LOCK TABLE checkpoints IN EXCLUSIVE MODE")
             writing = asyncio.create_task(put(saver, "r", "a2"))
             await asyncio.to_thread(waiting_on_lock, watch, "INSERT INTO checkpoints")
-            taken: list[Lease] = []
             with rival(url) as leases:
-                acquirer = threading.Thread(target=lambda: taken.append(leases.acquire("r")))
-                acquirer.start()
-                await asyncio.to_thread(waiting_on_lock, watch, "FOR UPDATE")
-                assert not taken  # the takeover waits for the fenced write to commit
+                with pytest.raises(RunBusyError, match="being written by another runner"):
+                    await asyncio.to_thread(leases.acquire, "r")
                 blocker.rollback()  # the write goes on and commits
                 await writing
-                await asyncio.to_thread(acquirer.join, 30)
-            assert [lease.token for lease in taken] == [2]
+                taken = await asyncio.to_thread(leases.acquire, "r")
+            assert taken.token == 2
             assert await notes(saver, "r") == ["a2", "a1"]  # the new holder sees it
             with pytest.raises(LeaseLostError, match="run r was taken over"):
                 await put(saver, "r", "a3")  # a write after the takeover: refused
