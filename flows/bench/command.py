@@ -96,9 +96,10 @@ def prepare(options: BenchOptions) -> BenchSettings:
 
 
 def _stem(name: str) -> str:
-    base = Path(name).stem if ("/" in name or name.endswith((".yaml", ".yml"))) else name
-    kept = "".join(c if c.isalnum() or c in "-_." else "-" for c in base)
-    return kept.strip("-.") or "flow"
+    """A flow or benchmark name as a folder name (a flow file: its file name's stem)."""
+    from mirograph.flows.bench.folder import slug
+
+    return slug(Path(name).stem if name.endswith((".yaml", ".yml")) else name, "flow")
 
 
 def bench(options: BenchOptions, err: Console, out: Console) -> int:

@@ -124,11 +124,11 @@ def open_bench(settings: BenchSettings) -> str:
                 f"the flow {settings.flow_name} changed since this bench started: its"
                 " unfinished attempts continue with the changed flow"
             )
-            _write_atomically(
+            write_atomically(
                 path, json.dumps({**saved, "flow_digest": digest}, ensure_ascii=False, indent=2)
             )
         return bench_id
-    bench_id = f"bench-{_slug(settings.dataset.benchmark)}-{secrets.token_hex(3)}"
+    bench_id = f"bench-{slug(settings.dataset.benchmark, 'bench')[:24]}-{secrets.token_hex(3)}"
     tasks = [t.task_id for t in settings.dataset.tasks]
     record = {
         "bench_id": bench_id,
@@ -137,16 +137,18 @@ def open_bench(settings: BenchSettings) -> str:
         "created_at": time.time(),
         "tasks": tasks,
     }
-    _write_atomically(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
+    write_atomically(path, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
     return bench_id
 
 
-def _slug(name: str) -> str:
+def slug(name: str, default: str) -> str:
+    """``name`` as a piece of a file name or run id: letters and digits, ``-`` between."""
     kept = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    return kept[:24] or "bench"
+    return kept[:40] or default
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` whole: a kill mid-write leaves the old file, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -28,10 +28,9 @@ from mirograph.errors import (
     RunNotFoundError,
     StoreUnavailableError,
 )
-from mirograph.flows.bench.folder import open_bench
 from mirograph.flows.bench.judges import Judge
 from mirograph.flows.bench.records import AttemptResult
-from mirograph.flows.bench.results import ResultsFile, judged_rows
+from mirograph.flows.bench.results import ResultsFile
 from mirograph.flows.bench.tasks import BenchTask, Dataset
 from mirograph.text import describe
 
@@ -165,10 +164,10 @@ class BenchRunner:
         for control in list(self.controls):
             control.request_pause(reason)
 
-    async def run(self) -> BenchOutcome:
+    async def run(self, bench_id: str, rows: list[AttemptResult]) -> BenchOutcome:
+        """Run what the bench ``bench_id`` still owes, ``rows`` being what it keeps of
+        ``results.jsonl`` (read first: a torn last line is cut before any append)."""
         settings = self.settings
-        bench_id = open_bench(settings)
-        rows = judged_rows(settings.out / "results.jsonl")  # a torn last line cut first
         results = ResultsFile(settings.out / "results.jsonl")
         done = {(str(r["task_id"]), int(r["attempt"])) for r in rows}
         attempts = plan_attempts(settings, bench_id)

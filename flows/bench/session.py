@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mirograph.errors import StoreUnavailableError, UserInputError
-from mirograph.flows.bench.folder import locked_out_dir, open_bench
+from mirograph.flows.bench.folder import locked_out_dir, open_bench, write_atomically
 from mirograph.flows.bench.harness import (
     BenchOutcome,
     BenchRunner,
@@ -116,7 +116,7 @@ async def run_bench(
         if away:
             raise StoreUnavailableError(f"{away}; start it, then run the same command again")
         await check_judge(settings.judge, settings.dataset.benchmark)
-        open_bench(settings)  # made, or checked against the folder's, before anything runs
+        bench_id = open_bench(settings)  # made, or checked against the folder's, first
         for note in settings.notes:
             say(f"note: {note}")
         earlier = judged_rows(settings.out / "results.jsonl")
@@ -133,7 +133,7 @@ async def run_bench(
         if on_start is not None:
             on_start(runner)
         try:
-            outcome = await runner.run()
+            outcome = await runner.run(bench_id, earlier)
         finally:
             await settings.judge.aclose()
         return write_outputs(settings, outcome)
@@ -179,9 +179,7 @@ def write_outputs(settings: BenchSettings, outcome: BenchOutcome) -> BenchReport
         model=flow_model(settings.flow),
     )
     summary_path = out / "summary.json"
-    tmp = summary_path.with_name("summary.json.tmp")
-    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(summary_path)
+    write_atomically(summary_path, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     files = [out / "results.jsonl", summary_path]
     files += write_compatible(out, rows, summary)
     name = settings.dataset.benchmark
