@@ -1,5 +1,5 @@
 """The ``mirograph`` command line: demo, run, resume, pause, ls, show, export, sim-model,
-the workers' submit, worker, beat and watch, and bench.
+ui, the workers' submit, worker, beat and watch, and bench.
 
 Exit codes: 0 completed; 1 the run failed (still resumable), or an internal
 error (one line naming a crash report that holds the traceback); 2 bad input
@@ -646,6 +646,48 @@ def _check_port(port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
             _fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; {_PORT_FIX}", 2)
+
+
+@app.command()
+def ui(
+    store: StoreOpt = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to serve on; any but a loopback one asks for a token."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0 = any free).")] = 8765,
+    bench_dirs: Annotated[
+        list[Path] | None,
+        typer.Option("--bench", help="Folder of `mirograph bench` outputs (default ./bench)."),
+    ] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option("--broker", help="Queue runs started or resumed here for these workers."),
+    ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="MIROGRAPH_REDIS",
+            show_envvar=False,
+            help="Redis carrying live events (default $MIROGRAPH_REDIS; none: poll the store).",
+        ),
+    ] = None,
+) -> None:
+    """Watch and steer runs in a browser: runs, agent trees, every turn, live."""
+    from mirograph.flows.ui.app import Settings
+    from mirograph.flows.ui.server import serve
+
+    _check_home()
+    settings = Settings(
+        store_url=store,
+        broker=broker,
+        redis_url=redis,
+        bench_roots=list(bench_dirs or [Path("bench")]),
+    )
+    serve(settings, host, port, lambda line: print(line, flush=True))
 
 
 # -- workers (flows/workers) -------------------------------------------------------

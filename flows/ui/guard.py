@@ -1,0 +1,158 @@
+"""Who may use the web view: the rules every request passes before its handler.
+
+- Bound to a loopback address, the page and the API answer this machine only. A
+  request must name a loopback host (``Host``), so a web page elsewhere cannot
+  reach the API through a DNS name that resolves to 127.0.0.1 (DNS rebinding).
+- Bound to any other address, a token is required for everything but the static
+  assets (``MIROGRAPH_UI_TOKEN``, or one generated and printed once). A browser
+  brings it once in the address (``/?token=...``): it is moved into an HttpOnly,
+  SameSite=Strict cookie and the address is cleaned. Scripts send
+  ``Authorization: Bearer TOKEN``. No token: 401; a wrong one: 403.
+- A request that changes state (POST) must be JSON from this page's own origin:
+  a form or a page on another site cannot send it (cross-site request forgery).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: Sent with every answer: only this server's own scripts, styles and images run or
+#: load in its pages, so text that slipped through as markup could run nothing either.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+        b" connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none';"
+        b" form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+#: The cookie that carries the token in a browser.
+COOKIE = "mirograph_ui_token"
+#: Paths served to anyone: the page's code and styles hold no run data.
+PUBLIC_PREFIXES = ("/static/",)
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is this machine only."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Access:
+    """The rules of one server: its token (None: none asked) and whether it is bound
+    to a loopback address."""
+
+    token: str | None
+    loopback: bool
+
+    def verdict(self, conn: HTTPConnection) -> Response | None:
+        """None when the request may go on, else the response that refuses it."""
+        if self.loopback and not _loopback_host(conn.headers.get("host", "")):
+            return _refuse(
+                403,
+                "this server answers only requests to 127.0.0.1 or localhost; open it by"
+                " that address",
+            )
+        if conn.url.path.startswith(PUBLIC_PREFIXES):
+            return None
+        if self.token is not None:
+            given = _bearer(conn) or conn.cookies.get(COOKIE)
+            if not given:
+                return _refuse(
+                    401,
+                    "a token is required: open the address `mirograph ui` printed (it ends"
+                    " in ?token=...), or send Authorization: Bearer TOKEN",
+                )
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return _refuse(403, "wrong token: use the one `mirograph ui` printed")
+        if conn.scope.get("method") == "POST":
+            return _cross_site(conn)
+        return None
+
+
+def _bearer(conn: HTTPConnection) -> str | None:
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _loopback_host(host_header: str) -> bool:
+    host = urlsplit(f"//{host_header}").hostname or ""
+    return is_loopback(host)
+
+
+def _cross_site(conn: HTTPConnection) -> Response | None:
+    """Refuses a POST that a form or another site's page could have sent."""
+    kind = conn.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        return _refuse(415, "send the request as JSON (Content-Type: application/json)")
+    origin = conn.headers.get("origin")
+    if origin and urlsplit(origin).netloc != conn.headers.get("host"):
+        return _refuse(403, f"requests from another site ({origin}) may not change runs")
+    return None
+
+
+def _refuse(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class GuardMiddleware:
+    """Applies ``Access`` to every HTTP request; moves a ``?token=`` into the cookie."""
+
+    def __init__(self, app: ASGIApp, access: Access) -> None:
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = _with_headers(send)
+        conn = HTTPConnection(scope)
+        token = self.access.token
+        given = conn.query_params.get("token")
+        if token is not None and given is not None and conn.url.path == "/":
+            await self._take_token(given, token, scope, receive, send)
+            return
+        refused = self.access.verdict(conn)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _take_token(
+        given: str, token: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            await _refuse(403, "wrong token: use the one `mirograph ui` printed")(
+                scope, receive, send
+            )
+            return
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        await response(scope, receive, send)
+
+
+def _with_headers(send: Send) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+        await send(message)
+
+    return sending
