@@ -273,16 +273,22 @@ async def run_report(run_id: str, *, store_url: str | None = None) -> dict[str, 
     async with open_store(store_url) as store:
         record = get_run(store, run_id)
         async with compiled_run(store, record, reading=True) as run:
-            snapshot = await run.graph.aget_state(run.config, subgraphs=True)
-        report = build_report(record, run.flow, snapshot)
-        report["wall_seconds"] = round(await wall_seconds_of(store, record), 3)
-        report["usage"]["wall_seconds"] = report["wall_seconds"]
-        report["events"] = store.events.location(run_id)
-        if run.flow is not None:
-            report["warnings"] = await asyncio.to_thread(run.flow.environment_warnings)
-        if run.missing_graph:
-            report["warnings"] = [*report["warnings"], run.missing_graph]
-        return report
+            return await report_of(store, record, run)
+
+
+async def report_of(store: Store, record: RunRecord, run: CompiledRun) -> dict[str, Any]:
+    """``run_report`` of a run whose graph is compiled already (``load_transcripts``
+    reads the report and the histories through one compiled graph)."""
+    snapshot = await run.graph.aget_state(run.config, subgraphs=True)
+    report = build_report(record, run.flow, snapshot)
+    report["wall_seconds"] = round(await wall_seconds_of(store, record), 3)
+    report["usage"]["wall_seconds"] = report["wall_seconds"]
+    report["events"] = store.events.location(record.id)
+    if run.flow is not None:
+        report["warnings"] = await asyncio.to_thread(run.flow.environment_warnings)
+    if run.missing_graph:
+        report["warnings"] = [*report["warnings"], run.missing_graph]
+    return report
 
 
 def run_wall_seconds(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,11 @@ from langchain_core.messages import (
 )
 
 from mirograph.agents.prompts import FAILURE_SUMMARY_REQUEST
-from mirograph.flows.runner import CompiledRun, compiled_run, get_run, open_store, run_report
+from mirograph.flows.runner import CompiledRun, compiled_run, get_run, open_store, report_of
 from mirograph.graphs.config import FlowConfig
 from mirograph.state.blobs import BlobStore, MissingBlobError, blob_key, hydrate
 from mirograph.state.schema import empty_stats
+from mirograph.state.store import Store
 
 #: Blobs read per query (SQLite bounds the parameters of one statement).
 BLOB_BATCH = 400
@@ -179,16 +181,25 @@ def attempt_slices(messages: Sequence[BaseMessage]) -> list[list[BaseMessage]]:
     return slices
 
 
-async def load_transcripts(run_id: str, *, store_url: str | None = None) -> RunTranscript:
+async def load_transcripts(
+    run_id: str,
+    *,
+    store_url: str | None = None,
+    store: Store | None = None,
+    hydrate: bool = True,
+) -> RunTranscript:
     """The run's report and every agent call with its full history, in call order.
 
     Works for completed, paused, failed and killed runs: a call in flight when
     the run stopped is read from its last checkpoint and reported ``running``.
+    ``store``: one open already (the web view's), else ``store_url`` is opened.
+    ``hydrate=False`` leaves long tool results as their previews (``hydrated``
+    restores those a reader asks for).
     """
-    report = await run_report(run_id, store_url=store_url)
-    async with open_store(store_url) as store:
-        record = get_run(store, run_id)
-        async with compiled_run(store, record, reading=True) as run:
+    async with nullcontext(store) if store is not None else open_store(store_url) as opened:
+        record = get_run(opened, run_id)
+        async with compiled_run(opened, record, reading=True) as run:
+            report = await report_of(opened, record, run)
             top = (await run.graph.aget_state(run.config)).values or {}
             calls: list[AgentCall] = []
             if run.flow is not None and (top or report["status"] != "queued"):
@@ -196,8 +207,9 @@ async def load_transcripts(run_id: str, *, store_url: str | None = None) -> RunT
                 calls.append(_entry_call(report, run.flow, top))
             for row in report["invocations"]:
                 calls.append(await _sub_call(run, run_id, row))
-            for call in calls:
-                call.messages = await _hydrated(call.messages, store.blobs)
+            if hydrate:
+                for call in calls:
+                    call.messages = await hydrated(call.messages, opened.blobs)
     for call in calls:
         if call.protocol == "auto":
             call.protocol = _detected_protocol(call.messages)
@@ -271,7 +283,7 @@ def _detected_protocol(messages: Sequence[BaseMessage]) -> str:
     return "mirothinker"
 
 
-async def _hydrated(messages: list[BaseMessage], blobs: BlobStore) -> list[BaseMessage]:
+async def hydrated(messages: list[BaseMessage], blobs: BlobStore) -> list[BaseMessage]:
     """The history with every offloaded result read back, in batches; a blob the store
     lost (a step rolled back after writing it) keeps its preview."""
     wanted = [i for i, m in enumerate(messages) if blob_key(m) is not None]

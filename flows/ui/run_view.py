@@ -7,7 +7,8 @@ every turn. Turns come a page at a time (``turn_page``), each tool result cut to
 a preview whose full text is asked for on its own (``result_text``): a 600-turn
 run's page never holds 600 turns of text. ``RunViews`` keeps the last view of
 each run and reads the store again only when the run moved on (its row or its
-events changed), at most every ``REFRESH_S`` while it runs.
+events changed), at most every ``REFRESH_S`` while it runs (a request that comes
+sooner waits for that reading: a page is never answered with an older one).
 
 Every text leaves here with secrets masked (``scrub``); the page puts it in the
 document as text, never as markup.
@@ -28,8 +29,16 @@ from mirograph.agents.mirothinker.parsing import parse_reply
 from mirograph.agents.mirothinker.thinking import split_thinking
 from mirograph.flows.export import usage_of
 from mirograph.flows.runs import find_run
-from mirograph.flows.transcript import AgentCall, RunTranscript, Turn, load_transcripts, turns_of
+from mirograph.flows.transcript import (
+    AgentCall,
+    RunTranscript,
+    Turn,
+    hydrated,
+    load_transcripts,
+    turns_of,
+)
 from mirograph.flows.watch import SESSION_ENDS
+from mirograph.state.blobs import BlobStore
 from mirograph.state.events import READ_LIMIT
 from mirograph.state.redact import scrub
 from mirograph.state.registry import RunRecord
@@ -122,10 +131,12 @@ class RunView:
             "subtask": call.subtask,
             "ns": call.checkpoint_ns,
             "parent_turn": call.parent_turn,
-            "turns": len(self.turns[call.label]),
+            # model replies stored, the closing one included (what the turns pages hold)
+            "replies": len(self.turns[call.label]),
             **{
                 key: stats.get(key, 0)
                 for key in (
+                    "turns",
                     "tool_calls",
                     "rollbacks",
                     "retries",
@@ -167,7 +178,10 @@ class RunView:
 
     # -- turns ----------------------------------------------------------------------
 
-    def turn_page(self, label: str, offset: int, limit: int) -> dict[str, Any]:
+    async def turn_page(
+        self, label: str, offset: int, limit: int, blobs: BlobStore
+    ) -> dict[str, Any]:
+        """A page of the call's turns, their long results read back from ``blobs``."""
         call = self.call(label)
         turns = self.turns[label]
         notes = self._notes(call.checkpoint_ns)
@@ -176,6 +190,9 @@ class RunView:
             for child in self.transcript.children(label)
         }
         page = turns[max(offset, 0) : max(offset, 0) + max(1, min(limit, PAGE_TURNS * 4))]
+        results = [result for turn in page for result in turn.results]
+        restored = await hydrated(results, blobs)
+        texts = {id(result): full.text for result, full in zip(results, restored, strict=True)}
         return scrub(
             {
                 "label": label,
@@ -184,15 +201,16 @@ class RunView:
                 "offset": max(offset, 0),
                 "seq": self.seq,
                 "protocol": call.protocol,
-                "turns": [_turn_row(turn, notes, children, call.protocol) for turn in page],
+                "turns": [_turn_row(turn, notes, children, call.protocol, texts) for turn in page],
             }
         )
 
-    def result_text(self, label: str, number: int, index: int) -> str:
+    async def result_text(self, label: str, number: int, index: int, blobs: BlobStore) -> str:
         turns = self.turns[self.call(label).label]
         if not 1 <= number <= len(turns) or not 0 <= index < len(turns[number - 1].results):
             raise NoSuchCall(f"{label!r} has no result {index} in turn {number}")
-        return scrub(turns[number - 1].results[index].text)
+        (full,) = await hydrated([turns[number - 1].results[index]], blobs)
+        return scrub(full.text)
 
     def _notes(self, ns: str) -> dict[int, list[str]]:
         """What the events tell of each turn (by its number in its attempt) that the
@@ -248,6 +266,7 @@ def _turn_row(
     notes: dict[int, list[str]],
     children: dict[tuple[int | None, int | None], str],
     protocol: str,
+    texts: dict[int, str],
 ) -> dict[str, Any]:
     reply = turn.reply
     thinking, visible = split_thinking(reply.text)
@@ -265,7 +284,7 @@ def _turn_row(
                 "args": call.get("args"),
                 "invalid": call.get("invalid", False),
                 "sub": children.get((turn.number, index)),
-                "result": _result_row(turn.results[at], at) if at is not None else None,
+                "result": _result_row(turn.results[at], at, texts) if at is not None else None,
             }
         )
     return {
@@ -278,7 +297,7 @@ def _turn_row(
         "text": visible.strip(),
         "calls": calls,
         # results no call of this reply asked for (a tool error, say)
-        "other_results": [_result_row(turn.results[i], i) for i in sorted(results.values())],
+        "other_results": [_result_row(turn.results[i], i, texts) for i in sorted(results.values())],
         "usage": usage_of(reply),
         "notes": notes.get(turn.in_attempt, []),
     }
@@ -301,8 +320,8 @@ def _loads(args: Any) -> Any:
     return args
 
 
-def _result_row(result: ToolMessage, index: int) -> dict[str, Any]:
-    text = result.text
+def _result_row(result: ToolMessage, index: int, texts: dict[int, str]) -> dict[str, Any]:
+    text = texts.get(id(result), result.text)
     return {
         "index": index,
         "chars": len(text),
@@ -331,9 +350,11 @@ class RunViews:
             cached = self._views.get(run_id)
             stamp = (record.effective_status, record.updated_at)
             if cached is not None:
-                live = stamp[0] == "running"
-                if live and time.monotonic() - cached.loaded_at < REFRESH_S:
-                    return cached
+                # a live run is read at most every REFRESH_S: a request that comes
+                # sooner waits for the next reading, never gets an older one
+                wait = REFRESH_S - (time.monotonic() - cached.loaded_at)
+                if stamp[0] == "running" and wait > 0:
+                    await asyncio.sleep(wait)
                 fresh = await self._events(run_id, cached.seq)
                 if not fresh and cached.stamp == stamp:
                     return cached
@@ -342,7 +363,8 @@ class RunViews:
                 fresh = await self._events(run_id, 0)
                 events = [event for _, event in fresh]
             seq = fresh[-1][0] if fresh else (cached.seq if cached else 0)
-            transcript = await load_transcripts(run_id, store_url=self.store_url)
+            # long results stay previews here; a page of turns reads back its own
+            transcript = await load_transcripts(run_id, store=self.store, hydrate=False)
             view = RunView(transcript, events, seq, stamp)
             self._views[run_id] = view
             self._views.move_to_end(run_id)

@@ -179,7 +179,7 @@ function newRunPage() {
 function runPage(runId, params) {
   const state = {
     runId, summary: null, selected: params.get("call"), offset: null, follow: true,
-    source: null, seq: 0, stopped: false, poll: null, total: 0,
+    source: null, seq: 0, stopped: false, poll: null, settle: null, total: 0,
   };
   const header = el("section", { class: "panel", "data-test": "run-head" });
   const tree = el("div", { class: "tree", "data-test": "tree" });
@@ -329,7 +329,7 @@ function runPage(runId, params) {
         el("span", {}, el("i", { class: "sw", "data-c": "cached" }), "cached prompt"),
         el("span", {}, el("i", { class: "sw", "data-c": "prompt" }), "uncached prompt"),
         el("span", {}, el("i", { class: "sw", "data-c": "completion" }), "completion"),
-        el("span", { class: "muted" }, `${state.selected}: ${rows.length} turns, peak ${n(top)} tokens`)));
+        el("span", { class: "muted" }, `${state.selected}: ${rows.length} model replies, peak ${n(top)} tokens`)));
   }
 
   async function loadTurns() {
@@ -337,7 +337,7 @@ function runPage(runId, params) {
     if (!label) { put(turns, el("p", { class: "muted" }, "No agent call yet.")); return; }
     const call = state.summary.calls.find((c) => c.label === label);
     const size = state.summary.page_turns;
-    const last = Math.max(0, Math.floor(Math.max(call.turns - 1, 0) / size) * size);
+    const last = Math.max(0, Math.floor(Math.max(call.replies - 1, 0) / size) * size);
     const offset = state.offset === null || state.follow ? last : state.offset;
     let data;
     try { data = await api(`/api/runs/${enc(runId)}/calls/${enc(label)}/turns?offset=${offset}&limit=${size}`); }
@@ -400,7 +400,14 @@ function runPage(runId, params) {
     if (running && !state.source) {
       const source = new EventSource(`/api/runs/${enc(runId)}/events?after=${state.summary.seq}`);
       state.source = source;
-      source.onmessage = () => { state.follow = state.follow || state.offset === null || state.offset + state.summary.page_turns >= state.total; soon(); };
+      source.onmessage = () => {
+        state.follow = state.follow || state.offset === null || state.offset + state.summary.page_turns >= state.total;
+        soon();
+        // an event can be told a moment before its step's checkpoint is written:
+        // read once more when the events go quiet, so the last one is never missed
+        clearTimeout(state.settle);
+        state.settle = setTimeout(refresh, 800);
+      };
       source.addEventListener("end", () => { source.close(); state.source = null; soon(); });
       source.addEventListener("failure", (e) => { source.close(); state.source = null; try { say(JSON.parse(e.data).error); } catch (_) { /* shown below */ } });
       source.onerror = () => { if (source.readyState === EventSource.CLOSED) state.source = null; };
@@ -411,7 +418,7 @@ function runPage(runId, params) {
   }
 
   refresh();
-  return { stop() { state.stopped = true; clearTimeout(state.poll); if (state.source) state.source.close(); } };
+  return { stop() { state.stopped = true; clearTimeout(state.poll); clearTimeout(state.settle); if (state.source) state.source.close(); } };
 }
 
 // -- benchmarks ---------------------------------------------------------------------------
