@@ -81,12 +81,15 @@ class Api:
         params = request.query_params
         offset = _int(params.get("offset"), "offset", 0, 0, 10**9)
         limit = _int(params.get("limit"), "limit", PAGE_TURNS, 1, PAGE_TURNS * 4)
-        return JSONResponse(view.turn_page(request.path_params["label"], offset, limit))
+        label = request.path_params["label"]
+        page = await view.turn_page(label, offset, limit, self.views.store.blobs)
+        return JSONResponse(page)
 
     async def result(self, request: Request) -> Response:
         view = await self.views.get(request.path_params["run_id"])
         p = request.path_params
-        return JSONResponse({"text": view.result_text(p["label"], p["number"], p["index"])})
+        text = await view.result_text(p["label"], p["number"], p["index"], self.views.store.blobs)
+        return JSONResponse({"text": text})
 
     async def events(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -172,7 +175,7 @@ async def _answered(handler: Handler, request: Request) -> Response:
     try:
         return await handler(request)
     except (RunNotFoundError, NoSuchCall) as exc:
-        return _error(404, str(exc).strip("'\""))
+        return _error(404, str(exc))
     except SteeringError as exc:
         return _error(exc.status, str(exc))
     except RunStateError as exc:

@@ -14,9 +14,10 @@ from importlib import resources
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -49,6 +50,20 @@ def static_dir() -> Path:
     return Path(str(resources.files("mirograph.flows.ui") / "static"))
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """A path or method no route has: under ``/api/`` one JSON line like every other
+    API error (the page shows ``error``), elsewhere Starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    if request.url.path != "/api" and not request.url.path.startswith("/api/"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    what = f"{request.method} {request.url.path}"[:200]
+    return JSONResponse(
+        {"error": f"{exc.detail.lower()}: {what} is not in the API"},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     """The app; the store opens when the server starts and closes when it stops."""
 
@@ -70,6 +85,7 @@ def create_app(settings: Settings) -> Starlette:
         return HTMLResponse(index, headers={"Cache-Control": "no-store"})
 
     return Starlette(
+        exception_handlers={HTTPException: http_error},
         routes=[
             Route("/", page),
             *api_routes(),
