@@ -126,7 +126,8 @@ class GuardMiddleware:
         conn = HTTPConnection(scope)
         token = self.access.token
         given = conn.query_params.get("token")
-        if token is not None and given is not None and conn.url.path == "/":
+        host_ok = not self.access.loopback or _loopback_host(conn.headers.get("host", ""))
+        if token is not None and given is not None and conn.url.path == "/" and host_ok:
             await self._take_token(given, token, scope, receive, send)
             return
         refused = self.access.verdict(conn)
