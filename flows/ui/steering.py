@@ -15,6 +15,7 @@ prints to ``$MIROGRAPH_HOME/ui/<run id>.log``.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import sys
 import time
@@ -75,6 +76,7 @@ class Steering:
                 raise FlowError(
                     "--set applies to flow files; a custom graph reads its own settings"
                 )
+            _check_graph_ref(str(flow))
             target = str(flow)
         else:
             target = await asyncio.to_thread(load_flow, flow, list(overrides))
@@ -188,6 +190,28 @@ class Steering:
         if self.store_url:
             env["MIROGRAPH_STORE"] = self.store_url
         return env
+
+
+def _check_graph_ref(ref: str) -> None:
+    """Refuses a custom graph whose file or package is not there before a process
+    starts (it would only fail in its log, seconds later). The builder itself is not
+    imported: that would run the user's code in the server."""
+    target = ref.rpartition(":")[0]
+    if target.endswith(".py"):
+        if not Path(target).expanduser().is_file():
+            raise FlowError(f"graph {ref!r}: file {target!r} does not exist")
+        return
+    top = target.split(".")[0]
+    try:
+        found = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        found = False
+    # the process runs `python -m mirograph` here, so this folder is on its path too
+    if not found and not (Path(top).is_dir() or Path(f"{top}.py").is_file()):
+        raise FlowError(
+            f"graph {ref!r}: cannot import {target!r} (no module named {top!r}); use"
+            " path/to/file.py:function or an importable package.module:function"
+        )
 
 
 def log_path(run_id: str) -> Path:
