@@ -18,6 +18,7 @@ import pytest
 from starlette.testclient import TestClient
 from support.team_policy import team
 from support.testkit import TESTS, Cli, held_run, release, write_team_flow
+from support.transcript_kit import killed_team_run
 from support.ui_kit import ui_client, wait_until
 
 from mirograph.agents.sim.server import SimServer
@@ -218,3 +219,21 @@ def test_a_run_paused_from_the_api_is_resumed_from_it_and_finishes_exactly(
     counts = Counter(log.read_text().splitlines())
     assert {line for line, n in counts.items() if n > 1} == set()  # no tool call repeated
     assert counts[f"lookup browsing {BROWSING}"] == 1
+
+
+def test_a_killed_run_shows_paused_and_is_resumed_from_the_api(
+    client: TestClient, cli: Cli, tmp_path: Path, model: str
+) -> None:
+    """SIGKILL leaves the row ``running`` with a dead owner: the view calls it paused,
+    the resume is allowed, and the killed session shows as stopped in the timeline."""
+    killed_team_run(cli, model, tmp_path, "killed")
+    assert status_of(client, "killed") == "paused"
+    before = run_of(client, "killed")["timeline"]["sessions"]
+    assert [(s["ended"], s["end"]) for s in before] == [(None, None)]  # no end was written
+    resumed = client.post("/api/runs/killed/resume", json={})
+    assert resumed.status_code == 202, resumed.text
+    wait_until("the resumed run to complete", lambda: status_of(client, "killed") == "completed")
+    done = run_of(client, "killed")
+    assert done["run"]["answer"] == ANSWER
+    ended = [s["ended"] for s in done["timeline"]["sessions"]]
+    assert ended == ["stopped", "run_completed"]
