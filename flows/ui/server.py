@@ -38,6 +38,9 @@ def choose_token(host: str) -> tuple[str | None, bool]:
                 f"{TOKEN_ENV} is shorter than {MIN_TOKEN_CHARS} characters; set a longer one"
                 " (or unset it: one is generated)"
             )
+        # masked as it is asked: a value set with spaces or a newline around it would
+        # otherwise be masked only with them, and an answer quoting the token shows it
+        os.environ[TOKEN_ENV] = given.strip()
         return given.strip(), False
     if is_loopback(host):
         return None, False

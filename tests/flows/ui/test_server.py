@@ -12,7 +12,11 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from support.testkit import Cli
+from support.ui_kit import ui_client
+
+from mirograph.flows.ui.server import TOKEN_ENV, choose_token
 
 OPEN = re.compile(r"^mirograph ui: open (http://(\S+?):(\d+)/)(\?token=(\S+))?$")
 
@@ -108,3 +112,17 @@ def test_on_a_loopback_bind_no_token_is_asked_and_hosts_are_checked(cli: Cli) ->
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def test_a_token_set_with_spaces_around_it_is_masked_as_it_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIROGRAPH_HOME", str(tmp_path / "home"))
+    token = "spaced-token-0123456789abcdef"
+    monkeypatch.setenv(TOKEN_ENV, f"  {token}\n")
+    assert choose_token("0.0.0.0") == (token, False)
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    with ui_client(store, base_url="http://mirograph.lan", token=token, loopback=False) as http:
+        missing = http.get(f"/api/runs/{token}", headers={"Authorization": f"Bearer {token}"})
+    assert missing.status_code == 404
+    assert token not in missing.text and "***" in missing.json()["error"]
