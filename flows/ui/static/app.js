@@ -120,13 +120,15 @@ function runsPage(params) {
         ["turns", "tokens", "age"].map((h) => el("th", { class: "num" }, h)))),
       body));
 
+  let asked = 0;
   async function load() {
+    const mine = ++asked; // an answer to an older filter is dropped
     const query = new URLSearchParams();
     if (state.status) query.set("status", state.status);
     if (state.q) query.set("q", state.q);
     try {
       const data = await api(`/api/runs?${query}`);
-      if (state.stopped) return;
+      if (state.stopped || mine !== asked) return;
       put(body, ...data.runs.map((r) => el("tr", { "data-run": r.id },
         el("td", {}, el("a", { href: `#/run/${enc(r.id)}` }, r.id)),
         el("td", {}, badge(r.status)),
@@ -180,6 +182,7 @@ function runPage(runId, params) {
   const state = {
     runId, summary: null, selected: params.get("call"), offset: null, follow: true,
     source: null, seq: 0, stopped: false, poll: null, settle: null, total: 0,
+    asked: 0, pageAsked: 0, drawn: new Map(),
   };
   const header = el("section", { class: "panel", "data-test": "run-head" });
   const tree = el("div", { class: "tree", "data-test": "tree" });
@@ -196,13 +199,17 @@ function runPage(runId, params) {
 
   async function refresh() {
     if (state.stopped) return;
+    const asked = ++state.asked; // answers that come back out of order are dropped
     let summary;
     try { summary = await api(`/api/runs/${enc(runId)}`); }
     catch (error) {
       if (error.status === 404) { put(view, el("h1", {}, "No such run"), el("p", {}, error.message)); state.stopped = true; return; }
-      say(error.message); return;
+      say(error.message);
+      clearTimeout(state.poll);
+      if (!state.stopped) state.poll = setTimeout(refresh, 2000); // the server may come back
+      return;
     }
-    if (state.stopped) return;
+    if (state.stopped || asked !== state.asked) return;
     say("");
     state.summary = summary;
     const calls = summary.calls;
@@ -339,10 +346,11 @@ function runPage(runId, params) {
     const size = state.summary.page_turns;
     const last = Math.max(0, Math.floor(Math.max(call.replies - 1, 0) / size) * size);
     const offset = state.offset === null || state.follow ? last : state.offset;
+    const asked = ++state.pageAsked;
     let data;
     try { data = await api(`/api/runs/${enc(runId)}/calls/${enc(label)}/turns?offset=${offset}&limit=${size}`); }
     catch (error) { say(error.message); return; }
-    if (state.stopped || label !== state.selected) return;
+    if (state.stopped || label !== state.selected || asked !== state.pageAsked) return;
     state.offset = data.offset;
     state.total = data.total;
     const pager = el("div", { class: "pager" },
@@ -356,8 +364,21 @@ function runPage(runId, params) {
     put(turns,
       call.depth > 0 && call.subtask ? el("div", { class: "question" }, el("b", {}, "Sub-task: "), call.subtask) : null,
       pager,
-      data.turns.length ? data.turns.map((turn) => drawTurn(label, turn)) : el("p", { class: "muted" }, "No reply yet."));
+      data.turns.length ? data.turns.map((turn) => keptTurn(label, turn)) : el("p", { class: "muted" }, "No reply yet."));
     function go(to, follow) { state.offset = to; state.follow = !!follow; loadTurns(); }
+  }
+
+  // A turn drawn before with the same content keeps its node, so a live run's
+  // refresh leaves the thinking a person unfolded and the results they opened.
+  function keptTurn(label, turn) {
+    const key = `${label}\u0000${turn.n}`;
+    const content = JSON.stringify(turn);
+    const before = state.drawn.get(key);
+    if (before && before.content === content) return before.node;
+    const node = drawTurn(label, turn);
+    state.drawn.set(key, { content, node });
+    if (state.drawn.size > 400) state.drawn.delete(state.drawn.keys().next().value);
+    return node;
   }
 
   function drawTurn(label, turn) {

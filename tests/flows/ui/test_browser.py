@@ -145,12 +145,14 @@ def test_a_sub_agent_run_started_watched_paused_and_resumed_from_the_page(
         turns = page.locator("[data-test=turns] [data-turn]")
         expect(turns).to_have_count(1, timeout=SHOWN_MS)
         page.evaluate("window.__same_page = true")
+        turns.first.locator("details.thinking summary").click()  # a person reads turn 1
 
         policy.go[("browsing", 2)].set()
         policy.wait("browsing", 3)  # the second turn is stored; the third is held
         expect(turns).to_have_count(2, timeout=SHOWN_MS)
         expect(turns.nth(1)).to_contain_text("lookup")
         assert page.evaluate("window.__same_page") is True, "the page was reloaded"
+        expect(turns.first.locator("details.thinking")).to_have_attribute("open", "")
         expect(page.locator('[data-test=tree] [data-call="browsing#1"]')).to_contain_text("2 turns")
         shot(page, "live-sub-agent-run.png")
 
