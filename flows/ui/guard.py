@@ -3,9 +3,9 @@
 - Bound to a loopback address, the page and the API answer this machine only. A
   request must name a loopback host (``Host``), so a web page elsewhere cannot
   reach the API through a DNS name that resolves to 127.0.0.1 (DNS rebinding).
-- Bound to any other address, a token is required for everything but the static
-  assets (``MIROGRAPH_UI_TOKEN``, or one generated and printed once). A browser
-  brings it once in the address (``/?token=...``): it is moved into an HttpOnly,
+- Bound to any other address, a token is required for everything but the page
+  and its static assets (``MIROGRAPH_UI_TOKEN``, or one generated and printed
+  once). A browser brings it once in the address (``/?token=...``): it is moved into an HttpOnly,
   SameSite=Strict cookie and the address is cleaned. Scripts send
   ``Authorization: Bearer TOKEN``. No token: 401; a wrong one: 403.
 - A request that changes state (POST) must be JSON from this page's own origin:
@@ -38,8 +38,10 @@ SECURITY_HEADERS = [
 ]
 #: The cookie that carries the token in a browser.
 COOKIE = "mirograph_ui_token"
-#: Paths served to anyone: the page's code and styles hold no run data.
+#: Paths served to anyone: the page, its code and styles hold no run data (without
+#: the token, the page can say that it needs one).
 PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PATHS = frozenset({"/"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
@@ -69,7 +71,7 @@ class Access:
                 "this server answers only requests to 127.0.0.1 or localhost; open it by"
                 " that address",
             )
-        if conn.url.path.startswith(PUBLIC_PREFIXES):
+        if conn.url.path in PUBLIC_PATHS or conn.url.path.startswith(PUBLIC_PREFIXES):
             return None
         if self.token is not None:
             given = _bearer(conn) or conn.cookies.get(COOKIE)
