@@ -16,6 +16,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -91,6 +92,11 @@ def create_app(settings: Settings) -> Starlette:
             *api_routes(),
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),
         ],
-        middleware=[Middleware(GuardMiddleware, access=Access(settings.token, settings.loopback))],
+        middleware=[
+            Middleware(GuardMiddleware, access=Access(settings.token, settings.loopback)),
+            # a page of 50 turns is ~100 KB of JSON: ~8 times less over a remote link
+            # (server-sent events are never compressed: they must flow as they come)
+            Middleware(GZipMiddleware, minimum_size=2048),
+        ],
         lifespan=lifespan,
     )
