@@ -1,6 +1,6 @@
 """The README's set-up works on a fresh Debian/Ubuntu machine: its first command
 installs the system packages the project needs (bubblewrap, python3-venv,
-redis-server, postgresql) before the virtualenv, the test command is unchanged,
+redis-server, postgresql, chromium) before the virtualenv, the test command is unchanged,
 and CI runs the same script."""
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ def test_the_first_command_installs_system_packages_first_and_ci_does_the_same()
 
 
 def test_the_script_installs_what_a_fresh_machine_lacks(tmp_path: Path) -> None:
-    """On a machine without bubblewrap, Redis and venv support (simulated on PATH:
-    no ``bwrap`` nor ``redis-server``, a ``python3`` whose ``ensurepip`` is missing,
-    an ``apt-get`` that records what it is asked), the script installs them (and
+    """On a machine without bubblewrap, Redis, Chromium and venv support (simulated
+    on PATH: no ``bwrap``, ``redis-server`` nor ``chromium``, a ``python3`` whose
+    ``ensurepip`` is missing, an ``apt-get`` that records what it is asked), the
+    script installs them (and
     PostgreSQL where ``/usr/lib/postgresql`` has no ``initdb``), then checks Python."""
     bin_dir, asked = tmp_path / "bin", tmp_path / "apt.log"
     bin_dir.mkdir()
@@ -59,7 +60,9 @@ def test_the_script_installs_what_a_fresh_machine_lacks(tmp_path: Path) -> None:
     postgresql = [] if glob.glob("/usr/lib/postgresql/*/bin/initdb") else ["postgresql"]
     assert asked.read_text().splitlines() == [
         "apt-get update -qq",
-        " ".join(["apt-get install -y -qq python3-venv bubblewrap redis-server", *postgresql]),
+        " ".join(
+            ["apt-get install -y -qq python3-venv bubblewrap redis-server", *postgresql, "chromium"]
+        ),
     ]
 
 
