@@ -112,6 +112,10 @@ def test_the_data_the_package_reads_ships(wheel: zipfile.ZipFile) -> None:
     assert corpus
     for path in corpus:
         assert f"mirograph/flows/demo_corpus/{path.name}" in names
+    assets = [p for p in (ROOT / "flows" / "ui" / "static").iterdir() if p.is_file()]
+    assert {p.name for p in assets} >= {"index.html", "app.js", "app.css"}
+    for path in assets:  # the web view's page: no build step, so it must ship as it is
+        assert f"mirograph/flows/ui/static/{path.name}" in names
     assert "mirograph/py.typed" in names
 
 
