@@ -88,6 +88,15 @@ StoreOpt = Annotated[
         help="Store URL (default $MIROGRAPH_STORE, else sqlite:///$MIROGRAPH_HOME/runs.db).",
     ),
 ]
+RedisOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        envvar="MIROGRAPH_REDIS",
+        show_envvar=False,
+        help="Redis carrying live events (default $MIROGRAPH_REDIS; none: poll the store).",
+    ),
+]
 BrokerOpt = Annotated[
     str | None,
     typer.Option(
@@ -666,15 +675,7 @@ def ui(
         str | None,
         typer.Option("--broker", help="Queue runs started or resumed here for these workers."),
     ] = None,
-    redis: Annotated[
-        str | None,
-        typer.Option(
-            "--redis",
-            envvar="MIROGRAPH_REDIS",
-            show_envvar=False,
-            help="Redis carrying live events (default $MIROGRAPH_REDIS; none: poll the store).",
-        ),
-    ] = None,
+    redis: RedisOpt = None,
 ) -> None:
     """Watch and steer runs in a browser: runs, agent trees, every turn, live."""
     from mirograph.flows.ui.app import Settings
@@ -719,15 +720,7 @@ def submit(
 def watch(
     run_id: Annotated[str, typer.Argument(help="The run to follow (see `mirograph ls`).")],
     store: StoreOpt = None,
-    redis: Annotated[
-        str | None,
-        typer.Option(
-            "--redis",
-            envvar="MIROGRAPH_REDIS",
-            show_envvar=False,
-            help="Redis carrying live events (default $MIROGRAPH_REDIS; none: poll the store).",
-        ),
-    ] = None,
+    redis: RedisOpt = None,
 ) -> None:
     """Follow a run live from any machine: the lines `run` prints, until it ends."""
     from mirograph.flows.workers.follow import watch_fleet_run
