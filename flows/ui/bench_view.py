@@ -4,8 +4,9 @@ A folder holds a bench when it has ``bench.json`` (what it measures) and
 ``summary.json`` (its scores so far); the page shows the summary and the two
 plots. Folders are looked for in each root the server was given (``--bench``,
 default ``./bench``, where ``mirograph bench`` writes) and one level below it.
-Only those two plots are served, by the folder's number in the list: no path
-from a request reaches the file system.
+Only those two plots are served, by the folder's number in the list, and only
+when they are in that folder (not links to files elsewhere): no path from a
+request reaches the file system.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def bench_rows(roots: list[Path]) -> list[dict[str, Any]]:
                 "folder": str(folder),
                 "settings": settings,
                 "summary": _json(folder / "summary.json"),
-                "plots": [name for name in PLOTS if (folder / name).is_file()],
+                "plots": [name for name in PLOTS if _own_plot(folder, name)],
             }
         )
     return scrub(rows)
@@ -54,8 +55,14 @@ def plot_path(roots: list[Path], index: int, name: str) -> Path | None:
     folders = bench_folders(roots)
     if name not in PLOTS or not 0 <= index < len(folders):
         return None
-    path = folders[index] / name
-    return path if path.is_file() else None
+    return folders[index] / name if _own_plot(folders[index], name) else None
+
+
+def _own_plot(folder: Path, name: str) -> bool:
+    """Whether ``folder`` (resolved) holds the plot ``name`` itself: a link to a file
+    elsewhere is not the folder's plot, and is neither listed nor served."""
+    path = folder / name
+    return path.is_file() and path.resolve().parent == folder
 
 
 def _json(path: Path) -> Any:

@@ -10,12 +10,19 @@
   ``Authorization: Bearer TOKEN``. No token: 401; a wrong one: 403.
 - A request that changes state (POST) must be JSON from this page's own origin:
   a form or a page on another site cannot send it (cross-site request forgery).
+- A request a browser marks as sent by another site's page (``Sec-Fetch-Site``:
+  ``cross-site`` or ``same-site``, which is another port of this host too) reaches
+  nothing but the page and its assets: such a page could not read the answer, but
+  it could still make the server work (open event streams, list 2,000 runs) or
+  time the answers to learn which runs exist.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -43,6 +50,10 @@ COOKIE = "mirograph_ui_token"
 PUBLIC_PREFIXES = ("/static/",)
 PUBLIC_PATHS = frozenset({"/"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+#: A Host header as browsers send it: a name or an IP literal, an optional port.
+HOST_SHAPE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+#: ``Sec-Fetch-Site`` values of requests sent by another site's page.
+FOREIGN_SITES = frozenset({"cross-site", "same-site"})
 
 
 def is_loopback(host: str) -> bool:
@@ -65,7 +76,7 @@ class Access:
 
     def verdict(self, conn: HTTPConnection) -> Response | None:
         """None when the request may go on, else the response that refuses it."""
-        if self.loopback and not _loopback_host(conn.headers.get("host", "")):
+        if self.loopback and not _loopback_host(_host(conn)):
             return _refuse(
                 403,
                 "this server answers only requests to 127.0.0.1 or localhost; open it by"
@@ -73,6 +84,8 @@ class Access:
             )
         if conn.url.path in PUBLIC_PATHS or conn.url.path.startswith(PUBLIC_PREFIXES):
             return None
+        if conn.headers.get("sec-fetch-site", "").strip().lower() in FOREIGN_SITES:
+            return _refuse(403, "requests from another site's page may not use the API")
         if self.token is not None:
             given = _bearer(conn) or conn.cookies.get(COOKIE)
             if not given:
@@ -81,7 +94,7 @@ class Access:
                     "a token is required: open the address `mirograph ui` printed (it ends"
                     " in ?token=...), or send Authorization: Bearer TOKEN",
                 )
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
+            if not same_token(given, self.token):
                 return _refuse(403, "wrong token: use the one `mirograph ui` printed")
         if conn.scope.get("method") == "POST":
             return _cross_site(conn)
@@ -93,7 +106,26 @@ def _bearer(conn: HTTPConnection) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
+def same_token(given: str, token: str) -> bool:
+    """Whether ``given`` is the token, in a time that tells nothing of either (not even
+    the token's length: both are hashed first)."""
+    digest = hashlib.sha256
+    return hmac.compare_digest(digest(given.encode()).digest(), digest(token.encode()).digest())
+
+
+def _host(conn: HTTPConnection) -> str:
+    """The request's one Host header; "" when it has none or several (a request that
+    names two hosts names none we can trust)."""
+    hosts = conn.headers.getlist("host")
+    return hosts[0] if len(hosts) == 1 else ""
+
+
 def _loopback_host(host_header: str) -> bool:
+    """Whether the Host header names a loopback host, and only that: a header that is
+    not ``host[:port]`` (``evil.example@127.0.0.1``, ``[::1]evil``) is refused, not
+    read for the part that looks local."""
+    if not HOST_SHAPE.fullmatch(host_header):
+        return False
     host = urlsplit(f"//{host_header}").hostname or ""
     return is_loopback(host)
 
@@ -128,7 +160,7 @@ class GuardMiddleware:
         conn = HTTPConnection(scope)
         token = self.access.token
         given = conn.query_params.get("token")
-        host_ok = not self.access.loopback or _loopback_host(conn.headers.get("host", ""))
+        host_ok = not self.access.loopback or _loopback_host(_host(conn))
         if token is not None and given is not None and conn.url.path == "/" and host_ok:
             await self._take_token(given, token, scope, receive, send)
             return
@@ -142,7 +174,7 @@ class GuardMiddleware:
     async def _take_token(
         given: str, token: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not same_token(given, token):
             await _refuse(403, "wrong token: use the one `mirograph ui` printed")(
                 scope, receive, send
             )
