@@ -50,6 +50,8 @@ PAGE_TURNS = 50
 PREVIEW_CHARS = 2000
 #: Seconds a live run's view is kept before its store is read again.
 REFRESH_S = 0.4
+#: Seconds after new events within which a live run's checkpoint may still follow them.
+SETTLE_S = 1.0
 #: Runs whose views are kept.
 KEPT_VIEWS = 8
 #: Events that mark a turn: a rollback, a retried or cut model call, a budget reached.
@@ -69,13 +71,29 @@ class RunView:
     seq: int
     #: What the registry said when it was read (status and last update).
     stamp: tuple[Any, ...]
+    #: When the reading began (monotonic): it holds what was stored then, at least.
+    read_at: float = field(default_factory=time.monotonic)
+    #: When the reading that loaded ``transcript`` began (``read_at`` moves on when
+    #: a later look finds nothing new).
+    loaded_from: float = field(default_factory=time.monotonic)
+    #: When the reading ended: a live run's next one is at least ``REFRESH_S`` later.
     loaded_at: float = field(default_factory=time.monotonic)
+    #: When the reading that first saw its newest events began.
+    moved_at: float = field(default_factory=time.monotonic)
     turns: dict[str, list[Turn]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.turns = {call.label: turns_of(call.messages) for call in self.transcript.calls}
         self._calls = {call.label: call for call in self.transcript.calls}
         self._labels = {call.checkpoint_ns: call.label for call in self.transcript.calls}
+
+    def settled(self, stamp: tuple[Any, ...]) -> bool:
+        """Whether this reading still holds what the store holds when no event came
+        since. An event is told a moment before its step's checkpoint is written
+        (a model reply, a tool result): a running run read within ``SETTLE_S`` of
+        new events is read again, else the step written just after them would be
+        missing until the next event (minutes, during a long tool call)."""
+        return stamp[0] != "running" or self.loaded_from - self.moved_at >= SETTLE_S
 
     def call(self, label: str) -> AgentCall:
         try:
@@ -212,16 +230,22 @@ class RunView:
         (full,) = await hydrated([turns[number - 1].results[index]], blobs)
         return scrub(full.text)
 
-    def _notes(self, ns: str) -> dict[int, list[str]]:
-        """What the events tell of each turn (by its number in its attempt) that the
-        stored history does not: rollbacks, retried and cut model calls, budgets."""
-        notes: dict[int, list[str]] = {}
+    def _notes(self, ns: str) -> dict[tuple[int, int], list[str]]:
+        """What the events tell of each turn (by its attempt and its number in that
+        attempt) that the stored history does not: rollbacks, retried and cut model
+        calls, budgets. Events number a turn within its attempt; the attempt is the
+        one the agent's last ``restarted`` event began (1 before any)."""
+        notes: dict[tuple[int, int], list[str]] = {}
+        attempt = 1
         for event in self.events:
             name = event.get("event")
-            if name not in NOTED or (event.get("ns") or "") != ns:
+            if (event.get("ns") or "") != ns:
+                continue
+            if name == "restarted" and isinstance(event.get("attempt"), int):
+                attempt = event["attempt"]
                 continue
             turn = event.get("turn")
-            if not isinstance(turn, int):
+            if name not in NOTED or not isinstance(turn, int):
                 continue
             if name == "turn_rolled_back":
                 text = f"rolled back: {event.get('reason')}"
@@ -232,7 +256,7 @@ class RunView:
                 text = f"model call {event.get('outcome')}" + (f": {detail}" if detail else "")
             else:
                 continue
-            notes.setdefault(turn, []).append(text)
+            notes.setdefault((attempt, turn), []).append(text)
         return notes
 
 
@@ -263,7 +287,7 @@ def _turn_tokens(turn: Turn) -> list[int]:
 
 def _turn_row(
     turn: Turn,
-    notes: dict[int, list[str]],
+    notes: dict[tuple[int, int], list[str]],
     children: dict[tuple[int | None, int | None], str],
     protocol: str,
     texts: dict[int, str],
@@ -299,7 +323,7 @@ def _turn_row(
         # results no call of this reply asked for (a tool error, say)
         "other_results": [_result_row(turn.results[i], i, texts) for i in sorted(results.values())],
         "usage": usage_of(reply),
-        "notes": notes.get(turn.in_attempt, []),
+        "notes": notes.get((turn.attempt, turn.in_attempt), []),
     }
 
 
@@ -344,33 +368,52 @@ class RunViews:
         return find_run(self.store.registry, run_id)
 
     async def get(self, run_id: str) -> RunView:
-        record = self.record(run_id)
+        asked = time.monotonic()
+        self.record(run_id)  # a run not in the store: at once, not after the others
         lock = self._locks.setdefault(run_id, asyncio.Lock())
         async with lock:
             cached = self._views.get(run_id)
-            stamp = (record.effective_status, record.updated_at)
-            if cached is not None:
+            if cached is not None and cached.read_at >= asked:
+                # read since this request came (while it waited for the lock): not
+                # older than it asked for; each waiter reading again queued them
+                # REFRESH_S apart (ten pages on a live run: the tenth waited 4 s)
+                return self._kept(run_id, cached)
+            record = self.record(run_id)
+            if cached is not None and record.effective_status == "running":
                 # a live run is read at most every REFRESH_S: a request that comes
                 # sooner waits for the next reading, never gets an older one
                 wait = REFRESH_S - (time.monotonic() - cached.loaded_at)
-                if stamp[0] == "running" and wait > 0:
+                if wait > 0:
                     await asyncio.sleep(wait)
-                fresh = await self._events(run_id, cached.seq)
-                if not fresh and cached.stamp == stamp:
-                    return cached
+                    record = self.record(run_id)
+            began = time.monotonic()
+            stamp = (record.effective_status, record.updated_at)
+            fresh = await self._events(run_id, cached.seq if cached else 0)
+            if cached is not None:
+                if not fresh and cached.stamp == stamp and cached.settled(stamp):
+                    cached.read_at = began
+                    return self._kept(run_id, cached)
                 events = cached.events + [event for _, event in fresh]
             else:
-                fresh = await self._events(run_id, 0)
                 events = [event for _, event in fresh]
             seq = fresh[-1][0] if fresh else (cached.seq if cached else 0)
             # long results stay previews here; a page of turns reads back its own
             transcript = await load_transcripts(run_id, store=self.store, hydrate=False)
-            view = RunView(transcript, events, seq, stamp)
-            self._views[run_id] = view
-            self._views.move_to_end(run_id)
-            while len(self._views) > KEPT_VIEWS:
-                self._views.popitem(last=False)
-            return view
+            moved_at = began if fresh or cached is None else cached.moved_at
+            view = RunView(
+                transcript, events, seq, stamp, read_at=began, loaded_from=began, moved_at=moved_at
+            )
+            return self._kept(run_id, view)
+
+    def _kept(self, run_id: str, view: RunView) -> RunView:
+        self._views[run_id] = view
+        self._views.move_to_end(run_id)
+        while len(self._views) > KEPT_VIEWS:
+            gone, _ = self._views.popitem(last=False)
+            lock = self._locks.get(gone)
+            if lock is not None and not lock.locked():
+                del self._locks[gone]
+        return view
 
     async def _events(self, run_id: str, after: int) -> list[tuple[int, dict[str, Any]]]:
         found: list[tuple[int, dict[str, Any]]] = []

@@ -269,6 +269,12 @@ function runPage(runId, params) {
   }
 
   function select(label) {
+    if (label !== state.selected) {
+      // the call chosen is shown at once: the turns of the one before must not stay
+      // under its name while its own page is read (a live run's can take a moment)
+      document.querySelector("[data-test=turns-title]").textContent = `Turns of ${label}`;
+      put(turns, el("p", { class: "muted" }, `Loading the turns of ${label}…`));
+    }
     state.selected = label;
     state.offset = null;
     state.follow = false;
