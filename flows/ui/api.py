@@ -15,7 +15,7 @@ allow it) or 503 (the store is away). docs/reference.md "Web view" has each.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from mirograph.state.registry import RUN_STATUSES
 
 #: Runs a list returns at most.
 MAX_LIST = 2000
+#: Event streams open at once (browsers open at most 6 per server; scripts may open more).
+MAX_STREAMS = 64
 #: Bytes a POST body may have.
 MAX_BODY = 1_000_000
 #: Characters of a question a runs list shows (the run's own page has all of it): 200
@@ -50,6 +52,8 @@ class Api:
     steering: Steering
     bench_roots: list[Path]
     redis_url: str | None = None
+    #: Event streams open now.
+    streams: int = 0
 
     # -- reading ------------------------------------------------------------------
 
@@ -101,12 +105,21 @@ class Api:
         self.views.record(run_id)  # a run not in the store: 404, not an empty stream
         last = request.headers.get("last-event-id") or request.query_params.get("after")
         after = _int(last, "after", 0, 0, 10**12)
-        stream = event_stream(run_id, after, self.views.store_url, self.redis_url)
+        if self.streams >= MAX_STREAMS:  # each follows the store (a connection of its own)
+            return _error(503, f"{MAX_STREAMS} event streams are open; try again when one ends")
         return StreamingResponse(
-            stream,
+            self._counted(event_stream(run_id, after, self.views.store_url, self.redis_url)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    async def _counted(self, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+        self.streams += 1
+        try:
+            async for text in stream:
+                yield text
+        finally:
+            self.streams -= 1
 
     async def bench(self, request: Request) -> Response:
         return JSONResponse({"benches": bench_rows(self.bench_roots)})

@@ -26,6 +26,7 @@ from mirograph.flows.ui.api import Api, api_routes
 from mirograph.flows.ui.guard import Access, GuardMiddleware
 from mirograph.flows.ui.run_view import RunViews
 from mirograph.flows.ui.steering import Steering
+from mirograph.state.redact import scrub
 from mirograph.state.store import open_store
 
 
@@ -59,7 +60,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
     what = f"{request.method} {request.url.path}"[:200]
     return JSONResponse(
-        {"error": f"{exc.detail.lower()}: {what} is not in the API"},
+        {"error": scrub(f"{exc.detail.lower()}: {what} is not in the API")},
         status_code=exc.status_code,
         headers=exc.headers,
     )

@@ -43,7 +43,9 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
-#: The cookie that carries the token in a browser.
+#: The cookie that carries the token in a browser, named after the token
+#: (``cookie_name``): two servers on one host (ports are not part of a cookie's
+#: scope) keep a cookie each instead of overwriting one another's.
 COOKIE = "mirograph_ui_token"
 #: Paths served to anyone: the page, its code and styles hold no run data (without
 #: the token, the page can say that it needs one).
@@ -64,6 +66,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def cookie_name(token: str) -> str:
+    """The cookie of the server whose token is ``token`` (a digest of it, not it)."""
+    return f"{COOKIE}_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ class Access:
         if conn.headers.get("sec-fetch-site", "").strip().lower() in FOREIGN_SITES:
             return _refuse(403, "requests from another site's page may not use the API")
         if self.token is not None:
-            given = _bearer(conn) or conn.cookies.get(COOKIE)
+            given = _bearer(conn) or conn.cookies.get(cookie_name(self.token))
             if not given:
                 return _refuse(
                     401,
@@ -180,7 +187,7 @@ class GuardMiddleware:
             )
             return
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(cookie_name(token), token, httponly=True, samesite="strict", path="/")
         await response(scope, receive, send)
 
 

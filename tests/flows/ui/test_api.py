@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 from support.ui_kit import QUESTION, Runs, build_runs, sse_messages, ui_client
 
+from mirograph.flows.ui import api as api_module
 from mirograph.state.registry import RUN_STATUSES
 from mirograph.state.store import open_store
 
@@ -170,3 +171,27 @@ def test_last_event_id_is_honoured_before_after(client: TestClient, runs: Runs) 
         refused = client.get(f"/api/runs/story/events?after={bad}")
         assert refused.status_code == 400 and refused.json()["error"].startswith("after")
     assert client.get("/api/runs/story/events", headers={"Last-Event-ID": "x"}).status_code == 400
+
+
+def test_event_streams_are_capped_and_each_frees_its_place_when_it_ends(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api_module, "MAX_STREAMS", 1)
+    for _ in range(2):  # one at a time: the first one's place is free again
+        with client.stream("GET", "/api/runs/story/events") as stream:
+            assert stream.status_code == 200
+            assert "event: end" in "".join(stream.iter_text())
+    monkeypatch.setattr(api_module, "MAX_STREAMS", 0)
+    refused = client.get("/api/runs/story/events")
+    assert refused.status_code == 503
+    assert "event streams are open" in refused.json()["error"]
+
+
+def test_a_path_the_api_lacks_is_answered_with_its_secrets_masked(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-uiSECRETvalue0123456789"
+    monkeypatch.setenv("ANOTHER_API_KEY", secret)
+    answer = client.get(f"/api/nothing/{secret}")
+    assert answer.status_code == 404
+    assert secret not in answer.text and "***" in answer.json()["error"]

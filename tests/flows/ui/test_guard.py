@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 from support.ui_kit import ui_client
 
-from mirograph.flows.ui.guard import COOKIE
+from mirograph.flows.ui.guard import cookie_name
 
 TOKEN = "a-token-for-the-guard-tests-0123"
 REMOTE = "http://mirograph.lan:8765"
@@ -64,7 +64,7 @@ def test_without_a_token_401_with_a_wrong_one_403(remote: TestClient) -> None:
         wrong = remote.request(method, path, headers={"Authorization": "Bearer not-the-token"})
         assert wrong.status_code == 403, (method, path)
         assert wrong.json() == {"error": "wrong token: use the one `mirograph ui` printed"}
-        remote.cookies.set(COOKIE, "not-the-token")
+        remote.cookies.set(cookie_name(TOKEN), "not-the-token")
         assert remote.request(method, path).status_code == 403
         remote.cookies.clear()
     # the token in another address than "/" is no credential (it would stay in histories)
@@ -85,7 +85,7 @@ def test_the_token_in_the_address_becomes_a_strict_httponly_cookie(remote: TestC
     assert answer.status_code == 303
     assert answer.headers["location"] == "/"  # the address is cleaned of the token
     cookie = answer.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE}={TOKEN};")
+    assert cookie.startswith(f"{cookie_name(TOKEN)}={TOKEN};")
     attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
     assert {"httponly", "samesite=strict", "path=/"} <= attributes
     assert remote.get("/").status_code == 200  # the client keeps the cookie
@@ -99,7 +99,7 @@ def test_the_token_in_the_address_becomes_a_strict_httponly_cookie(remote: TestC
 def test_the_cookie_works_beside_another_authorization_scheme(remote: TestClient) -> None:
     """A proxy's Basic credentials are not a token: the cookie still counts, and the
     Basic value is never taken for the token."""
-    remote.cookies.set(COOKIE, TOKEN)
+    remote.cookies.set(cookie_name(TOKEN), TOKEN)
     answer = remote.get("/api/runs", headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert answer.status_code == 200, answer.text
     remote.cookies.clear()
