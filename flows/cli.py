@@ -662,9 +662,7 @@ def ui(
     store: StoreOpt = None,
     host: Annotated[
         str,
-        typer.Option(
-            "--host", help="Address to serve on; any but a loopback one asks for a token."
-        ),
+        typer.Option("--host", help="Address to serve on (a token is asked on any, loopback too)."),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0 = any free).")] = 8765,
     bench_dirs: Annotated[
@@ -676,6 +674,13 @@ def ui(
         typer.Option("--broker", help="Queue runs started or resumed here for these workers."),
     ] = None,
     redis: RedisOpt = None,
+    no_token: Annotated[
+        bool,
+        typer.Option(
+            "--no-token",
+            help="Ask no token (loopback only): any user of this machine may then steer runs.",
+        ),
+    ] = False,
 ) -> None:
     """Watch and steer runs in a browser: runs, agent trees, every turn, live."""
     from mirograph.flows.ui.app import Settings
@@ -688,7 +693,7 @@ def ui(
         redis_url=redis,
         bench_roots=list(bench_dirs or [Path("bench")]),
     )
-    serve(settings, host, port, lambda line: print(line, flush=True))
+    serve(settings, host, port, lambda line: print(line, flush=True), ask_token=not no_token)
 
 
 # -- workers (flows/workers) -------------------------------------------------------

@@ -2,11 +2,12 @@
 
 The socket is bound here, before uvicorn starts, so that a port in use or an
 address this machine does not have is one line (and ``--port 0`` can print the
-port it got). The token: ``MIROGRAPH_UI_TOKEN`` when set; else, bound to any
-address but a loopback one, one generated now and printed once, in the address
-to open. It is put in this process's environment, so the masking every log and
-answer passes through hides it like any other secret. uvicorn's access log is
-off: the first request's address holds the token.
+port it got). The token: ``MIROGRAPH_UI_TOKEN`` when set, else one generated now
+and printed once, in the address to open; on loopback too (every user of the
+machine reaches 127.0.0.1, and starting a run runs code), unless ``--no-token``.
+It is put in this process's environment, so the masking every log and answer
+passes through hides it like any other secret. uvicorn's access log is off: the
+first request's address holds the token.
 """
 
 from __future__ import annotations
@@ -29,9 +30,21 @@ TOKEN_ENV = "MIROGRAPH_UI_TOKEN"
 MIN_TOKEN_CHARS = 16
 
 
-def choose_token(host: str) -> tuple[str | None, bool]:
-    """The token to ask for (None: none) and whether it was generated here."""
+def choose_token(host: str, *, ask: bool = True) -> tuple[str | None, bool]:
+    """The token to ask for (None: none) and whether it was generated here.
+
+    Asked by default even on loopback: a run started through the API runs code as
+    this user, and every user of this machine can reach 127.0.0.1. ``ask=False``
+    (``--no-token``) is for a machine of one's own, and only on loopback.
+    """
     given = os.environ.get(TOKEN_ENV)
+    if not ask:
+        if not is_loopback(host):
+            raise UserInputError(
+                f"--no-token serves {host} to anyone who can reach it; drop --no-token"
+                " (a token is generated) or serve on 127.0.0.1"
+            )
+        return None, False
     if given is not None:
         if len(given.strip()) < MIN_TOKEN_CHARS:
             raise UserInputError(
@@ -42,8 +55,6 @@ def choose_token(host: str) -> tuple[str | None, bool]:
         # otherwise be masked only with them, and an answer quoting the token shows it
         os.environ[TOKEN_ENV] = given.strip()
         return given.strip(), False
-    if is_loopback(host):
-        return None, False
     token = secrets.token_urlsafe(24)
     os.environ[TOKEN_ENV] = token
     return token, True
@@ -82,9 +93,16 @@ def address(sock: socket.socket, host: str, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
-def serve(settings: Settings, host: str, port: int, say: Callable[[str], None]) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    say: Callable[[str], None],
+    *,
+    ask_token: bool = True,
+) -> None:
     """Serve until interrupted; ``say`` prints the address (and the token, once)."""
-    token, generated = choose_token(host)
+    token, generated = choose_token(host, ask=ask_token)
     settings = replace(settings, token=token, loopback=is_loopback(host))
     sock = bind(host, port)
     say(f"mirograph ui: open {address(sock, host, token)}")

@@ -99,19 +99,37 @@ def test_on_every_address_a_generated_token_is_asked_and_never_logged(cli: Cli, 
             assert token.encode() not in path.read_bytes(), path
 
 
-def test_on_a_loopback_bind_no_token_is_asked_and_hosts_are_checked(cli: Cli) -> None:
-    proc = cli.popen("ui", "--port", "0", "--store", cli.store)
-    try:
-        match = OPEN.match(first_line(proc))
-        assert match and match.group(2) == "127.0.0.1" and match.group(4) is None
-        base = f"http://127.0.0.1:{match.group(3)}"
-        with httpx.Client(base_url=base, timeout=30) as http:
-            assert http.get("/api/runs").json() == {"runs": []}
-            rebound = http.get("/api/runs", headers={"Host": f"evil.example:{match.group(3)}"})
-            assert rebound.status_code == 403
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+def test_on_loopback_a_token_is_asked_unless_no_token_and_hosts_are_checked(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every user of a machine reaches 127.0.0.1, and a run started through the API runs
+    code as the server's user: a token is asked there too, unless ``--no-token``."""
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    for extra in ((), ("--no-token",)):
+        proc = cli.popen("ui", "--port", "0", "--store", cli.store, *extra)
+        try:
+            match = OPEN.match(first_line(proc))
+            assert match and match.group(2) == "127.0.0.1"
+            base = f"http://127.0.0.1:{match.group(3)}"
+            with httpx.Client(base_url=base, timeout=30) as http:
+                listed = http.get("/api/runs")
+                if extra:
+                    assert match.group(4) is None and listed.json() == {"runs": []}
+                else:
+                    assert match.group(5) and listed.status_code == 401
+                    auth = {"Authorization": f"Bearer {match.group(5)}"}
+                    assert http.get("/api/runs", headers=auth).json() == {"runs": []}
+                rebound = http.get("/api/runs", headers={"Host": f"evil.example:{match.group(3)}"})
+                assert rebound.status_code == 403
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
+    refused = cli("ui", "--host", "0.0.0.0", "--no-token", "--port", "0", "--store", cli.store)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: --no-token serves 0.0.0.0 to anyone who can reach it; drop --no-token"
+        " (a token is generated) or serve on 127.0.0.1"
+    ]
 
 
 def test_a_token_set_with_spaces_around_it_is_masked_as_it_is_asked(
