@@ -167,7 +167,10 @@ class RunView:
         }
 
     def _timeline(self) -> dict[str, Any]:
-        """Sessions of the run (start, end, how each ended) and the spans of each call."""
+        """Sessions of the run (start, end, how each ended, its last event) and the
+        spans of each call. A session whose process was killed wrote no end: it is
+        shown ending at its last event (``last``), not running on until the next
+        session began or until now, however long the run lay dead."""
         sessions: list[dict[str, Any]] = []
         spans: dict[str, list[list[float | None]]] = {}
         for event in self.events:
@@ -175,9 +178,15 @@ class RunView:
             if not isinstance(ts, int | float):
                 continue
             if name in ("run_started", "run_resumed"):
-                _close_open(sessions, spans, ts, "stopped")
-                sessions.append({"start": ts, "end": None, "ended": None, "reason": None})
-            elif name in SESSION_ENDS and sessions:
+                if sessions:
+                    _close_open(sessions, spans, sessions[-1]["last"], "stopped")
+                sessions.append(
+                    {"start": ts, "end": None, "ended": None, "reason": None, "last": ts}
+                )
+                continue
+            if sessions:
+                sessions[-1]["last"] = ts
+            if name in SESSION_ENDS and sessions:
                 _close_open(sessions, spans, ts, name, event.get("reason"))
             elif name in ("agent_started", "agent_finished"):
                 label = self._labels.get(event.get("ns") or "")
@@ -188,7 +197,13 @@ class RunView:
                     own.append([ts, None])
                 elif own and own[-1][1] is None:
                     own[-1][1] = ts
-        entry = [[s["start"], s["end"]] for s in sessions]
+        if sessions and sessions[-1]["end"] is None and self.stamp[0] != "running":
+            # killed and not resumed yet: nothing runs; its calls stopped with it
+            for own in spans.values():
+                if own and own[-1][1] is None:
+                    own[-1][1] = sessions[-1]["last"]
+        running = self.stamp[0] == "running"
+        entry = [[s["start"], s["end"] or (None if running else s["last"])] for s in sessions]
         for call in self.transcript.calls:
             if not call.checkpoint_ns:
                 spans[call.label] = entry

@@ -290,15 +290,18 @@ function runPage(runId, params) {
     const starts = t.sessions.map((s) => s.start);
     if (!starts.length) { put(timeline, el("p", { class: "muted" }, "No session recorded.")); return; }
     const t0 = Math.min(...starts);
-    const ends = t.sessions.map((s) => s.end || t.now);
+    // a session with no end is running, or was killed: that one ends at its last event
+    const live = summary.run.status === "running";
+    const stop = (s) => s.end || (live ? t.now : s.last || t.now);
+    const ends = t.sessions.map(stop);
     const t1 = Math.max(...ends, t0 + 1);
     const width = 300, row = 16, label = 70;
     const x = (ts) => label + ((ts - t0) / (t1 - t0)) * (width - label);
     const height = row * calls.length + 18;
     const shapes = [];
     t.sessions.forEach((s) => {
-      shapes.push(svg("rect", { x: x(s.start), y: 0, width: Math.max(1, x(s.end || t.now) - x(s.start)), height: height - 16, fill: "#eef2fb", "data-session": s.ended || "running" },
-        svg("title", {}, `session ${new Date(s.start * 1000).toLocaleString()} – ${s.ended || "running"}`)));
+      shapes.push(svg("rect", { x: x(s.start), y: 0, width: Math.max(1, x(stop(s)) - x(s.start)), height: height - 16, fill: "#eef2fb", "data-session": s.ended || (live ? "running" : "stopped") },
+        svg("title", {}, `session ${new Date(s.start * 1000).toLocaleString()} – ${s.ended || (live ? "running" : "stopped")}`)));
       if (s.ended === "run_paused") shapes.push(svg("line", { x1: x(s.end), x2: x(s.end), y1: 0, y2: height - 16, stroke: "#a86500", "stroke-dasharray": "3 2" }, svg("title", {}, `paused: ${s.reason || ""}`)));
     });
     calls.forEach((call, i) => {

@@ -10,11 +10,14 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from support.team_policy import team
 from support.testkit import Cli
+from support.transcript_kit import killed_team_run
 from support.ui_kit import ui_client, wait_until
 from support.ui_live_kit import (
     HeldAfterRead,
@@ -138,3 +141,33 @@ def turns_of(client: TestClient, run_id: str) -> list[dict]:
     answer = client.get(f"/api/runs/{run_id}/calls/main/turns")
     assert answer.status_code == 200, answer.text
     return answer.json()["turns"]
+
+
+def test_a_killed_session_ends_at_its_last_event_not_when_the_next_began(
+    client: TestClient, cli: Cli, tmp_path: Path
+) -> None:
+    """SIGKILL writes no end. Killed, the run's session and the sub-agent call in
+    flight end at their last event (before the fix the page drew them on to now,
+    growing for as long as the run lay dead); resumed, the killed session still ends
+    there, not when the next one began (a resume the next day drew a day of work)."""
+    with SimServer(partial(team, browsing=6, coding=2)) as srv:
+        killed_team_run(cli, srv.base_url, tmp_path, "killed")
+        killed_at = time.time()
+        dead = wait_until(
+            "the run to show paused",
+            lambda: (s := client.get("/api/runs/killed").json())["run"]["status"] == "paused" and s,
+        )
+        (session,) = dead["timeline"]["sessions"]
+        assert session["start"] < session["last"] <= killed_at
+        spans = dead["timeline"]["spans"]
+        assert spans["planner"] == [[session["start"], session["last"]]]
+        assert spans["browsing#1"][-1][1] == session["last"]  # in flight when killed
+        resumed = cli("resume", "killed", "--store", cli.store)
+        assert resumed.returncode == 0, resumed.stderr
+    done = client.get("/api/runs/killed").json()
+    assert done["run"]["status"] == "completed"
+    first, second = done["timeline"]["sessions"]
+    assert (first["ended"], first["end"]) == ("stopped", session["last"])
+    assert first["end"] <= killed_at < second["start"]
+    browsing = done["timeline"]["spans"]["browsing#1"]
+    assert browsing[0][1] == first["end"] and browsing[-1][0] >= second["start"]
