@@ -10,6 +10,9 @@ one, so a note that belongs to one attempt can be seen on the other.
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from mirograph.agents.mirothinker.parsing import render_call
 from mirograph.agents.prompts import is_closing_request
 
 from .live_kit import GatedPolicy, flow_spec
+from .testkit import Cli
 
 
 def endless_flow(path: Path, base_url: str) -> tuple[Path, GatedPolicy]:
@@ -120,3 +124,29 @@ def held_flow(path: Path, base_url: str) -> Path:
     }
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+OPENED = re.compile(r"mirograph ui: open (http://\S+)")
+
+
+def start_ui(cli: Cli, port: int) -> tuple[subprocess.Popen[str], str]:
+    """``mirograph ui`` on ``port`` (its token generated, so new at each start) and the
+    address it printed."""
+    proc = cli.popen("ui", "--port", str(port), "--store", cli.store)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = OPENED.search(line)
+    assert match, f"mirograph ui did not start: {line!r}"
+    return proc, match.group(1)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def chromium() -> str:
+    found = os.environ.get("MIROGRAPH_CHROMIUM") or shutil.which("chromium")
+    assert found, "chromium is not installed: run .ci/install-system-deps"
+    return found

@@ -439,8 +439,17 @@ function runPage(runId, params) {
         state.settle = setTimeout(refresh, 800);
       };
       source.addEventListener("end", () => { source.close(); state.source = null; soon(); });
-      source.addEventListener("failure", (e) => { source.close(); state.source = null; try { say(JSON.parse(e.data).error); } catch (_) { /* shown below */ } });
-      source.onerror = () => { if (source.readyState === EventSource.CLOSED) state.source = null; };
+      // a stream refused (a restarted server with a new token, the store away when it
+      // reconnected) or failed is not retried by the browser: look again in a while,
+      // so the page says why, and goes live again once it can (else it froze, "running")
+      const lost = () => {
+        source.close();
+        if (state.source === source) state.source = null;
+        clearTimeout(state.poll);
+        if (!state.stopped) state.poll = setTimeout(refresh, 2000);
+      };
+      source.addEventListener("failure", (e) => { try { say(JSON.parse(e.data).error); } catch (_) { /* said on the next look */ } lost(); });
+      source.onerror = () => { if (source.readyState === EventSource.CLOSED) lost(); };
     }
     clearTimeout(state.poll);
     // not live: look again now and then, for a resume started elsewhere

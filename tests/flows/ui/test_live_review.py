@@ -14,23 +14,31 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from starlette.testclient import TestClient
+from support.gated_team import GatedTeam
 from support.team_policy import team
-from support.testkit import Cli
+from support.testkit import Cli, free_port, write_team_flow
 from support.transcript_kit import killed_team_run
 from support.ui_kit import ui_client, wait_until
 from support.ui_live_kit import (
     HeldAfterRead,
     RollbackThenRestart,
+    chromium,
     endless_flow,
     held_flow,
     restart_flow,
+    start_ui,
+    stop,
 )
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import validate_flow
 from mirograph.flows.runner import start_run
 from mirograph.flows.ui.run_view import REFRESH_S
+
+#: Milliseconds the page may take to show what the server says.
+SHOWN_MS = 15_000
 
 
 @pytest.fixture
@@ -171,3 +179,36 @@ def test_a_killed_session_ends_at_its_last_event_not_when_the_next_began(
     assert first["end"] <= killed_at < second["start"]
     browsing = done["timeline"]["spans"]["browsing#1"]
     assert browsing[0][1] == first["end"] and browsing[-1][0] >= second["start"]
+
+
+def test_a_page_whose_server_came_back_with_a_new_token_says_so(cli: Cli, tmp_path: Path) -> None:
+    """``mirograph ui`` killed and started again on its port generates a new token: the
+    page's live stream is refused (401), which a browser does not retry. Before the
+    fix nothing looked again: the page showed the run running for ever (its notice at
+    most "Failed to fetch"); it must say that a token is needed, and keep looking, so
+    a server with the same token (``MIROGRAPH_UI_TOKEN``) takes it back."""
+    policy = GatedTeam(hold={"browsing": (2,)}, browsing=3)
+    port = free_port()
+    with SimServer(policy) as sim, sync_playwright() as playwright:
+        flow = write_team_flow(tmp_path / "team.yaml", sim.base_url, coding=None)
+        ui, url = start_ui(cli, port)
+        runner = cli.popen("run", "Compare.", "--flow", str(flow), "--id", "watched",
+                           "--store", cli.store)  # fmt: skip
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            policy.wait("browsing", 2)
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url.split("#")[0] + "#/run/watched")
+            status = page.locator("[data-test=run-status] [data-status]")
+            expect(status).to_have_attribute("data-status", "running", timeout=SHOWN_MS)
+            stop(ui)
+            ui, _ = start_ui(cli, port)
+            expect(page.locator("#notice")).to_contain_text("a token is required", timeout=SHOWN_MS)
+            assert not errors, errors
+        finally:
+            policy.release_all()
+            browser.close()
+            stop(ui)
+            stop(runner)
