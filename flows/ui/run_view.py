@@ -243,7 +243,7 @@ class RunView:
         if not 1 <= number <= len(turns) or not 0 <= index < len(turns[number - 1].results):
             raise NoSuchCall(f"{label!r} has no result {index} in turn {number}")
         (full,) = await hydrated([turns[number - 1].results[index]], blobs)
-        return scrub(full.text)
+        return await asyncio.to_thread(scrub, full.text)  # up to max_result_chars long
 
     def _notes(self, ns: str) -> dict[tuple[int, int], list[str]]:
         """What the events tell of each turn (by its attempt and its number in that
@@ -364,7 +364,8 @@ def _result_row(result: ToolMessage, index: int, texts: dict[int, str]) -> dict[
     return {
         "index": index,
         "chars": len(text),
-        "preview": text[:PREVIEW_CHARS],
+        # masked before it is cut: a secret across the cut would keep its first part
+        "preview": scrub(text)[:PREVIEW_CHARS],
         "error": result.status == "error",
     }
 

@@ -55,6 +55,8 @@ class Steering:
         self.store_url = store_url
         self.broker = broker
         self._children: set[asyncio.Task[int]] = set()
+        #: Runs whose resume is being started (their process not yet seen running).
+        self._resuming: set[str] = set()
 
     async def start(self, question: str, flow: str | None, overrides: Sequence[str] = ()) -> str:
         """Starts an investigation; its run id once it is in the store."""
@@ -97,8 +99,20 @@ class Steering:
         return run_id
 
     async def resume(self, run_id: str) -> RunRecord:
-        """Continues a paused, failed or killed run; its row once it runs again."""
+        """Continues a paused, failed or killed run; its row once it runs again. A
+        second resume while one is being started (a double click) is refused: it
+        would start a process that the run's lease then turns away."""
         record = find_run(self.store.registry, run_id)
+        if run_id in self._resuming:
+            raise SteeringError(f"run {run_id} is being resumed", 409)
+        self._resuming.add(run_id)
+        try:
+            return await self._resume(record)
+        finally:
+            self._resuming.discard(run_id)
+
+    async def _resume(self, record: RunRecord) -> RunRecord:
+        run_id = record.id
         status = record.effective_status
         if status == "running":
             raise SteeringError(f"run {run_id} is already running", 409)

@@ -142,6 +142,7 @@ def test_a_sub_agent_run_started_watched_paused_and_resumed_from_the_page(
 
         expect(status_of(page)).to_have_attribute("data-status", "running", timeout=SHOWN_MS)
         page.click('[data-call="browsing#1"]')
+        expect(page.locator("[data-test=turns-title]")).to_contain_text("browsing#1")
         turns = page.locator("[data-test=turns] [data-turn]")
         expect(turns).to_have_count(1, timeout=SHOWN_MS)
         page.evaluate("window.__same_page = true")

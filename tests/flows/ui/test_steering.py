@@ -230,8 +230,11 @@ def test_a_killed_run_shows_paused_and_is_resumed_from_the_api(
     assert status_of(client, "killed") == "paused"
     before = run_of(client, "killed")["timeline"]["sessions"]
     assert [(s["ended"], s["end"]) for s in before] == [(None, None)]  # no end was written
-    resumed = client.post("/api/runs/killed/resume", json={})
-    assert resumed.status_code == 202, resumed.text
+    with ThreadPoolExecutor(2) as pool:  # a double click: one resume, not two processes
+        answers = list(pool.map(lambda _: client.post("/api/runs/killed/resume", json={}), [1, 2]))
+    assert sorted(a.status_code for a in answers) == [202, 409], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409).json()["error"]
+    assert refused in ("run killed is being resumed", "run killed is already running")
     wait_until("the resumed run to complete", lambda: status_of(client, "killed") == "completed")
     done = run_of(client, "killed")
     assert done["run"]["answer"] == ANSWER
