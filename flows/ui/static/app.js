@@ -463,28 +463,62 @@ function runPage(runId, params) {
 // -- benchmarks ---------------------------------------------------------------------------
 
 function benchPage() {
+  const state = { stopped: false, timer: null, drawn: "" };
   put(view, el("h1", {}, "Benchmarks"), el("p", { class: "muted" }, "Loading…"));
-  api("/api/bench").then((data) => {
-    if (!data.benches.length) {
-      put(view, el("h1", {}, "Benchmarks"), el("p", { class: "muted" },
-        "No `mirograph bench` output here. Start the web view with --bench FOLDER (default ./bench)."));
-      return;
-    }
-    put(view, el("h1", {}, "Benchmarks"), data.benches.map((b) => {
+  const pct = (v) => (v === null || v === undefined ? "-" : `${(v * 100).toFixed(1)} %`);
+  const title = (b) => {
+    const s = b.summary || {}, settings = b.settings || {};
+    return `${s.benchmark || settings.benchmark || "bench"} · ${s.flow || settings.flow || ""}`;
+  };
+
+  function draw(benches) {
+    const compare = el("table", { "data-test": "benches" },
+      el("thead", {}, el("tr", {}, ["benchmark · flow", "attempts", "avg@K", "pass@K", "± stderr", "judge", "state"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, benches.map((b) => {
+        const s = b.summary || {};
+        return el("tr", { "data-bench-row": b.index },
+          el("td", {}, el("a", { href: `#bench-${b.index}`, onclick: (e) => { e.preventDefault(); const at = document.getElementById(`bench-${b.index}`); if (at) at.scrollIntoView(); } }, title(b))),
+          el("td", { class: "num" }, `${n(s.attempts_done)} of ${n(s.attempts_expected)}`),
+          el("td", { class: "num" }, pct(s.avg_at_k)), el("td", { class: "num" }, pct(s.pass_at_k)),
+          el("td", { class: "num" }, pct(s.stderr)), el("td", {}, s.judge || (b.settings || {}).judge || "-"),
+          el("td", {}, b.summary ? (s.complete ? "complete" : "owed attempts") : "no judged attempt yet"));
+      })));
+    put(view, el("h1", {}, "Benchmarks"), compare, benches.map((b) => {
       const s = b.summary || {};
-      const pct = (v) => (v === null || v === undefined ? "-" : `${(v * 100).toFixed(1)} %`);
       const groups = Object.entries(s.by_group || {});
-      return el("section", { class: "bench panel", "data-bench": b.index },
-        el("h2", {}, `${s.benchmark || (b.settings && b.settings.benchmark) || "bench"} · ${s.flow || (b.settings && b.settings.flow) || ""}`),
-        el("div", { class: "muted" }, b.folder),
+      const runs = (b.settings || {}).bench_id;
+      return el("section", { class: "bench panel", id: `bench-${b.index}`, "data-bench": b.index },
+        el("h2", {}, title(b)),
+        el("div", { class: "muted" }, b.folder, runs ? [" · ", el("a", { href: `#/?q=${enc(runs)}` }, "its runs")] : null),
         el("table", {}, el("tbody", {},
           [["tasks", n(s.tasks)], ["runs per task (K)", n(s.runs)], ["attempts", `${n(s.attempts_done)} of ${n(s.attempts_expected)}`],
             ["avg@K", pct(s.avg_at_k)], ["pass@K", pct(s.pass_at_k)], ["without restarts, avg@K", pct((s.without_restarts || {}).avg_at_k)],
             ["judge", s.judge], ["judge errors", n(s.judge_errors)], ["mean turns", s.mean_turns === undefined || s.mean_turns === null ? "-" : s.mean_turns.toFixed(1)],
             ["complete", s.complete ? "yes" : "no"]].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))),
           groups.map(([g, v]) => el("tr", {}, el("th", {}, `group ${g}`), el("td", {}, `${pct(v.avg_at_k)} avg@K, ${pct(v.pass_at_k)} pass@K, ${v.tasks} tasks`))))),
-        el("div", {}, b.plots.map((p) => el("img", { src: `/api/bench/${b.index}/${p}`, alt: p }))));
+        // a new address each time the summary changes: a plot redrawn by a running bench is fetched again
+        el("div", {}, b.plots.map((p) => el("img", { src: `/api/bench/${b.index}/${p}?v=${enc(String(s.attempts_done))}`, alt: p }))));
     }));
-  }).catch((error) => say(error.message));
-  return null;
+  }
+
+  async function load() {
+    try {
+      const data = await api("/api/bench");
+      if (state.stopped) return;
+      say("");
+      const drawn = JSON.stringify(data.benches);
+      if (drawn === state.drawn) return; // unchanged: keep the page (and where it is scrolled)
+      state.drawn = drawn;
+      if (!data.benches.length) {
+        put(view, el("h1", {}, "Benchmarks"), el("p", { class: "muted" },
+          "No `mirograph bench` output here. Start the web view with --bench FOLDER (default ./bench)."));
+        return;
+      }
+      draw(data.benches);
+    } catch (error) { say(error.message); }
+  }
+  // a bench that is running writes its summary as attempts are judged: look again now and then
+  const again = () => { if (!state.stopped) state.timer = setTimeout(() => load().finally(again), 5000); };
+  load().finally(again);
+  return { stop() { state.stopped = true; clearTimeout(state.timer); } };
 }

@@ -279,3 +279,43 @@ def test_a_server_bound_beyond_loopback_refuses_requests_without_its_token(
         expect(page.locator('[data-run="kept"]')).to_have_count(1, timeout=SHOWN_MS)
         page.click('[data-run="kept"] a')
         expect(status_of(page)).to_have_attribute("data-status", "completed")
+
+
+def test_the_benchmarks_page_compares_bench_folders_and_shows_their_plots(
+    cli: Cli, page: Page, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bench" / "gaia-sim"
+    folder.mkdir(parents=True)
+    settings = {"bench_id": "bench-gaia-abc123", "benchmark": "gaia", "flow": "sim", "runs": 2}
+    (folder / "bench.json").write_text(json.dumps(settings), encoding="utf-8")
+    summary = {
+        "benchmark": "gaia",
+        "flow": "sim",
+        "tasks": 4,
+        "runs": 2,
+        "attempts_done": 8,
+        "attempts_expected": 8,
+        "avg_at_k": 0.75,
+        "pass_at_k": 0.75,
+        "stderr": 0.125,
+        "judge": "exact",
+        "complete": True,
+        "by_group": {"1": {"tasks": 2, "avg_at_k": 1.0, "pass_at_k": 1.0}},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    shutil.copy(TESTS.parent / "docs" / "bench" / "gaia-scaling.png", folder / "scaling.png")
+    with ui_server(cli, "--bench", str(tmp_path / "bench")) as ui:
+        page.goto(ui.url + "#/bench")
+        rows = page.locator("[data-test=benches] tbody tr")
+        expect(rows).to_have_count(1, timeout=SHOWN_MS)
+        expect(rows.first).to_contain_text("gaia · sim")
+        expect(rows.first).to_contain_text("8 of 8")
+        expect(rows.first).to_contain_text("75.0 %")
+        section = page.locator('[data-bench="0"]')
+        expect(section).to_contain_text("group 1")
+        page.wait_for_function(
+            "document.querySelector('[data-bench=\"0\"] img').naturalWidth > 0"
+        )  # the plot itself arrived, not a broken image
+        shot(page, "benchmarks.png")
+        section.locator("a", has_text="its runs").click()
+        expect(page.locator("[data-test=text-filter]")).to_have_value("bench-gaia-abc123")
