@@ -64,6 +64,7 @@ async function api(path, options) {
 
 function say(message) { notice.textContent = message || ""; }
 function n(value) { return value === null || value === undefined ? "-" : Number(value).toLocaleString("en-US"); }
+function count(value, one, many) { return `${n(value)} ${value === 1 ? one : many || `${one}s`}`; }
 function secs(value) { return value ? `${Number(value).toFixed(1)} s` : "-"; }
 function age(seconds) {
   if (seconds === null || seconds === undefined) return "-";
@@ -262,8 +263,8 @@ function runPage(runId, params) {
       el("div", { class: call.label === state.selected ? "on" : null, "data-call": call.label,
         onclick: () => select(call.label) },
         el("b", {}, call.label), " ", badge(call.status),
-        el("div", { class: "stats" }, `${n(call.turns)} turns · ${n(tokensOf(call))} tokens · ${secs(call.wall_seconds)}`
-          + (call.rollbacks ? ` · ${call.rollbacks} rollbacks` : "") + (call.retries ? ` · ${call.retries} retries` : ""))),
+        el("div", { class: "stats" }, `${count(call.turns, "turn")} · ${n(tokensOf(call))} tokens · ${secs(call.wall_seconds)}`
+          + (call.rollbacks ? ` · ${count(call.rollbacks, "rollback")}` : "") + (call.retries ? ` · ${count(call.retries, "retry", "retries")}` : ""))),
       branch(call.label))));
     put(tree, summary.calls.length ? branch("") : el("p", { class: "muted" }, "No agent has started yet."));
   }
