@@ -9,20 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
-from support.ui_kit import QUESTION, Runs, build_runs, sse_messages, ui_client
+from support.ui_kit import QUESTION, Runs, sse_messages, ui_client
 
 from mirograph.flows.ui import api as api_module
 from mirograph.state.registry import RUN_STATUSES
 from mirograph.state.store import open_store
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    """``story``, ``rolled`` and ``stalled`` in one store, shared by this module."""
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("ui-api")
-        mp.setenv("MIROGRAPH_HOME", str(home))
-        yield asyncio.run(build_runs(home))
 
 
 @pytest.fixture

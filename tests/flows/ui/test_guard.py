@@ -5,7 +5,6 @@ origin for every change; the security headers on every answer."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,19 +15,6 @@ from mirograph.flows.ui.guard import cookie_name
 
 TOKEN = "a-token-for-the-guard-tests-0123"
 REMOTE = "http://mirograph.lan:8765"
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("MIROGRAPH_HOME", str(tmp_path / "home"))
-    return f"sqlite:///{tmp_path / 'runs.db'}"
-
-
-@pytest.fixture
-def local(store: str) -> Iterator[TestClient]:
-    """A loopback bind, no token."""
-    with ui_client(store) as client:
-        yield client
 
 
 @pytest.fixture

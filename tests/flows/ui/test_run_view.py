@@ -5,7 +5,6 @@ builder is gone."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -17,22 +16,13 @@ from starlette.testclient import TestClient
 from support.examples_policy import verify
 from support.testkit import Cli
 from support.transcript_tools import page
-from support.ui_kit import PLAIN_SECRET, QUESTION, Runs, build_runs, ui_client
+from support.ui_kit import PLAIN_SECRET, QUESTION, Runs, ui_client
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.runner import start_run
 from mirograph.flows.ui.run_view import PREVIEW_CHARS
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    """``story``, ``rolled`` and ``stalled`` in one store, shared by this module."""
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("ui-run-view")
-        mp.setenv("MIROGRAPH_HOME", str(home))
-        yield asyncio.run(build_runs(home))
 
 
 @pytest.fixture(scope="module")

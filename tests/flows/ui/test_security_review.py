@@ -20,7 +20,6 @@ import select
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,19 +33,6 @@ from mirograph.state.store import open_store
 
 TOKEN = "a-token-for-the-security-review"
 REMOTE = "http://mirograph.lan:8765"
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("MIROGRAPH_HOME", str(tmp_path / "home"))
-    return f"sqlite:///{tmp_path / 'runs.db'}"
-
-
-@pytest.fixture
-def local(store: str) -> Iterator[TestClient]:
-    """A loopback bind, no token."""
-    with ui_client(store) as client:
-        yield client
 
 
 # -- hosts ------------------------------------------------------------------------------
