@@ -86,8 +86,9 @@ class Api:
         return JSONResponse(view.summary())
 
     async def turns(self, request: Request) -> Response:
-        view = await self.views.get(request.path_params["run_id"])
         params = request.query_params
+        seen = _int(params.get("seq"), "seq", -1, -1, 10**12)
+        view = await self.views.get(request.path_params["run_id"], None if seen < 0 else seen)
         offset = _int(params.get("offset"), "offset", 0, 0, 10**9)
         limit = _int(params.get("limit"), "limit", PAGE_TURNS, 1, PAGE_TURNS * 4)
         label = request.path_params["label"]

@@ -383,12 +383,18 @@ class RunViews:
         """The run's registry row (``RunNotFoundError`` for a run not in the store)."""
         return find_run(self.store.registry, run_id)
 
-    async def get(self, run_id: str) -> RunView:
+    async def get(self, run_id: str, seen: int | None = None) -> RunView:
+        """The run's view, as fresh as a live run allows. ``seen``: the ``seq`` of the
+        summary the asker holds; a view that has read that far answers at once (a
+        page of turns asked right after its summary comes from the same reading, not
+        from another one a throttle's wait later)."""
         asked = time.monotonic()
         self.record(run_id)  # a run not in the store: at once, not after the others
         lock = self._locks.setdefault(run_id, asyncio.Lock())
         async with lock:
             cached = self._views.get(run_id)
+            if cached is not None and seen is not None and cached.seq >= seen:
+                return self._kept(run_id, cached)
             if cached is not None and cached.read_at >= asked:
                 # read since this request came (while it waited for the lock): not
                 # older than it asked for; each waiter reading again queued them

@@ -23,6 +23,10 @@ from mirograph.state.redact import scrub
 
 #: Seconds of quiet after which a comment is sent.
 KEEPALIVE_S = 15.0
+#: Seconds between two reads of the store without Redis: a new turn is on the page
+#: within a second (watch's 0.5 s, plus the page's reads, came to 1.3 s; a read of
+#: the events file, or one indexed query, costs little; at most MAX_STREAMS follow).
+POLL_S = 0.2
 #: Events buffered between the follower and a slow browser.
 BUFFER = 1000
 
@@ -43,7 +47,7 @@ async def event_stream(
     async def pump() -> None:
         try:
             async for event in follow_events(
-                run_id, store_url=store_url, redis_url=redis_url, after=after
+                run_id, store_url=store_url, redis_url=redis_url, after=after, poll_s=POLL_S
             ):
                 await queue.put(("event", event))
             await queue.put(("end", None))

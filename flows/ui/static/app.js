@@ -222,7 +222,7 @@ function runPage(runId, params) {
     await loadTurns();
     live(summary.run.status === "running");
   }
-  const soon = debounce(refresh, 150);
+  const soon = debounce(refresh, 50);
 
   function drawHeader(summary) {
     const run = summary.run;
@@ -358,7 +358,8 @@ function runPage(runId, params) {
     const offset = state.offset === null || state.follow ? last : state.offset;
     const asked = ++state.pageAsked;
     let data;
-    try { data = await api(`/api/runs/${enc(runId)}/calls/${enc(label)}/turns?offset=${offset}&limit=${size}`); }
+    // the summary's seq: the page comes from the reading the summary came from
+    try { data = await api(`/api/runs/${enc(runId)}/calls/${enc(label)}/turns?offset=${offset}&limit=${size}&seq=${state.summary.seq}`); }
     catch (error) { say(error.message); return; }
     if (state.stopped || label !== state.selected || asked !== state.pageAsked) return;
     state.offset = data.offset;
@@ -437,7 +438,7 @@ function runPage(runId, params) {
         // an event can be told a moment before its step's checkpoint is written:
         // read once more when the events go quiet, so the last one is never missed
         clearTimeout(state.settle);
-        state.settle = setTimeout(refresh, 800);
+        state.settle = setTimeout(refresh, 500);
       };
       source.addEventListener("end", () => { source.close(); state.source = null; soon(); });
       // a stream refused (a restarted server with a new token, the store away when it

@@ -186,3 +186,17 @@ def test_a_path_the_api_lacks_is_answered_with_its_secrets_masked(
     answer = client.get(f"/api/nothing/{secret}")
     assert answer.status_code == 404
     assert secret not in answer.text and "***" in answer.json()["error"]
+
+
+def test_a_page_of_turns_asked_with_its_summarys_seq_comes_from_that_reading(
+    client: TestClient,
+) -> None:
+    summary = client.get("/api/runs/story").json()
+    label = summary["calls"][1]["label"]
+    page = client.get(
+        f"/api/runs/story/calls/{label.replace('#', '%23')}/turns?seq={summary['seq']}"
+    )
+    assert page.status_code == 200 and page.json()["seq"] == summary["seq"]
+    assert page.json()["total"] == summary["calls"][1]["replies"]
+    bad = client.get(f"/api/runs/story/calls/{label.replace('#', '%23')}/turns?seq=-5")
+    assert bad.status_code == 400 and "seq" in bad.json()["error"]
