@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,22 @@ from mirograph.agents.sim.server import SimServer
 
 HOLD_S = 120.0
 WAIT_MS = 30_000
+#: Notes, on the page's own clock, when it starts waiting and when the page holds
+#: the ``want``-th turn: a DOM observer sees it as it is drawn (Playwright's own
+#: waits poll ever more slowly, every 500 ms after the first 300, and would time
+#: their polling, not the page).
+WATCH = """want => {
+  window.__drawnAt = null;
+  const count = () => document.querySelectorAll("[data-test=turns] [data-turn]").length;
+  const seen = new MutationObserver(() => {
+    if (window.__drawnAt === null && count() >= want) {
+      window.__drawnAt = performance.now();
+      seen.disconnect();
+    }
+  });
+  seen.observe(document.body, { childList: true, subtree: true });
+  window.__asked = performance.now();
+}"""
 
 
 class HeldReplies:
@@ -109,17 +124,19 @@ def measure(turns: int, gap_ms: int) -> list[float]:
                 browser = playwright.chromium.launch(
                     executable_path=chromium(), args=["--no-sandbox"]
                 )
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                # bypass_csp: the page's policy (rightly) forbids evaluating strings,
+                # which Playwright's wait_for_function does to watch the page
+                page = browser.new_page(viewport={"width": 1400, "height": 1000}, bypass_csp=True)
                 page.goto(url.group(1) + "#/run/live?call=main")
                 shown = page.locator("[data-test=turns] [data-turn]")
                 for turn in range(2, turns + 1):
                     policy.reached[turn].wait(HOLD_S)
                     shown.nth(turn - 2).wait_for(timeout=WAIT_MS)  # the turns before it
                     page.wait_for_timeout(gap_ms)  # the model thinking
-                    start = time.perf_counter()
+                    page.evaluate(WATCH, turn)  # the page's clock starts here
                     policy.released[turn].set()
-                    shown.nth(turn - 1).wait_for(timeout=WAIT_MS)
-                    latencies.append((time.perf_counter() - start) * 1000)
+                    page.wait_for_function("window.__drawnAt !== null", timeout=WAIT_MS)
+                    latencies.append(page.evaluate("window.__drawnAt - window.__asked"))
                 policy.released[turns + 1].set()
                 browser.close()
         finally:
