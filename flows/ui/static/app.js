@@ -442,8 +442,8 @@ function runPage(runId, params) {
       };
       source.addEventListener("end", () => { source.close(); state.source = null; soon(); });
       // a stream refused (a restarted server with a new token, the store away when it
-      // reconnected) or failed is not retried by the browser: look again in a while,
-      // so the page says why, and goes live again once it can (else it froze, "running")
+      // reconnected) is not retried by the browser: look again in a while, so the
+      // page says why, and goes live again once it can (else it froze, "running")
       const lost = () => {
         source.close();
         if (state.source === source) state.source = null;
@@ -451,7 +451,9 @@ function runPage(runId, params) {
         if (!state.stopped) state.poll = setTimeout(refresh, 2000);
       };
       source.addEventListener("failure", (e) => { try { say(JSON.parse(e.data).error); } catch (_) { /* said on the next look */ } lost(); });
-      source.onerror = () => { if (source.readyState === EventSource.CLOSED) lost(); };
+      // a dropped connection too: the browser would retry on its own schedule, slower
+      // and blind (a server that comes back asking another token fails it only then)
+      source.onerror = lost;
     }
     clearTimeout(state.poll);
     // not live: look again now and then, for a resume started elsewhere
