@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from support.testkit import LISTENING, Cli
+from support.testkit import LISTENING, Cli, stop
 
 if TYPE_CHECKING:  # imported by the fixtures: psycopg and redis take a while to load
     from support.servers import PostgresServer, RedisServer
@@ -47,12 +47,7 @@ def sim_model(cli: Cli) -> Iterator[Callable[..., str]]:
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=10)
 
 
 @pytest.fixture

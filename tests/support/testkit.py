@@ -98,6 +98,16 @@ class Cli:
         )
 
 
+def stop(proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    """Ask a server process to stop (SIGTERM); kill it if it has not within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def show(cli: Cli, run_id: str) -> dict:
     result = cli("show", run_id, "--store", cli.store, "--json")
     assert result.returncode == 0, result.stderr

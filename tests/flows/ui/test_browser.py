@@ -31,7 +31,8 @@ import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from support.gated_team import GatedTeam
 from support.markup_text import FILLER, IMG, SCRIPT, SVG
-from support.testkit import TESTS, Cli, show, write_team_flow
+from support.testkit import TESTS, Cli, show, stop, write_team_flow
+from support.ui_live_kit import chromium
 
 from mirograph.agents.sim.server import SimServer
 from mirograph.flows.loader import load_flow
@@ -42,15 +43,6 @@ SHOTS = ARTIFACTS / "ui"
 OPENED = re.compile(r"mirograph ui: open (http://\S+)")
 #: Milliseconds the page may take to show what the store holds (a live turn, a status).
 SHOWN_MS = 15_000
-
-
-def chromium() -> str:
-    found = os.environ.get("MIROGRAPH_CHROMIUM") or shutil.which("chromium")
-    assert found, (
-        "chromium is not installed: run .ci/install-system-deps (Debian's chromium), or set"
-        " MIROGRAPH_CHROMIUM to a Chromium binary"
-    )
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +86,7 @@ def ui_server(cli: Cli, *args: str, env: dict[str, str] | None = None) -> Iterat
         assert match, f"mirograph ui did not start: {line!r} {proc.stderr and proc.stderr.read()}"
         yield Ui(match.group(1), proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def shot(page: Page, name: str) -> None:
