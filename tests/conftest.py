@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from support.testkit import LISTENING, Cli, stop
+from support.testkit import LISTENING, Cli
 
 if TYPE_CHECKING:  # imported by the fixtures: psycopg and redis take a while to load
     from support.servers import PostgresServer, RedisServer
@@ -47,7 +47,12 @@ def sim_model(cli: Cli) -> Iterator[Callable[..., str]]:
 
     yield start
     for proc in procs:
-        stop(proc, timeout=10)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture
